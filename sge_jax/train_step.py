@@ -1,0 +1,205 @@
+"""The compiled training step of the stacked axis models (SPEC §5).
+
+One step trains all M models (x, y, z per pretext task) at once: their parameters
+are stacked on a leading axis and the per-model loss is ``jax.vmap``-ed, so the
+three axes share one compiled program but keep separate weights.
+
+Multi-device data parallelism uses ``jax.pmap`` over the axis named ``batch``.
+The global batch of B consecutive sequences is cut into contiguous shards, one per
+device. The losses are sums over the batch, so each device computes its shard's
+estimate of the global objective:
+
+    n_dev * (reconstruction + attention on its shard)
+    + contrastive loss on the all-gathered projections (the whole global batch, in
+      stored order, so neighbour positives cross shard boundaries correctly)
+    + weight decay,
+
+and ``lax.pmean`` of these estimates and of their gradients is exactly the global
+loss and gradient (the all-gather's transpose hands each device its rows'
+cotangents). The step only uses named-axis collectives, so moving to
+``shard_map`` is a change of the mapping, not of the body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from sge_jax import losses
+from sge_jax.pretext import PretextTask, stacked_locality_masks
+from sge_jax.train_state import TrainState
+
+AXIS_NAME = 'batch'
+LOSS_TERMS = ('reconstruction', 'locality_attention', 'contrastive',
+              'weight_decay')
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+  """Static hyper-parameters of the objective.
+
+  Attributes:
+    temperature: tau of the contrastive loss.
+    weight_decay: lambda of the L2 term.
+    contrastive_weight: weight of the contrastive loss (1 in the paper).
+  """
+  temperature: float = 0.1
+  weight_decay: float = 0.02
+  contrastive_weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StepDefinition:
+  """What a step computes, besides the data: static, hashable.
+
+  Attributes:
+    model: the per-axis Flax model (shared definition of all M models).
+    tasks: pretext tasks; M = 3 * len(tasks).
+    loss: loss hyper-parameters.
+  """
+  model: object
+  tasks: tuple[PretextTask, ...]
+  loss: LossSettings
+
+
+def model_loss_terms(params, inputs: jax.Array, targets: jax.Array,
+                     mask: jax.Array, locality_weight: jax.Array, rng: jax.Array,
+                     *, definition: StepDefinition,
+                     axis_name: Optional[str]) -> dict[str, jax.Array]:
+  """Loss terms of ONE model on this device's shard.
+
+  Args:
+    params: one model's parameters.
+    inputs: [b, f, J] this device's encoder inputs (b = B / n_dev).
+    targets: [b, f, J] pretext targets.
+    mask: [f, f] locality mask.
+    locality_weight: [] 1 for LA, 0 for BA.
+    rng: this step's key (the paper's model is deterministic and does not draw
+      from it; stochastic layers of a variant would, under the name 'dropout').
+    definition: static step definition.
+    axis_name: the pmap axis, or None outside any mapped axis.
+
+  Returns:
+    ``reconstruction`` and ``locality_attention`` summed over the shard,
+    ``contrastive`` over the global batch, ``weight_decay``; all scalars.
+  """
+  outputs = definition.model.apply({'params': params}, inputs, targets,
+                                   rngs={'dropout': rng})
+  projections = outputs['projections']
+  if axis_name is not None:
+    projections = lax.all_gather(projections, axis_name, tiled=True)
+  return {
+      'reconstruction': losses.reconstruction_loss(outputs['reconstruction'],
+                                                   targets),
+      'locality_attention': locality_weight * losses.locality_attention_loss(
+          outputs['alignments'], mask),
+      'contrastive': losses.neighbour_contrastive_loss(
+          projections, definition.loss.temperature),
+      'weight_decay': losses.weight_decay_loss(params,
+                                               definition.loss.weight_decay),
+  }
+
+
+def global_loss_estimate(params, inputs, targets, mask, locality_weight, rng, *,
+                         definition: StepDefinition, axis_name: Optional[str]
+                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """This device's estimate of one model's global-batch objective (module doc).
+
+  Returns:
+    (objective, terms) where ``terms`` holds each global-batch loss term as this
+    device estimates it, plus ``total``; ``pmean`` over devices makes them exact.
+  """
+  terms = model_loss_terms(params, inputs, targets, mask, locality_weight, rng,
+                           definition=definition, axis_name=axis_name)
+  num_devices = 1 if axis_name is None else lax.psum(1, axis_name)
+  terms['reconstruction'] = num_devices * terms['reconstruction']
+  terms['locality_attention'] = num_devices * terms['locality_attention']
+  objective = (terms['reconstruction'] + terms['locality_attention']
+               + definition.loss.contrastive_weight * terms['contrastive']
+               + terms['weight_decay'])
+  terms['total'] = objective
+  return objective, terms
+
+
+def stacked_masks(definition: StepDefinition,
+                  length: int) -> tuple[np.ndarray, np.ndarray]:
+  """Locality masks [M, f, f] and attention weights [M] (trace-time constants)."""
+  return stacked_locality_masks(definition.tasks, length)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
+               *, definition: StepDefinition, axis_name: Optional[str] = AXIS_NAME
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step of all stacked models on this device's shard.
+
+  Args:
+    state: the train state (parameters stacked on a leading axis of size M).
+    batch: ``inputs`` and ``targets``, each [M, b, f, J]: this device's contiguous
+      shard of the global batch.
+    rng: the run's root training key (typed); the step uses
+      ``fold_in(rng, state.step)``.
+    definition: static step definition.
+    axis_name: the pmap axis name; None runs unmapped on one device.
+
+  Returns:
+    The new state and metrics: each loss term and ``total`` as [M] arrays
+    (global-batch values, identical on every device).
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+  masks, locality_weights = stacked_masks(definition, batch['inputs'].shape[2])
+  grad_fn = jax.grad(
+      functools.partial(global_loss_estimate, definition=definition,
+                        axis_name=axis_name), has_aux=True)
+  grads, metrics = jax.vmap(grad_fn, in_axes=(0, 0, 0, 0, 0, None))(
+      state.params, batch['inputs'], batch['targets'], jnp.asarray(masks),
+      jnp.asarray(locality_weights), step_rng)
+  if axis_name is not None:
+    grads = lax.pmean(grads, axis_name)
+    metrics = lax.pmean(metrics, axis_name)
+  return state.apply_gradients(grads), metrics
+
+
+def make_parallel_train_step(definition: StepDefinition):
+  """``train_step`` mapped over all local devices with ``jax.pmap``.
+
+  The returned function takes a replicated state (leading device axis), a sharded
+  batch ([n_dev, M, B / n_dev, f, J], see ``shard_batch``) and an unreplicated
+  root key; the input state is donated.
+  """
+  return jax.pmap(
+      functools.partial(train_step, definition=definition, axis_name=AXIS_NAME),
+      axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,))
+
+
+def shard_batch(batch: dict[str, np.ndarray],
+                num_devices: int) -> dict[str, np.ndarray]:
+  """Cuts a global batch [M, B, f, J] into contiguous shards [n_dev, M, B/n_dev, f, J]."""
+
+  def shard(array):
+    num_models, batch_size = array.shape[:2]
+    if batch_size % num_devices:
+      raise ValueError(f'batch size {batch_size} is not divisible by the '
+                       f'{num_devices} devices')
+    shards = array.reshape((num_models, num_devices, batch_size // num_devices)
+                           + array.shape[2:])
+    return jnp.swapaxes(shards, 0, 1) if isinstance(
+        shards, jax.Array) else np.swapaxes(shards, 0, 1)
+
+  return {name: shard(array) for name, array in batch.items()}
+
+
+def replicate(tree, num_devices: int):
+  """Adds a leading device axis of size ``num_devices`` to every leaf."""
+  return jax.tree.map(
+      lambda leaf: jnp.broadcast_to(leaf, (num_devices,) + leaf.shape), tree)
+
+
+def unreplicate(tree):
+  """The first device's copy of a replicated tree."""
+  return jax.tree.map(lambda leaf: leaf[0], tree)
