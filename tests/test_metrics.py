@@ -295,10 +295,17 @@ class TestRetrieval:
                                         exclude_self=True)
 
   def test_distance_ties_count_against_the_match(self):
-    # Query at 1.5, label A: gallery 1 (B) and 2 (A) both at 0.5 -> B first.
-    result = metrics.retrieval_cmc(np.array([[1.5]]), np.array([1]),
-                                   GALLERY_X, GALLERY_LABELS, max_rank=2)
+    # Query at x = 1, label 5; gallery x = 0 (label 5, index 0) and x = 2
+    # (label 6) are both at distance 1 exactly. The correct one comes first in
+    # index order, but the tie is broken against it: rank 2, AP = 1/2.
+    gallery = np.array([[0.0], [2.0]])
+    gallery_labels = np.array([5, 6])
+    query, query_labels = np.array([[1.0]]), np.array([5])
+    result = metrics.retrieval_cmc(query, query_labels, gallery, gallery_labels)
     np.testing.assert_allclose(result.cmc, [0.0, 1.0])
+    mean_ap = metrics.mean_average_precision(query, query_labels, gallery,
+                                             gallery_labels)
+    assert mean_ap.value == pytest.approx(0.5)
 
   def test_max_rank_bounds(self):
     with pytest.raises(ValueError, match='max_rank'):
