@@ -263,25 +263,34 @@ def _semantic_descriptor(sequences: np.ndarray, joint_names: JointNames,
           f'{2 * len(_GAIT_DYNAMICS)} gait-dynamics mean/std (m)'))
 
 
+def _joint_labels(joint_names: Optional[JointNames], num_joints: int
+                  ) -> list[str]:
+  if joint_names is None:
+    return [f'joint_{j}' for j in range(num_joints)]
+  return [str(name) for name in joint_names]
+
+
 def _leaf_joints(bones: np.ndarray, num_joints: int) -> np.ndarray:
   """Joints with exactly one bone (head, hands, feet in a body tree)."""
   degree = np.bincount(bones.ravel(), minlength=num_joints)
   return np.flatnonzero(degree == 1)
 
 
-def _generic_descriptor(sequences: np.ndarray, bones: Bones) -> FeatureSet:
+def _generic_descriptor(sequences: np.ndarray, bones: Bones,
+                        joint_names: Optional[JointNames]) -> FeatureSet:
   bones = _check_bones(bones, sequences.shape[2])
   lengths = bone_length_features(sequences, bones)
-  names = [f'bone_{parent}_{child}_length_m' for parent, child in bones]
+  labels = _joint_labels(joint_names, sequences.shape[2])
+  names = [f'bone_{labels[parent]}_{labels[child]}_length_m'
+           for parent, child in bones]
   leaves = _leaf_joints(bones, sequences.shape[2])
   first, second = np.triu_indices(leaves.size, k=1)
   pair_a, pair_b = leaves[first], leaves[second]
   series = np.linalg.norm(
       sequences[:, :, pair_a] - sequences[:, :, pair_b], axis=-1)  # [N, f, P]
-  for a, b in zip(pair_a, pair_b):
-    names.append(f'joint_{a}_to_{b}_mean_m')
-  for a, b in zip(pair_a, pair_b):
-    names.append(f'joint_{a}_to_{b}_std_m')
+  for statistic in ('mean', 'std'):
+    names.extend(f'{labels[a]}_to_{labels[b]}_{statistic}_m'
+                 for a, b in zip(pair_a, pair_b))
   features = np.concatenate(
       [lengths, series.mean(axis=1), series.std(axis=1)], axis=1)
   return FeatureSet(
@@ -350,7 +359,7 @@ def gait_descriptor_features(sequences, bones: Optional[Bones] = None,
   layout_name = _matching_layout(joint_names)
   if layout_name is not None:
     return _semantic_descriptor(sequences, joint_names, layout_name)
-  return _generic_descriptor(sequences, bones)
+  return _generic_descriptor(sequences, bones, joint_names)
 
 
 # ----------------------------------------------------------------------------
@@ -358,13 +367,6 @@ def gait_descriptor_features(sequences, bones: Optional[Bones] = None,
 
 FeatureExtractor = Callable[
     [np.ndarray, Optional[Bones], Optional[JointNames]], FeatureSet]
-
-
-def _joint_labels(joint_names: Optional[JointNames], num_joints: int
-                  ) -> list[str]:
-  if joint_names is None:
-    return [f'joint_{j}' for j in range(num_joints)]
-  return [str(name) for name in joint_names]
 
 
 def _raw_coordinates_set(sequences, bones, joint_names) -> FeatureSet:

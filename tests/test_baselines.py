@@ -208,8 +208,10 @@ class TestGaitDescriptor:
     result = baselines.gait_descriptor_features(sequences, [(0, 1), (1, 2)],
                                                 joint_names=None)
     assert 'GENERIC' in result.description
-    assert result.names == ('bone_0_1_length_m', 'bone_1_2_length_m',
-                            'joint_0_to_2_mean_m', 'joint_0_to_2_std_m')
+    assert result.names == ('bone_joint_0_joint_1_length_m',
+                            'bone_joint_1_joint_2_length_m',
+                            'joint_0_to_joint_2_mean_m',
+                            'joint_0_to_joint_2_std_m')
     np.testing.assert_allclose(result.features, [[0.5, 0.3, 0.8, 0.0]])
 
   def test_unknown_names_fall_back_to_generic(self):
@@ -217,6 +219,7 @@ class TestGaitDescriptor:
     result = baselines.gait_descriptor_features(
         sequences, V1_BONES, [f'j{i}' for i in range(20)])
     assert 'GENERIC' in result.description
+    assert 'j3_to_j7_mean_m' in result.names  # head to left hand
     # 19 bones + mean/std of pairs of the 5 end joints (head, hands, feet).
     assert result.features.shape == (1, 19 + 2 * 10)
 
