@@ -568,10 +568,15 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
   finite = np.isfinite(raw)
   if not finite.all():
     first_bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+    if raw.ndim == 2:
+      where = (f'[row, joint]; sequence {first_bad[0] // length}, frame '
+               f'{first_bad[0] % length}, joint {first_bad[1]}')
+    else:
+      where = '[sequence, frame, joint]'
     raise DataError(
         f'{path}: {int((~finite).sum())} NaN/Inf value(s); the first at index '
-        f'{first_bad} (value {raw[first_bad]}). Rebuild the file or drop the '
-        'bad sequences.')
+        f'{first_bad} {where} (value {raw[first_bad]}). Rebuild the file or '
+        'drop the bad sequences.')
   return series.astype(np.float32, copy=False)
 
 

@@ -1,0 +1,108 @@
+"""Entry point from ``config.data`` to a SkeletonDataset, with input checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sge_jax.data.authors_layout import load_authors_dataset, order_splits
+from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.npz_format import load_npz_dataset
+from sge_jax.data.synthetic import make_synthetic_dataset
+from sge_jax.errors import ConfigError, DataError
+
+FORMATS = ('authors', 'npz', 'synthetic')
+
+
+def load_dataset(data_config, seed: int) -> SkeletonDataset:
+  """Loads the dataset ``config.data`` describes.
+
+  Args:
+    data_config: the ``config.data`` ConfigDict (see configs/default.py): format,
+      root, name, length, probe, view, path, split_field, train_values,
+      synthetic.*.
+    seed: root seed; only the synthetic format uses it.
+
+  Returns:
+    The dataset with ``train`` (unless the protocol has none) and the test
+    splits chosen by ``data_config.probe`` (comma-separated names; ``''`` keeps
+    every test split), in report order.
+
+  Raises:
+    ConfigError: unknown format, non-positive length, npz format without a path.
+    DataError: missing or malformed data, unknown dataset/view/probe names
+      (the message lists the ones that exist).
+  """
+  data_format = data_config.format
+  length = int(data_config.length)
+  if length < 1:
+    raise ConfigError(f'config.data.length must be >= 1, got {length}')
+  if data_format == 'authors':
+    dataset = load_authors_dataset(
+        data_config.root, data_config.name, length, data_config.view or '')
+  elif data_format == 'npz':
+    if not data_config.path:
+      raise ConfigError(
+          "config.data.format='npz' needs config.data.path, the .npz file "
+          '(e.g. --config.data.path=/data/gist_gait_normal.npz).')
+    dataset = load_npz_dataset(
+        data_config.path, length, data_config.split_field,
+        data_config.train_values)
+  elif data_format == 'synthetic':
+    synthetic = data_config.synthetic
+    dataset = make_synthetic_dataset(
+        seed, length,
+        num_people=int(synthetic.num_people),
+        recordings_per_person=int(synthetic.recordings_per_person),
+        test_recordings_per_person=int(synthetic.test_recordings_per_person),
+        frames_per_recording=int(synthetic.frames_per_recording))
+  else:
+    raise ConfigError(
+        f'config.data.format={data_format!r} is unknown; use one of: '
+        f'{", ".join(FORMATS)}.')
+  return select_test_splits(dataset, data_config.probe or '')
+
+
+def select_test_splits(dataset: SkeletonDataset, probe: str) -> SkeletonDataset:
+  """Keeps ``train`` and the comma-separated test splits in ``probe`` ('' = all).
+
+  Raises:
+    DataError: a requested split that the dataset does not have (the message
+      lists those it has).
+  """
+  wanted = [name.strip() for name in probe.split(',') if name.strip()]
+  if not wanted:
+    return dataset
+  available = dataset.test_split_names
+  unknown = [name for name in wanted if name not in available]
+  if unknown:
+    raise DataError(
+        f'Unknown test split(s) {", ".join(map(repr, unknown))} in '
+        f'config.data.probe for dataset {dataset.name!r} ({dataset.source}). '
+        f'Test splits it has: {", ".join(available) or "(none)"}; use '
+        "--config.data.probe='' for all of them.")
+  kept = {name: split for name, split in dataset.splits.items()
+          if name == 'train' or name in wanted}
+  return dataclasses.replace(dataset, splits=order_splits(kept))
+
+
+def check_trainable(dataset: SkeletonDataset, batch_size: int) -> None:
+  """Raises DataError unless the train split fills at least one batch.
+
+  Training drops the incomplete last batch (SPEC §5), so fewer sequences than
+  ``batch_size`` would train on nothing.
+  """
+  if batch_size < 1:
+    raise ConfigError(f'config.train.batch_size must be >= 1, got {batch_size}')
+  if 'train' not in dataset.splits:
+    raise DataError(
+        f'Dataset {dataset.name!r} ({dataset.source}) has no train split (only '
+        f'{", ".join(dataset.splits)}), so encoders cannot be trained on it. '
+        'Train on another dataset and reuse its encoders with '
+        '--config.encoder_workdir=<that workdir> --config.stages=encode,evaluate.')
+  count = dataset.splits['train'].num_sequences
+  if count < batch_size:
+    raise DataError(
+        f'The train split of {dataset.name!r} ({dataset.source}) has {count} '
+        f'sequences, fewer than one batch of {batch_size}; the incomplete last '
+        'batch is dropped, so training would never take a step. Use a smaller '
+        f'--config.train.batch_size (at most {count}).')
