@@ -86,6 +86,13 @@ def test_empty_length_folder_lists_both_data_folders(tmp_path):
   _assert_getting_data_hint(message)
 
 
+def test_cme_expected_paths_use_the_casia_b_folder_names(tmp_path):
+  (tmp_path / 'CASIA_B_match' / '50' / 'nm.bg').mkdir(parents=True)
+  message = _message(DataError, load_authors_dataset, tmp_path, 'CASIA_B_match',
+                     50, view='nm.bg')
+  assert 'nm.bg/CASIA_B_test_npy_data/t_source_x_CASIA_B_50.npy' in message
+
+
 def test_missing_test_folder(kgbd):
   root, _ = kgbd
   test_folder = root / 'KGBD' / '6' / 'KGBD_test_npy_data'

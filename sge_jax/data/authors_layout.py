@@ -42,8 +42,9 @@ View folders (``view`` argument):
 * CASIA-B CVE: ``<root>/CASIA_B/<f>/view_<v>/CASIA_B_{train,test}_npy_data/``.
 * CASIA-B CME, ``view='<probe>.<gallery>'`` (e.g. ``nm.bg``), two layouts:
 
-  - ``<root>/CASIA_B_match/<f>/<probe>.<gallery>/CASIA_B_test_npy_data/{gallery,probe}/``
-    (SPEC §2.2), optionally with ``CASIA_B_train_npy_data/`` next to it;
+  - ``<root>/CASIA_B_match/<f>/<probe>.<gallery>/CASIA_B_test_npy_data/`` with
+    sub-folders ``gallery/`` and ``probe/`` (SPEC §2.2), optionally with
+    ``CASIA_B_train_npy_data/`` next to it;
   - ``<root>/CASIA_B_match/<f>/CASIA_B_test_npy_data/{nm,bg,cl}/`` with one folder
     per walking condition, as the authors' CME-CASIA-B.py reads it; the probe and
     gallery condition folders become splits ``probe`` and ``gallery`` (the same
@@ -105,7 +106,8 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
         ids_<tag>_<length>.npy                 pickled dict person -> [indices]
 
   Examples: KGBD train ``(dir, 'KGBD', 6, ..., train=True)``; IAS test set A
-  ``(dir, 'IAS-A', 6, ..., train=False)`` -> ``IAS_test_npy_data/t_source_x_IAS-A_6.npy``;
+  ``(dir, 'IAS-A', 6, ..., train=False)`` ->
+  ``IAS_test_npy_data/t_source_x_IAS-A_6.npy``;
   the SPC-MGR form ``(dir, 'IAS', 6, ..., train=False, subfolder='A')`` ->
   ``IAS_test_npy_data/A/t_source_x_IAS_6.npy``; CASIA-B CME gallery
   ``(<root>/CASIA_B_match/50/nm.bg, 'CASIA_B', 50, ..., train=False,
@@ -214,8 +216,9 @@ def load_authors_dataset(root: str | pathlib.Path,
   root = pathlib.Path(root)
   length_dir = _length_dir(root, name, length)
   dataset_dir, condition_pair = _resolve_view(length_dir, name, view)
-  train_optional = condition_pair is not None or bool(
-      _CONDITION_PAIR.match(view or '')) or name == 'CASIA_B_match'
+  # CASIA-B CME only matches probe to gallery; it may come without train data.
+  train_optional = bool(_CONDITION_PAIR.match(view or '')) or (
+      name == 'CASIA_B_match')
 
   train_folder = _find_data_folder(dataset_dir, name, train=True)
   test_folder = _find_data_folder(dataset_dir, name, train=False)
@@ -380,12 +383,13 @@ def _find_data_folder(dataset_dir: pathlib.Path, name: str, *, train: bool
 def _expected_listing(dataset_dir: pathlib.Path, name: str, tag: str, length: int,
                       *, train: bool = True, test: bool = True) -> str:
   lines = []
+  folder_prefix = _TAG_ALIASES.get(name, name)
   if train:
-    folder = dataset_dir / _data_folder_name(name, True)
+    folder = dataset_dir / _data_folder_name(folder_prefix, True)
     lines += [f'  {folder / f"source_{a}_{tag}_{length}.npy"}' for a in AXES]
     lines.append(f'  {folder / f"ids_{tag}_{length}.npy"}')
   if test:
-    folder = dataset_dir / _data_folder_name(name, False)
+    folder = dataset_dir / _data_folder_name(folder_prefix, False)
     lines += [f'  {folder / f"t_source_{a}_{tag}_{length}.npy"}' for a in AXES]
     lines.append(f'  {folder / f"ids_{tag}_{length}.npy"}')
   return '\n'.join(lines)

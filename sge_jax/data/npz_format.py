@@ -4,7 +4,8 @@ Fields (the layout of /work/shared/data/real_kinect_gait, see its README):
 
 * ``positions`` [T, J, 3] float: joint positions in metres, all recordings' frames
   concatenated.
-* ``seq_offsets`` [n+1] int: recording i is ``positions[seq_offsets[i]:seq_offsets[i+1]]``.
+* ``seq_offsets`` [n+1] int: recording i is
+  ``positions[seq_offsets[i]:seq_offsets[i+1]]``.
 * ``seq_person`` [n] int: person id of each recording.
 * optional per-recording ints ``seq_trial``, ``seq_view`` (any ``seq_<field>`` can
   serve as the split field), ``joint_names`` [J] str, ``bones`` [B, 2] int
