@@ -54,6 +54,8 @@ def test_frame_file_with_one_based_or_meaningless_labels():
      'non-finite value'),
     (lambda lines: lines[:3] + ['3, 1.0, 2.0, 1, 0, 0, 0, 0'] + lines[4:],
      'tracking state 0'),
+    (lambda lines: lines[:3] + ['3, 0, 0, 0, 1, 0, 1, 0'] + lines[4:],
+     'joint at (0,0,0) (not tracked)'),
 ])
 def test_bad_frame_files_are_dropped_with_their_reason(edit, reason):
   frame = fixtures.frames(1, 20, key=3)[0]

@@ -48,6 +48,8 @@ def test_parse_maps_names_whatever_their_spelling_and_order():
      'non-numeric value'),
     (lambda lines: lines.__setitem__(20 + 4, 'ShoulderLeft;1.0;nan;2.0'),
      'non-finite value'),
+    (lambda lines: lines.__setitem__(20 + 4, 'ShoulderLeft;0;0.0;-0'),
+     'joint at (0,0,0) (not tracked)'),
     (lambda lines: lines.__delitem__(20 + 4), 'missing joints'),
     (lambda lines: lines.__delitem__(20 + 0), 'missing joints'),
     (lambda lines: lines.__delitem__(20 + 19), 'missing joints'),

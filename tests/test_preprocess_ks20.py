@@ -123,11 +123,17 @@ def test_arrays_without_person_or_skeleton_shape_are_reported(tmp_path):
   raw = tmp_path / 'raw'
   raw.mkdir()
   rec = fixtures.frames(40, 25, key=5)
+  damaged = rec + 1
+  damaged[3, 21] = 0    # a not-tracked hand tip
+  damaged[7, 0, 1] = np.nan
   scipy.io.savemat(str(raw / 'frontal.mat'), {
-      'skeleton': rec, 'body02': rec + 1, 'calibration': np.eye(4)})
+      'skeleton': rec, 'body02': damaged, 'calibration': np.eye(4)})
   manifest = manifest_lib.Manifest('KS20', 6, 0, str(raw), '', {})
   found = ks20.read_recordings(str(raw), manifest, lambda _: None)
   assert [(r.person, r.view) for r in found] == [(2, 'frontal')]
+  np.testing.assert_array_equal(found[0].frames, np.delete(damaged, [3, 7], 0))
+  assert found[0].dropped == {'joint at (0,0,0) (not tracked)': 1,
+                              'non-finite value': 1}
   assert any('cannot tell the person' in s['reason']
              for s in manifest.skipped_sources)
   assert any('(4, 4) x1' in w['message'] for w in manifest.warnings)

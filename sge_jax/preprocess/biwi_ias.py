@@ -31,7 +31,8 @@ must exist; a missing test folder is a warning.
   state is 0"; the state is per joint, and the authors' scripts drop the frame
   at the first joint with state 0. A not-tracked joint has no measured position,
   so keeping the frame would put an invented point into the sequence. Inferred
-  joints (state 1) are kept, as the authors do.
+  joints (state 1) are kept, as the authors do. A joint exactly at (0, 0, 0)
+  is treated as not tracked too (the SDK's value for it).
 * Other dropped frames, each counted per reason in the manifest: empty file,
   fewer than 20 joint lines, a line with fewer than 7 fields, a non-numeric or
   non-finite value. The remaining frames are joined in order (as the authors
@@ -131,6 +132,8 @@ def parse_skel_frame(text: str, num_joints: int = LAYOUT.num_joints,
     return ParsedFrame(None, 'non-finite value', extra)
   if any(state == 0 for state in states):
     return ParsedFrame(None, 'tracking state 0', extra)
+  if rec_lib.joints_at_origin(values):
+    return ParsedFrame(None, rec_lib.NOT_TRACKED_ORIGIN, extra)
   slots = _joint_slots(labels, num_joints)
   positions = np.zeros((num_joints, 3), np.float32)
   positions[slots if slots is not None else slice(None)] = values

@@ -21,7 +21,9 @@ How a file is read (and what is assumed):
   line cannot shift every later frame: a new frame starts at the joint the file
   starts with, or when a joint repeats.
 * A frame is dropped (and counted per reason in the manifest) when a joint is
-  missing, a coordinate is not a number, or a coordinate is not finite. A
+  missing, a coordinate is not a number or not finite, or a joint is exactly at
+  (0, 0, 0): the file has no tracking state, and that is how the Kinect SDK
+  reports a joint it did not track (the authors' script kept such frames). A
   truncated last frame is one such frame. Lines without a ``;`` (headers,
   garbage) are counted and ignored.
 * If no line names a known joint, the file is read the authors' way: every 20
@@ -105,6 +107,8 @@ class _FrameBuilder:
       self.dropped[self.bad] += 1
     elif len(self.seen) < self.num_joints:
       self.dropped['truncated last frame' if last else 'missing joints'] += 1
+    elif rec_lib.joints_at_origin(self.positions):
+      self.dropped[rec_lib.NOT_TRACKED_ORIGIN] += 1
     else:
       self.frames.append(self.positions)
     self._reset()

@@ -28,6 +28,8 @@ therefore looks for skeletons by shape rather than by name. **Assumptions**
 * Person ids are kept as the file numbers them (KS20's bodies are numbered
   1..24 with gaps); the authors' script renumbers them 0..19, which changes no
   result.
+* A frame with a non-finite value or a joint exactly at (0, 0, 0) (how the
+  Kinect SDK reports a joint it did not track) is dropped and counted.
 * MATLAB v7.3 (HDF5) files cannot be read by SciPy; they are skipped with a
   warning saying to re-save them with ``save(..., '-v7')``.
 
@@ -246,17 +248,16 @@ def recordings_from_mat(content: dict, source: str, file_labels: list[str],
 
 def _finish(frames: np.ndarray, person: int, source: str, session: str,
             view: str) -> rec_lib.Recording:
-  """A recording from [T, 25, 3] frames; non-finite frames are dropped."""
+  """A recording from [T, 25, 3] frames, without non-finite/untracked frames."""
   frames = np.asarray(frames, np.float64)
   finite = np.all(np.isfinite(frames), axis=(1, 2))
-  # An all-zero frame is the Kinect's "no body tracked" record, not a pose.
-  empty = np.all(frames == 0, axis=(1, 2)) & finite
+  untracked = rec_lib.joints_at_origin(frames) & finite
   dropped = collections.Counter()
   if (~finite).any():
     dropped['non-finite value'] = int((~finite).sum())
-  if empty.any():
-    dropped['all joints zero (not tracked)'] = int(empty.sum())
-  keep = finite & ~empty
+  if untracked.any():
+    dropped[rec_lib.NOT_TRACKED_ORIGIN] = int(untracked.sum())
+  keep = finite & ~untracked
   return rec_lib.Recording(
       person=person, source=source, frames=frames[keep].astype(np.float32),
       session=session, view=view, frames_read=int(frames.shape[0]),

@@ -59,14 +59,16 @@ _LAYOUTS = {'KGBD': joints.KINECT_V1, 'BIWI': joints.KINECT_V1,
 _READ_RULES = {
     'KGBD': ('frames delimited by joint names (a frame starts at the file\'s '
              'first joint or when a joint repeats); a frame with a missing '
-             'joint, non-numeric or non-finite value is dropped; joints stored '
-             'in KINECT_V1 order by name'),
+             'joint, a non-numeric or non-finite value, or a joint exactly at '
+             '(0,0,0) (not tracked) is dropped; joints stored in KINECT_V1 '
+             'order by name'),
     'BIWI': ('first 20 lines of each *skel.txt frame file; a frame is dropped '
-             'when any joint has tracking state 0, or on a missing joint, '
-             'malformed line, non-numeric or non-finite value'),
+             'when any joint has tracking state 0 or sits exactly at (0,0,0), '
+             'or on a missing joint, malformed line, non-numeric or non-finite '
+             'value'),
     'KS20': ('skeleton arrays found by shape in the .mat files ([T,25,3], '
              '[T,75] joint-major, [25,3] frames); frames with non-finite values '
-             'or all joints zero are dropped'),
+             'or a joint exactly at (0,0,0) (not tracked) are dropped'),
 }
 _READ_RULES['IAS'] = _READ_RULES['BIWI']
 
@@ -300,7 +302,7 @@ def run(dataset: str, raw: str, out: str, length: int, seed: int = 0,
   if large:
     manifest.warn(
         f'{len(large)} recording(s) have a median |coordinate| above '
-        f'{rec_lib._MILLIMETRE_HINT} m, which looks like millimetres (first: '
+        f'{rec_lib.MILLIMETRE_HINT_METRES} m, which looks like millimetres (first: '
         f'{large[0]}); the data were NOT rescaled')
 
   cuts = [rec_lib.cut_recording(r.frames, length) for r in recordings]

@@ -29,7 +29,11 @@ _CANDIDATE_MIN_FRAMES = 2 * EDGE_FRAMES_DROPPED + max(SUPPORTED_LENGTHS)
 
 # Median |coordinate| above this (metres) means the file is almost surely in
 # millimetres: Kinect depth range is 0.5-8 m.
-_MILLIMETRE_HINT = 20.0
+MILLIMETRE_HINT_METRES = 20.0
+
+# Drop reason for a frame with a joint exactly at the camera origin: the Kinect
+# SDKs report a not-tracked joint as (0, 0, 0), and no body part can be there.
+NOT_TRACKED_ORIGIN = 'joint at (0,0,0) (not tracked)'
 
 
 @dataclasses.dataclass
@@ -206,7 +210,13 @@ def is_test_candidate(recording: Recording) -> bool:
 
 def looks_like_millimetres(frames: np.ndarray) -> bool:
   """Whether [T, J, 3] positions are implausibly large for metres."""
-  return bool(frames.size) and float(np.median(np.abs(frames))) > _MILLIMETRE_HINT
+  return (bool(frames.size)
+          and float(np.median(np.abs(frames))) > MILLIMETRE_HINT_METRES)
+
+
+def joints_at_origin(positions: np.ndarray) -> np.ndarray:
+  """[..., J, 3] -> [...] bool: whether any joint is exactly (0, 0, 0)."""
+  return np.any(np.all(positions == 0, axis=-1), axis=-1)
 
 
 _DIGITS = re.compile(r'\d+')
