@@ -56,7 +56,6 @@ EXPECTED_STRUCTURE = (
 _NAME_INDEX = rec_lib.joint_name_index(LAYOUT.joint_names)
 
 
-
 @dataclasses.dataclass
 class ParsedText:
   """Frames parsed from one KGBD text file.

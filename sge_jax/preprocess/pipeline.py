@@ -126,10 +126,12 @@ class Result:
   dataset_dirs: dict
 
 
-def _check_options(dataset: str, length: int) -> None:
+def _check_options(dataset: str, length: int, seed: int) -> None:
   if dataset not in DATASETS:
     raise ConfigError(f'--dataset must be one of {", ".join(DATASETS)}, got '
                       f'{dataset!r}')
+  if seed < 0:
+    raise ConfigError(f'--seed must be >= 0, got {seed}')
   if length not in rec_lib.SUPPORTED_LENGTHS:
     raise ConfigError(
         f'--length must be one of '
@@ -268,11 +270,11 @@ def run(dataset: str, raw: str, out: str, length: int, seed: int = 0,
     Result.
 
   Raises:
-    ConfigError: unknown dataset or length.
+    ConfigError: unknown dataset or length, negative seed.
     DataError: raw folder missing or with the wrong structure, nothing usable
       in it, or output exists without ``overwrite``.
   """
-  _check_options(dataset, length)
+  _check_options(dataset, length, seed)
   layout = _LAYOUTS[dataset]
   manifest = manifest_lib.Manifest(
       dataset=dataset, length=length, seed=seed, raw=os.path.abspath(raw),

@@ -100,11 +100,6 @@ def cut_recording(frames: np.ndarray, length: int) -> CutResult:
                    edge_frames=int(edge), leftover_frames=int(leftover))
 
 
-def reverse_in_time(sequences: np.ndarray) -> np.ndarray:
-  """The ``rev_rec`` target: [N, f, J, 3] -> the same sequences, frames reversed."""
-  return np.ascontiguousarray(sequences[:, ::-1])
-
-
 def assemble_split(parts: Sequence[tuple[int, int, np.ndarray]],
                    length: int, num_joints: int) -> SkeletonSplit:
   """Concatenates the windows of several recordings into one split.
@@ -131,14 +126,6 @@ def assemble_split(parts: Sequence[tuple[int, int, np.ndarray]],
       [np.full(w.shape[0], rec, np.int64) for rec, _, w in kept])
   return SkeletonSplit(sequences=sequences, labels=labels,
                        recordings=recordings)
-
-
-def ids_map(labels: np.ndarray) -> dict[int, list[int]]:
-  """The authors' ids dict: person -> sequence indices, in first-seen order."""
-  ids: dict[int, list[int]] = {}
-  for index, person in enumerate(labels.tolist()):
-    ids.setdefault(int(person), []).append(index)
-  return ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +169,7 @@ def assign_test_sessions(candidates: Sequence[Hashable],
   Returns:
     TestAssignment.
   """
-  ordered = sorted(candidates, key=str)
+  ordered = sorted(candidates, key=lambda s: natural_key(str(s)))
   rng = np.random.default_rng([int(seed), int(person)])
   drawn = [ordered[i] for i in rng.permutation(len(ordered))]
   # One candidate always stays in train: a short session may give no window
@@ -193,13 +180,13 @@ def assign_test_sessions(candidates: Sequence[Hashable],
   gallery = tuple(drawn[:gallery_count])
   probe = tuple(drawn[gallery_count:gallery_count + num_probe])
   train = tuple(drawn[gallery_count + num_probe:]) + tuple(
-      sorted(others, key=str))
+      sorted(others, key=lambda s: natural_key(str(s))))
   note = ''
   if gallery_count < num_gallery or num_probe < 1:
-    note = (f'person {person} has {len(ordered)} usable session(s) for the '
-            f'test split ({len(others)} more too short): {gallery_count} '
-            f'gallery + {num_probe} probe + {len(train)} train instead of '
-            f'{num_gallery} + 1 + rest')
+    too_short = f' ({len(others)} more too short to draw)' if others else ''
+    note = (f'person {person} has {len(ordered)} session(s) long enough for '
+            f'the test split{too_short}: {gallery_count} gallery + {num_probe} '
+            f'probe + {len(train)} train instead of {num_gallery} + 1 + rest')
   return TestAssignment(gallery=gallery, probe=probe, train=train, note=note)
 
 
