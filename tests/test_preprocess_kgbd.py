@@ -83,6 +83,15 @@ def test_parse_falls_back_to_line_order_without_known_names():
   assert any('no line names a known' in n for n in parsed.notes)
 
 
+def test_utf16_files_and_decimal_commas(tmp_path):
+  rec = fixtures.frames(2, 20, key=6)
+  lines = [line.replace('.', ',') for line in fixtures.kgbd_lines(rec)]
+  path = tmp_path / 'walk.txt'
+  path.write_bytes(_text(lines).replace('\n', '\r\n').encode('utf-16'))
+  parsed = kgbd.parse_kgbd_text(rec_lib.read_text(str(path)))
+  np.testing.assert_array_equal(parsed.frames, rec)
+
+
 def test_parse_empty_text_gives_no_frames():
   parsed = kgbd.parse_kgbd_text('')
   assert parsed.frames.shape == (0, 20, 3) and parsed.frames_read == 0

@@ -161,9 +161,7 @@ def read_frame_folder(folder: str, raw: str, person: int, group: str,
   label_files = 0
   for name in names:
     try:
-      with open(os.path.join(folder, name), encoding='utf-8',
-                errors='replace') as f:
-        parsed = parse(f.read())
+      parsed = parse(rec_lib.read_text(os.path.join(folder, name)))
     except OSError:
       dropped['unreadable file'] += 1
       continue

@@ -24,8 +24,10 @@ How a file is read (and what is assumed):
   missing, a coordinate is not a number or not finite, or a joint is exactly at
   (0, 0, 0): the file has no tracking state, and that is how the Kinect SDK
   reports a joint it did not track (the authors' script kept such frames). A
-  truncated last frame is one such frame. Lines without a ``;`` (headers,
-  garbage) are counted and ignored.
+  truncated last frame is one such frame. Lines that are not
+  ``name;x;y;z`` (headers, garbage) are counted and ignored.
+* Files may be UTF-8 or UTF-16 (with a byte-order mark); a decimal comma
+  (``0,512``) is read as a decimal point.
 * If no line names a known joint, the file is read the authors' way: every 20
   parsed lines are one frame in file order, with a warning.
 * An empty file, or one without a single complete frame, gives no recording
@@ -114,9 +116,13 @@ class _FrameBuilder:
 
 
 def _parse_coordinates(fields: list[str]) -> tuple[Optional[np.ndarray], str]:
-  """(xyz [3] float32, '') or (None, reason) for three text fields."""
+  """(xyz [3] float32, '') or (None, reason) for three text fields.
+
+  A decimal comma (``0,512``, written by some locales) is read as a point: the
+  field separator is ``;``, so a comma cannot be anything else.
+  """
   try:
-    values = np.array([float(v) for v in fields], np.float64)
+    values = np.array([float(v.replace(',', '.')) for v in fields], np.float64)
   except ValueError:
     return None, 'non-numeric value'
   if not np.all(np.isfinite(values)):
@@ -247,8 +253,7 @@ def read_recordings(raw: str, manifest,
       path = os.path.join(folder_path, name)
       source = os.path.relpath(path, raw)
       try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-          parsed = parse_kgbd_text(f.read())
+        parsed = parse_kgbd_text(rec_lib.read_text(path))
       except OSError as e:
         manifest.skip_source(source, f'cannot read: {e}')
         continue

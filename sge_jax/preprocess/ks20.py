@@ -331,9 +331,9 @@ def _read_text_frames(raw: str, paths: list[str], manifest,
     kept, dropped = [], collections.Counter()
     for _, path in sorted(frames):
       try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-          parsed = biwi_ias.parse_skel_frame(
-              f.read(), num_joints=NUM_JOINTS, state_field=None, min_fields=4)
+        parsed = biwi_ias.parse_skel_frame(
+            rec_lib.read_text(path), num_joints=NUM_JOINTS, state_field=None,
+            min_fields=4)
       except OSError:
         dropped['unreadable file'] += 1
         continue

@@ -243,6 +243,21 @@ def count_by_person(labels: np.ndarray) -> Mapping[int, int]:
   return {int(v): int(c) for v, c in zip(values, counts)}
 
 
+def read_text(path: str) -> str:
+  """A raw text file's content: UTF-16 if it starts with a UTF-16 byte-order
+  mark (Windows tools write those), else UTF-8 (BOM or not); undecodable bytes
+  become U+FFFD and then fail number parsing, so they are counted, not hidden.
+
+  Raises:
+    OSError: the file cannot be read.
+  """
+  with open(path, 'rb') as f:
+    data = f.read()
+  if data.startswith((b'\xff\xfe', b'\xfe\xff')):
+    return data.decode('utf-16', errors='replace')
+  return data.decode('utf-8-sig', errors='replace')
+
+
 def normalize_joint_name(name: str) -> str:
   """Lower case, letters and digits only, British 'centre' -> 'center'."""
   return re.sub(r'[^a-z0-9]', '', name.lower()).replace('centre', 'center')
