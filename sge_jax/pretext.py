@@ -121,16 +121,21 @@ def stacked_pretext_data(sequences: np.ndarray, tasks: tuple[PretextTask, ...],
   }
 
 
-def stacked_locality_masks(tasks: tuple[PretextTask, ...],
+def per_model_tasks(tasks: tuple[PretextTask, ...]) -> tuple[PretextTask, ...]:
+  """The task of each stacked model: every task repeated for the x, y, z axes."""
+  return tuple(task for task in tasks for _ in AXES)
+
+
+def stacked_locality_masks(model_tasks: tuple[PretextTask, ...],
                            length: int) -> tuple[np.ndarray, np.ndarray]:
-  """Per-model locality masks [M, f, f] and attention-loss weights [M].
+  """Locality masks [M, f, f] and attention-loss weights [M], one per model.
+
+  Args:
+    model_tasks: the task of each stacked model (see ``per_model_tasks``).
+    length: f.
 
   BA models get weight 0 (no attention loss); LA models weight 1.
   """
-  masks, weights = [], []
-  for task in tasks:
-    mask = locality_mask(length, task.reversed_target)
-    weight = 1.0 if task.attention == 'LA' else 0.0
-    masks += [mask] * len(AXES)
-    weights += [weight] * len(AXES)
+  masks = [locality_mask(length, task.reversed_target) for task in model_tasks]
+  weights = [1.0 if task.attention == 'LA' else 0.0 for task in model_tasks]
   return np.stack(masks), np.asarray(weights, np.float32)

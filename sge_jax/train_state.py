@@ -51,7 +51,8 @@ def init_stacked_params(model: nn.Module, key: jax.Array, num_models: int,
   def init_one(model_key):
     return model.init(model_key, sample, sample)['params']
 
-  return jax.vmap(init_one)(jax.random.split(key, num_models))
+  # Jitted: un-jitted Flax init compiles every primitive separately (seconds).
+  return jax.jit(jax.vmap(init_one))(jax.random.split(key, num_models))
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,11 +60,13 @@ class StepDefinition:
 
   Attributes:
     model: the per-axis Flax model (shared definition of all M models).
-    tasks: pretext tasks; M = 3 * len(tasks).
+    model_tasks: the pretext task of each of the M stacked models
+      (``pretext.per_model_tasks``); it fixes each model's locality mask and
+      whether it has an attention loss.
     loss: loss hyper-parameters.
   """
   model: object
-  tasks: tuple[PretextTask, ...]
+  model_tasks: tuple[PretextTask, ...]
   loss: LossSettings
 
 
@@ -127,12 +129,6 @@ def global_loss_estimate(params, inputs, targets, mask, locality_weight, rng, *,
   return objective, terms
 
 
-def stacked_masks(definition: StepDefinition,
-                  length: int) -> tuple[np.ndarray, np.ndarray]:
-  """Locality masks [M, f, f] and attention weights [M] (trace-time constants)."""
-  return stacked_locality_masks(definition.tasks, length)
-
-
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
                *, definition: StepDefinition, axis_name: Optional[str] = AXIS_NAME
                ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -152,7 +148,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
     (global-batch values, identical on every device).
   """
   step_rng = jax.random.fold_in(rng, state.step)
-  masks, locality_weights = stacked_masks(definition, batch['inputs'].shape[2])
+  masks, locality_weights = stacked_locality_masks(definition.model_tasks,
+                                                  batch['inputs'].shape[2])
   grad_fn = jax.grad(
       functools.partial(global_loss_estimate, definition=definition,
                         axis_name=axis_name), has_aux=True)
@@ -165,16 +162,27 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   return state.apply_gradients(grads), metrics
 
 
-def make_parallel_train_step(definition: StepDefinition):
-  """``train_step`` mapped over all local devices with ``jax.pmap``.
+@functools.lru_cache(maxsize=None)
+def make_parallel_train_step(definition: StepDefinition,
+                             devices: Optional[tuple[jax.Device, ...]] = None):
+  """``train_step`` mapped over devices with ``jax.pmap``.
 
-  The returned function takes a replicated state (leading device axis), a sharded
-  batch ([n_dev, M, B / n_dev, f, J], see ``shard_batch``) and an unreplicated
-  root key; the input state is donated.
+  Cached per (definition, devices), so building it again reuses the compiled
+  program.
+
+  Args:
+    definition: static step definition.
+    devices: devices to map over (default: all local devices).
+
+  Returns:
+    A function of a replicated state (leading device axis, see ``replicate``), a
+    sharded batch ([n_dev, M, B / n_dev, f, J], see ``shard_batch``) and an
+    unreplicated root key; the input state is donated.
   """
   return jax.pmap(
       functools.partial(train_step, definition=definition, axis_name=AXIS_NAME),
-      axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,))
+      axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,),
+      devices=None if devices is None else list(devices))
 
 
 def shard_batch(batch: dict[str, np.ndarray],
@@ -194,10 +202,26 @@ def shard_batch(batch: dict[str, np.ndarray],
   return {name: shard(array) for name, array in batch.items()}
 
 
-def replicate(tree, num_devices: int):
-  """Adds a leading device axis of size ``num_devices`` to every leaf."""
-  return jax.tree.map(
-      lambda leaf: jnp.broadcast_to(leaf, (num_devices,) + leaf.shape), tree)
+def to_devices(stacked_tree, devices: Sequence[jax.Device]):
+  """Places a tree whose leaves lead with a device axis the way pmap does.
+
+  Going through a pmapped identity gives the arrays exactly the sharding of a
+  pmap output, so the first training step does not compile a second program
+  for a differently placed input state.
+  """
+  return _pmapped_identity(tuple(devices))(stacked_tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _pmapped_identity(devices: tuple[jax.Device, ...]):
+  return jax.pmap(lambda tree: tree, axis_name=AXIS_NAME, devices=list(devices))
+
+
+def replicate(tree, devices: Sequence[jax.Device]):
+  """One copy of every leaf per device, placed as pmap places its outputs."""
+  stacked = jax.tree.map(
+      lambda leaf: jnp.broadcast_to(leaf, (len(devices),) + leaf.shape), tree)
+  return to_devices(stacked, devices)
 
 
 def unreplicate(tree):
