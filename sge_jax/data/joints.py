@@ -43,7 +43,8 @@ KINECT_V1 = JointLayout(
            (0, 16), (16, 17), (17, 18), (18, 19)),
 )
 
-# Kinect v2 SDK JointType order (KS20, the GIST recordings).
+# Kinect v2 SDK JointType order (KS20, the GIST recordings); bones as the SDK's
+# BodyBasics sample draws them (thumbs hang off the wrists, hand tips off the hands).
 KINECT_V2 = JointLayout(
     name='kinect_v2',
     joint_names=(
@@ -55,8 +56,8 @@ KINECT_V2 = JointLayout(
         'SpineShoulder', 'HandTipLeft', 'ThumbLeft', 'HandTipRight',
         'ThumbRight'),
     bones=((0, 1), (1, 20), (20, 2), (2, 3),
-           (20, 4), (4, 5), (5, 6), (6, 7), (7, 21), (7, 22),
-           (20, 8), (8, 9), (9, 10), (10, 11), (11, 23), (11, 24),
+           (20, 4), (4, 5), (5, 6), (6, 7), (7, 21), (6, 22),
+           (20, 8), (8, 9), (9, 10), (10, 11), (11, 23), (10, 24),
            (0, 12), (12, 13), (13, 14), (14, 15),
            (0, 16), (16, 17), (17, 18), (18, 19)),
 )
