@@ -47,7 +47,7 @@ class AttentionDecoder(nn.Module):
   num_joints: int
   num_layers: int = 2
   feed_inputs: bool = False
-  unroll: Union[int, bool] = True
+  unroll: Union[int, bool] = 1
 
   @nn.compact
   def __call__(self, memory: jax.Array, initial_state: tuple[LSTMState, ...],

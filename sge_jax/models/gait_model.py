@@ -30,14 +30,15 @@ class GaitEncodingModel(nn.Module):
     decoder_input: 'zeros' (the authors' effective behaviour: their training
       helper reads only the zero block their shift-right code prepends) or
       'shifted_target' (teacher forcing).
-    unroll: ``lax.scan`` unroll of the time loops (True = fully unrolled; f is
-      small in the authors' protocols).
+    unroll: ``lax.scan`` unroll of the time loops. 1 (a rolled loop) measured
+      fastest on CPU at B=128, f=6, k=256: 121 ms per model step against 136 (2),
+      140 (3) and 216 (fully unrolled), and it compiles 2-3x faster.
   """
   hidden: int = 256
   num_joints: int = 20
   num_layers: int = 2
   decoder_input: str = 'zeros'
-  unroll: Union[int, bool] = True
+  unroll: Union[int, bool] = 1
 
   @nn.compact
   def __call__(self, inputs: jax.Array, targets: Optional[jax.Array] = None,

@@ -69,7 +69,7 @@ def lstm_cell(kernel: jax.Array, bias: jax.Array, inputs: jax.Array,
 
 
 def run_lstm_layer(kernel: jax.Array, bias: jax.Array, inputs: jax.Array,
-                   state: LSTMState, unroll: Union[int, bool] = True
+                   state: LSTMState, unroll: Union[int, bool] = 1
                    ) -> tuple[jax.Array, LSTMState]:
   """Runs one LSTM layer over a time-major sequence.
 
@@ -128,7 +128,7 @@ class StackedLSTMEncoder(nn.Module):
   """
   hidden: int
   num_layers: int = 2
-  unroll: Union[int, bool] = True
+  unroll: Union[int, bool] = 1
 
   @nn.compact
   def __call__(self, inputs: jax.Array
