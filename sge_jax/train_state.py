@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -36,6 +37,18 @@ class TrainState(struct.PyTreeNode):
                         opt_state=opt_state)
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_stacked_init(model: nn.Module, length: int, num_joints: int):
+  sample = jnp.zeros((2, length, num_joints), jnp.float32)
+
+  def init_one(model_key):
+    return model.init(model_key, sample, sample)['params']
+
+  # Jitted (un-jitted Flax init compiles every primitive separately: seconds)
+  # and cached, so building a restore template again costs nothing.
+  return jax.jit(jax.vmap(init_one))
+
+
 def init_stacked_params(model: nn.Module, key: jax.Array, num_models: int,
                         length: int, num_joints: int):
   """Initialises ``num_models`` independent copies of ``model``, stacked.
@@ -46,13 +59,8 @@ def init_stacked_params(model: nn.Module, key: jax.Array, num_models: int,
   Returns:
     Parameters with a leading axis of size ``num_models``.
   """
-  sample = jnp.zeros((2, length, num_joints), jnp.float32)
-
-  def init_one(model_key):
-    return model.init(model_key, sample, sample)['params']
-
-  # Jitted: un-jitted Flax init compiles every primitive separately (seconds).
-  return jax.jit(jax.vmap(init_one))(jax.random.split(key, num_models))
+  return _compiled_stacked_init(model, length, num_joints)(
+      jax.random.split(key, num_models))
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,

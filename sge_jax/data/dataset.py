@@ -101,3 +101,16 @@ class SkeletonDataset:
           f'dataset {self.name!r} has no split {name!r}; '
           f'it has: {", ".join(self.splits)}')
     return self.splits[name]
+
+
+def first_sequences(dataset: SkeletonDataset, count: int) -> SkeletonDataset:
+  """The dataset with every split cut to its first ``count`` sequences (0 = all)."""
+  if count <= 0:
+    return dataset
+
+  def head(split: SkeletonSplit) -> SkeletonSplit:
+    recordings = None if split.recordings is None else split.recordings[:count]
+    return SkeletonSplit(split.sequences[:count], split.labels[:count], recordings)
+
+  return dataclasses.replace(
+      dataset, splits={name: head(s) for name, s in dataset.splits.items()})

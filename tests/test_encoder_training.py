@@ -1,0 +1,136 @@
+"""The train stage: resumption, early stopping, multi-device, non-finite losses."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sge_jax import encoder_training
+from sge_jax.checkpointing import CheckpointStore
+from sge_jax.encoder_training import (EarlyStopping, NonFiniteLossError,
+                                      resident_batches, steps_per_call_for,
+                                      train_encoders, update_early_stopping)
+from tests.pipeline_fixtures import tiny_config, tiny_dataset
+
+
+class _Interrupted(Exception):
+  pass
+
+
+def _assert_same_params(a, b, rtol=0.0):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    if rtol:
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7)
+    else:
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
+    tmp_path, monkeypatch):
+  config = tiny_config(**{'train.shuffle_batches': True})
+  dataset = tiny_dataset(config)
+  straight = train_encoders(config, dataset, tmp_path / 'straight')
+  assert int(straight.step) == 12
+
+  original_save = CheckpointStore.save
+
+  def save_then_crash(self, step, tree):
+    original_save(self, step, tree)
+    if step == 6:
+      raise _Interrupted()
+
+  monkeypatch.setattr(CheckpointStore, 'save', save_then_crash)
+  with pytest.raises(_Interrupted):
+    train_encoders(config, dataset, tmp_path / 'resumed')
+  monkeypatch.setattr(CheckpointStore, 'save', original_save)
+  resumed = train_encoders(config, dataset, tmp_path / 'resumed')
+  assert int(resumed.step) == 12
+  _assert_same_params(resumed.params, straight.params)
+  np.testing.assert_array_equal(jax.random.key_data(resumed.rng),
+                                jax.random.key_data(straight.rng))
+  # metrics.jsonl describes one run: every step logged once.
+  steps = [r['step'] for r in map(json.loads, (tmp_path / 'resumed' / 'metrics.jsonl')
+                                  .read_text().splitlines()) if 'loss/total' in r]
+  assert steps == [3, 6, 9, 12]
+  # Running again finds the run finished.
+  again = train_encoders(config, dataset, tmp_path / 'resumed')
+  _assert_same_params(again.params, straight.params)
+
+
+def test_two_devices_train_like_one(tmp_path):
+  config = tiny_config()
+  dataset = tiny_dataset(config)
+  one = train_encoders(config, dataset, tmp_path / 'one', jax.devices()[:1])
+  two = train_encoders(config, dataset, tmp_path / 'two', jax.devices()[:2])
+  _assert_same_params(two.params, one.params, rtol=1e-4)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = tiny_config(**{'train.epochs': 1})
+  dataset = tiny_dataset(config)
+  good = train_encoders(config, dataset, tmp_path)
+  exploding = tiny_config(**{'train.epochs': 2, 'train.learning_rate': 1e38})
+  with pytest.raises(NonFiniteLossError,
+                     match=r'became nan at step 8.*last good checkpoint \(step 6\)'):
+    train_encoders(exploding, dataset, tmp_path)
+  store = CheckpointStore(tmp_path / 'checkpoints')
+  assert store.latest_step() == 6
+  restored = encoder_training.restore_trained_params(config, tmp_path, 6, 20)
+  _assert_same_params(restored, good.params)
+
+
+def test_paper_early_stopping_counts_a_plateau_then_stops_on_a_rise():
+  state = EarlyStopping.start(2)
+  losses = [[5.0, 5.0], [4.0, 3.0], [3.000001, 2.0], [3.000002, 1.0],
+            [3.000003, 0.5], [3.1, 0.4]]
+  for epoch_losses in losses:
+    state = update_early_stopping(state, np.array(epoch_losses), 'paper')
+  # Model 0: 4.0 then three values equal to 5 decimals (plateau), then a rise.
+  assert state.plateaus.tolist() == [1, 0]
+  assert state.active.tolist() == [False, True]
+  never = EarlyStopping.start(2)
+  for epoch_losses in losses:
+    never = update_early_stopping(never, np.array(epoch_losses), 'none')
+  assert never.active.all()
+
+
+def test_stopped_models_are_frozen(tmp_path, monkeypatch):
+  config = tiny_config(**{'train.early_stopping': 'paper', 'train.epochs': 4})
+  dataset = tiny_dataset(config)
+
+  def stop_model_one_after_first_epoch(state, losses, rule):
+    del losses, rule
+    return EarlyStopping(state.history, state.plateaus, np.array([True, False, True]))
+
+  monkeypatch.setattr(encoder_training, 'update_early_stopping',
+                      stop_model_one_after_first_epoch)
+  frozen = train_encoders(config, dataset, tmp_path)
+  metrics = [json.loads(line) for line in
+             (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert metrics[-1]['active'] == {'rev_rec/x': True, 'rev_rec/y': False,
+                                   'rev_rec/z': True}
+  after_one_epoch = train_encoders(tiny_config(**{'train.epochs': 1}), dataset,
+                                   tmp_path / 'one_epoch')
+  _assert_same_params(jax.tree.map(lambda p: p[1], frozen.params),
+                      jax.tree.map(lambda p: p[1], after_one_epoch.params))
+  moved = jax.tree.map(lambda a, b: np.abs(a[0] - b[0]).max(), frozen.params,
+                       after_one_epoch.params)
+  assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_steps_per_call_tiles_epochs():
+  assert steps_per_call_for(12, 5) == 4
+  assert steps_per_call_for(7, 5) == 1
+  assert steps_per_call_for(6, 100) == 6
+
+
+def test_resident_batches_are_contiguous_device_shards():
+  data = {'inputs': np.arange(3 * 10).reshape(3, 10, 1, 1).astype(np.float32),
+          'targets': np.zeros((3, 10, 1, 1), np.float32)}
+  resident, num_batches = resident_batches(data, 4, jax.devices()[:2])
+  assert num_batches == 2                      # sequences 8 and 9 are dropped
+  inputs = np.asarray(resident['inputs'])      # [n_dev, M, batches, B/n_dev, ...]
+  assert inputs.shape == (2, 3, 2, 2, 1, 1)
+  np.testing.assert_array_equal(inputs[1, 0, 1, :, 0, 0], [6, 7])
+  np.testing.assert_array_equal(inputs[0, 2, 0, :, 0, 0], [20, 21])
