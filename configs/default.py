@@ -8,10 +8,41 @@ The field names under ``seed``, ``data``, ``model``, ``train`` and ``rn`` are a 
 contract: scripts depend on them.
 """
 
+from typing import Optional
+
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
+  """The defaults; ``arg='smoke'`` (``--config=configs/default.py:smoke``) shrinks them."""
+  return with_variant(base_config(), arg)
+
+
+def with_variant(config: ml_collections.ConfigDict,
+                 arg: Optional[str]) -> ml_collections.ConfigDict:
+  """Applies a config argument: '' (as is) or 'smoke' (minutes -> seconds)."""
+  if not arg:
+    return config
+  if arg != 'smoke':
+    raise ValueError(f'unknown config argument {arg!r}; the only one is :smoke')
+  # A quick end-to-end check of a set-up: tiny model, few epochs, few sequences.
+  config.model.hidden = 32
+  config.data.max_sequences = 256
+  config.data.synthetic.num_people = 6
+  config.data.synthetic.recordings_per_person = 3
+  config.data.synthetic.test_recordings_per_person = 1
+  config.data.synthetic.frames_per_recording = 80
+  config.train.epochs = 2
+  config.train.batch_size = 32
+  config.train.log_every_steps = 4
+  config.train.checkpoint_every_steps = 8
+  config.rn.epochs = 5
+  config.rn.hidden = 32
+  return config
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field with its default (the paper's values where it has one)."""
   config = ml_collections.ConfigDict()
 
   # Root seed: model init, sorting permutations, RN init/shuffling and validation
@@ -53,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   # lists such as '1-10' or '1,3,5') go to train, the rest to test.
   config.data.split_field = 'trial'
   config.data.train_values = '1-10'
+  # Keep only the first N sequences (stored order) of every split; 0 = all.
+  # For quick smoke runs on a full dataset.
+  config.data.max_sequences = 0
   # 'synthetic' format: size of the procedural walking set.
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.num_people = 12

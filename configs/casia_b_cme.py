@@ -1,0 +1,20 @@
+"""CASIA-B condition-matching evaluation (J=14, 124 people).
+
+Probe sequences of one walking condition (nm, bg, cl) are matched to the gallery
+of another by nearest neighbour on sequence-level CAGEs; the encoders train on the
+gallery only. ``data.view`` is '<probe>.<gallery>', e.g. --config.data.view=cl.nm;
+f in {50, 60, 70}.
+"""
+
+from configs import default
+
+
+def get_config(arg=None):
+  config = default.base_config()
+  config.data.name = 'CASIA_B_match'
+  config.data.length = 50
+  config.data.view = 'nm.nm'
+  config.train.temperature = 0.15
+  config.train.epochs = 100
+  config.eval.protocols = 'CME'
+  return default.with_variant(config, arg)

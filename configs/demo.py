@@ -1,0 +1,20 @@
+"""The built-in demo: procedural walking skeletons (synthetic, no download).
+
+Twelve synthetic people with their own body proportions and gait style; six
+training and two test recordings each. Finishes in a few minutes on 2 CPU cores.
+Numbers from it describe the synthetic set only, not any real dataset.
+"""
+
+from configs import default
+
+
+def get_config(arg=None):
+  config = default.base_config()
+  config.data.format = 'synthetic'
+  config.data.name = 'demo'
+  config.model.hidden = 128
+  config.train.epochs = 30
+  config.train.log_every_steps = 20
+  config.train.checkpoint_every_steps = 100
+  config.rn.epochs = 300
+  return default.with_variant(config, arg)

@@ -1,0 +1,15 @@
+"""KGBD (Kinect v1, J=20, 164 people): train on the remaining recordings, test on the probe.
+
+Data: Datasets/KGBD/<f>/KGBD_{train,test}_npy_data/ (see README, "Getting the data").
+"""
+
+from configs import default
+
+
+def get_config(arg=None):
+  config = default.base_config()
+  config.data.name = 'KGBD'
+  config.train.temperature = 0.5
+  config.train.epochs = 150
+  config.rn.epochs = 200
+  return default.with_variant(config, arg)
