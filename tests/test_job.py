@@ -1,0 +1,90 @@
+"""The job's train and encode stages on real-format data: exports, transfer, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sge_jax import job
+from sge_jax.encodings import load_encodings
+from sge_jax.errors import ConfigError
+from tests.pipeline_fixtures import tiny_config, write_authors_dataset
+
+
+def _authors_config(root, name, **overrides):
+  config = tiny_config(**overrides)
+  config.data.format = 'authors'
+  config.data.root = str(root)
+  config.data.name = name
+  config.stages = 'train,encode'
+  return config
+
+
+def test_j18_dataset_with_non_contiguous_ids_trains_and_exports(tmp_path):
+  arrays = write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 18,
+                                 people=[3, 17, 42], per_person=8)
+  config = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  job.run(config, tmp_path / 'run')
+  encodings = load_encodings(tmp_path / 'run' / 'encodings.npz')
+  assert encodings.split_names == ['train', 'test']
+  assert encodings.encodings.shape == (48, 6, 3 * 8)
+  train = encodings.select('train')
+  np.testing.assert_array_equal(train.labels, arrays['train'][1])
+  np.testing.assert_allclose(train.sequences, arrays['train'][0], rtol=1e-6)
+  assert np.isfinite(encodings.encodings).all()
+  meta = encodings.metadata
+  assert (meta.dataset, meta.length, meta.attention, meta.pretext) == (
+      'MYSET', 6, 'LA', 'rev_rec')
+  assert meta.model_names == ('rev_rec/x', 'rev_rec/y', 'rev_rec/z')
+  assert len(meta.config_hash) == 16
+  saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  assert saved['data']['name'] == 'MYSET'
+  raw = np.load(tmp_path / 'run' / 'encodings.npz')
+  assert {'encodings', 'labels', 'sequence_index', 'split', 'dataset', 'length',
+          'attention', 'pretext', 'config_hash'} <= set(raw.files)
+
+
+def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'SOURCE', 6, 20, [1, 2], 8)
+  write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20, [5, 6, 7], 8, seed=1)
+  write_authors_dataset(tmp_path / 'Datasets', 'OTHERJ', 6, 25, [5, 6], 8, seed=2)
+  job.run(_authors_config(tmp_path / 'Datasets', 'SOURCE'), tmp_path / 'source')
+  transfer = _authors_config(tmp_path / 'Datasets', 'TARGET')
+  transfer.encoder_workdir = str(tmp_path / 'source')
+  job.run(transfer, tmp_path / 'target')
+  assert not (tmp_path / 'target' / 'checkpoints').exists()     # nothing trained
+  encodings = load_encodings(tmp_path / 'target' / 'encodings.npz')
+  assert encodings.metadata.dataset == 'TARGET'
+  assert set(encodings.labels.tolist()) == {5, 6, 7}
+  wrong_joints = _authors_config(tmp_path / 'Datasets', 'OTHERJ')
+  wrong_joints.encoder_workdir = str(tmp_path / 'source')
+  with pytest.raises(ConfigError, match='same joint count'):
+    job.run(wrong_joints, tmp_path / 'otherj')
+  assert (tmp_path / 'source' / 'checkpoints').exists()
+  assert not list((tmp_path / 'source' / 'checkpoints').glob('damaged_*'))
+
+
+def test_workdir_refuses_encoders_of_another_config(tmp_path):
+  config = tiny_config(**{'stages': 'train'})
+  job.run(config, tmp_path)
+  longer = tiny_config(**{'stages': 'train', 'train.epochs': 3})
+  job.run(longer, tmp_path)                              # more epochs: resumes
+  bigger = tiny_config(**{'stages': 'train', 'model.hidden': 16})
+  with pytest.raises(ConfigError, match='model.hidden'):
+    job.run(bigger, tmp_path)
+
+
+def test_rev_rec_plus_exports_nine_models(tmp_path):
+  config = tiny_config(**{'stages': 'train,encode', 'model.pretext': 'rev_rec_plus',
+                          'train.epochs': 1})
+  job.run(config, tmp_path)
+  encodings = load_encodings(tmp_path / 'encodings.npz')
+  assert encodings.encodings.shape[-1] == 9 * 8
+  assert encodings.metadata.model_names[3:6] == ('prediction/x', 'prediction/y',
+                                                 'prediction/z')
+
+
+def test_encode_without_trained_encoders_says_what_to_run(tmp_path):
+  from sge_jax.errors import DataError
+  with pytest.raises(DataError, match='run the train stage'):
+    job.run(tiny_config(**{'stages': 'encode'}), tmp_path)
