@@ -136,6 +136,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- rn
   config.rn = ml_collections.ConfigDict()
+  # Training epochs of the RN (300; KGBD 200, KS20 800, CASIA-B 1000).
   config.rn.epochs = 300
   # 'ap' (frame-level CAGEs, sequence score = mean of frame logits) or 'sc'
   # (sequence-level concatenation [f*768]).
@@ -144,18 +145,36 @@ def base_config() -> ml_collections.ConfigDict:
   # people's sequences), 'fixed' (last epoch), 'paper' (best *test* epoch, as the
   # authors' code does; optimistic).
   config.rn.selection = 'val'
+  # 'val' rule: share of each training person's sequences held out (a contiguous,
+  # seeded run of whole sequences; every person keeps at least one for training).
   config.rn.val_fraction = 0.1
+  # Mini-batch size in RN samples (frames for 'ap', sequences for 'sc'); the
+  # incomplete last batch of each (reshuffled) epoch is dropped.
   config.rn.batch_size = 128
+  # Adam (TF form) step size; no decay, no clipping, no weight decay.
   config.rn.learning_rate = 5e-4
+  # Width of the RN's hidden layer.
   config.rn.hidden = 256
+  # Epochs per compiled call (one lax.scan); progress is logged between calls.
+  config.rn.epochs_per_call = 50
 
   # ---------------------------------------------------------------- eval
   config.eval = ml_collections.ConfigDict()
   # 'A' (classifier: Rank-k, nAUC), 'B' (probe -> gallery retrieval: Rank-1/5/10,
-  # mAP), comma-separated.
+  # mAP), 'CME' (CASIA-B nearest-neighbour matching with the self-match rule),
+  # comma-separated. On CASIA_B_match, 'B' runs as CME.
   config.eval.protocols = 'A,B'
   # Distance for retrieval and nearest-neighbour baselines: 'euclidean' or 'cosine'.
   config.eval.distance = 'euclidean'
   # Compute the raw-coordinate, bone-length and hand-crafted descriptor baselines.
   config.eval.baselines = True
+  # Neighbours that vote in the protocol-A baselines (1 = nearest neighbour).
+  config.eval.baseline_k = 1
+  # Sequence-level CAGEs for retrieval (B, CME): 'concat' (flattened [f*D], the
+  # SPEC's sequence-level CAGE) or 'mean' (mean over the f frames, [D]).
+  config.eval.retrieval_features = 'concat'
+  # Length of the retrieval CMC curves stored and plotted (B, CME).
+  config.eval.cmc_max_rank = 50
+  # Write PNG plots (CMC, ROC, RN accuracy) when matplotlib is installed.
+  config.eval.plots = True
   return config
