@@ -1,0 +1,695 @@
+"""Re-identification protocols on exported CAGEs (SPEC §2.4, §7).
+
+``evaluate_run`` turns an ``EncodingSet`` into the numbers people compare and
+writes ``results.json``, ``report.md`` and plots into the workdir.
+
+Protocols (``config.eval.protocols``, comma-separated):
+
+* **A** (the CAGEs paper): a recognition network (``sge_jax.recognition``) is
+  trained on the CAGEs of the ``train`` split and classifies every other split
+  (``test``; BIWI ``Walking``/``Still``; IAS ``A``/``B``; ``gallery``/``probe``),
+  each reported separately: Rank-1/5/10, CMC (k = 1..C), nAUC. The classes are
+  the training people; a test sequence whose person is not among them cannot be
+  classified and is excluded, with a count and the person ids in the entry.
+  One RN run serves all splits (the training does not depend on them); the
+  ``paper`` rule picks its epoch per split, as separate runs of the authors'
+  code would.
+* **B** (the successor papers' retrieval protocol): sequence-level CAGEs of the
+  probe are ranked against a gallery by ``config.eval.distance``: Rank-1/5/10,
+  CMC, mAP. Gallery choice: with ``gallery`` and ``probe`` splits, probe ->
+  gallery; otherwise every test split is a probe against the ``train`` split
+  as gallery (the same labelled side protocol A learns from). Probe sequences
+  whose person has no gallery sequence are excluded and counted, as in A.
+* **CME** (CASIA-B cross-condition matching): nearest-neighbour matching of the
+  ``probe`` split's sequence-level CAGEs to the ``gallery`` split's. Rule: CME
+  runs when requested as ``CME``, and replaces ``B`` when the dataset is
+  ``CASIA_B_match`` (config.data.name or the encodings' dataset); the condition
+  pair is read from ``config.data.view`` ('<probe>.<gallery>', e.g. 'nm.bg').
+  Self-match rule: when the probe and gallery are the same samples (what an
+  equal-condition pair nm.nm/bg.bg/cl.cl loads), each probe skips itself and
+  takes its nearest OTHER sequence (``exclude_self`` in ``sge_jax.metrics``).
+  CASIA-B CVE needs nothing special: it is protocol A on a per-view dataset.
+
+Sequence-level representation for retrieval (B and CME), ``config.eval.
+retrieval_features``: ``concat`` (default) is the flattened [f * D] CAGE, the
+"sequence-level CAGE" that SPEC §7 matches in CME and that the SC manner feeds
+the RN; with the Euclidean distance it compares the two sequences frame by
+frame, which keeps the within-sequence dynamics the encoder was trained to
+capture. ``mean`` ([D], the mean over the f frames, the temporal pooling of the
+successor papers) is order-free and smaller. One choice is used for every
+retrieval in a run and reported in results.json and report.md.
+
+Baselines (``config.eval.baselines``): every ``baselines.BASELINES`` feature on
+the raw input sequences, on the same splits: protocol A scores test sequences
+by k-NN over the train split (``run_baseline``, columns = the RN's classes);
+B/CME rank the same gallery with the z-scored (gallery statistics) features.
+A baseline that cannot run on the data (no bones or joint names) is reported as
+skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import re
+from typing import Any, Optional, Sequence
+
+import ml_collections
+import numpy as np
+
+from sge_jax import baselines as baselines_lib
+from sge_jax import metrics
+from sge_jax import recognition
+from sge_jax import report
+from sge_jax.encodings import EncodingSet, SplitEncodings
+from sge_jax.errors import ConfigError, DataError
+
+PROTOCOLS = ('A', 'B', 'CME')
+RETRIEVAL_FEATURES = {
+    'concat': 'flattened f x D frame-level CAGEs (the sequence-level CAGE)',
+    'mean': 'mean over the f frames of the frame-level CAGEs',
+}
+CME_DATASET = 'CASIA_B_match'
+TRAIN_SPLIT = 'train'
+RANKS = (1, 5, 10)
+
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """``config.eval``, checked.
+
+  Attributes:
+    protocols: requested protocols, a subset of PROTOCOLS in that order.
+    distance: 'euclidean' or 'cosine' (retrieval and the baselines' k-NN).
+    baselines: run the hand-crafted baselines.
+    baseline_k: neighbours that vote in the protocol-A baselines (1 = NN).
+    retrieval_features: 'concat' or 'mean'.
+    cmc_max_rank: length of the stored retrieval CMC curves.
+    plots: write PNG plots when matplotlib is installed.
+  """
+  protocols: tuple[str, ...] = ('A', 'B')
+  distance: str = 'euclidean'
+  baselines: bool = True
+  baseline_k: int = 1
+  retrieval_features: str = 'concat'
+  cmc_max_rank: int = 50
+  plots: bool = True
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'EvalSettings':
+    section = config.eval
+    requested = [p.strip().upper() for p in str(section.protocols).split(',')
+                 if p.strip()]
+    unknown = [p for p in requested if p not in PROTOCOLS]
+    if unknown or not requested:
+      raise ConfigError(
+          f'config.eval.protocols={section.protocols!r}: use a comma-separated '
+          f'subset of {", ".join(PROTOCOLS)}')
+    settings = cls(
+        protocols=tuple(p for p in PROTOCOLS if p in requested),
+        distance=str(section.distance),
+        baselines=bool(section.baselines),
+        baseline_k=int(section.get('baseline_k', 1)),
+        retrieval_features=str(section.get('retrieval_features', 'concat')),
+        cmc_max_rank=int(section.get('cmc_max_rank', 50)),
+        plots=bool(section.get('plots', True)))
+    if settings.distance not in metrics.METRICS:
+      raise ConfigError(f'config.eval.distance={settings.distance!r}: use one '
+                        f'of {", ".join(metrics.METRICS)}')
+    if settings.retrieval_features not in RETRIEVAL_FEATURES:
+      raise ConfigError(
+          f'config.eval.retrieval_features={settings.retrieval_features!r}: '
+          f'use one of {", ".join(RETRIEVAL_FEATURES)}')
+    for field in ('baseline_k', 'cmc_max_rank'):
+      if getattr(settings, field) < 1:
+        raise ConfigError(f'config.eval.{field}={getattr(settings, field)!r} '
+                          'must be an integer >= 1')
+    return settings
+
+
+# ----------------------------------------------------------------------------
+# Small helpers.
+
+
+def split_label(dataset: str, split: str) -> str:
+  """Human name of a probe set: 'IAS-A', 'BIWI Walking', else the split name."""
+  if dataset.upper().startswith('IAS') and split in ('A', 'B'):
+    return f'IAS-{split}'
+  if dataset.upper().startswith('BIWI') and split in ('Walking', 'Still'):
+    return f'BIWI {split}'
+  return split
+
+
+def sequence_features(encodings: np.ndarray, representation: str
+                      ) -> np.ndarray:
+  """Retrieval features of sequences: CAGEs [N, f, D] -> [N, f * D] ('concat')
+  or [N, D] ('mean'), float64."""
+  encodings = np.asarray(encodings, dtype=np.float64)
+  if representation == 'concat':
+    return encodings.reshape(encodings.shape[0], -1)
+  if representation == 'mean':
+    return encodings.mean(axis=1)
+  raise ConfigError(f'unknown retrieval representation {representation!r}')
+
+
+def is_synthetic(config: ml_collections.ConfigDict,
+                 encoding_set: EncodingSet) -> bool:
+  """True for the built-in procedural walkers (not real recordings)."""
+  data = config.get('data') or {}
+  return (encoding_set.metadata.dataset == 'demo'
+          or str(data.get('format', '')) == 'synthetic')
+
+
+def _rank_values(curve: np.ndarray) -> dict[str, Optional[float]]:
+  """rank1/rank5/rank10 from a CMC curve (None where the curve is shorter)."""
+  return {f'rank{k}': float(curve[k - 1]) if k <= curve.size else None
+          for k in RANKS}
+
+
+def classification_metrics(scores: np.ndarray, columns: np.ndarray
+                           ) -> dict[str, Any]:
+  """Rank-k, CMC and nAUC of a score matrix [N, C] against columns [N]."""
+  curve = metrics.cmc(scores, columns)
+  values = _rank_values(curve)
+  values['nauc'] = (metrics.nauc(scores, columns) if scores.shape[1] >= 2
+                    else None)
+  values['cmc'] = curve.tolist()
+  return values
+
+
+def retrieval_metrics(query, query_labels, gallery, gallery_labels, *,
+                      distance: str, exclude_self: bool, max_rank: int
+                      ) -> dict[str, Any]:
+  """Rank-k, CMC (up to max_rank) and mAP of probe -> gallery retrieval."""
+  candidates = gallery.shape[0] - int(exclude_self)
+  result = metrics.retrieval_cmc(
+      query, query_labels, gallery, gallery_labels, metric=distance,
+      max_rank=min(max(max_rank, max(RANKS)), candidates),
+      exclude_self=exclude_self)
+  average_precision = metrics.mean_average_precision(
+      query, query_labels, gallery, gallery_labels, metric=distance,
+      exclude_self=exclude_self)
+  values = _rank_values(result.cmc)
+  values['map'] = (average_precision.value
+                   if np.isfinite(average_precision.value) else None)
+  values['cmc'] = result.cmc[:max_rank].tolist()
+  values['num_unmatchable'] = result.num_unmatchable
+  return values
+
+
+def _keep_known_people(labels: np.ndarray, known: np.ndarray
+                       ) -> tuple[np.ndarray, list[int]]:
+  """Boolean mask of labels in ``known`` and the sorted unknown person ids."""
+  keep = np.isin(labels, known)
+  return keep, sorted(int(p) for p in np.unique(labels[~keep]))
+
+
+# ----------------------------------------------------------------------------
+# Baselines.
+
+
+def _baseline_features(name: str, sequences: np.ndarray,
+                       encoding_set: EncodingSet) -> np.ndarray:
+  meta = encoding_set.metadata
+  return baselines_lib.BASELINES[name](sequences, meta.bones,
+                                       meta.joint_names).features
+
+
+def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
+                              test_sequences: np.ndarray,
+                              test_columns: np.ndarray, classes: np.ndarray,
+                              settings: EvalSettings
+                              ) -> tuple[dict[str, Any], dict[str, tuple]]:
+  """Protocol-A baselines: k-NN over the train split; returns (entries, ROCs)."""
+  entries, rocs = {}, {}
+  meta = encoding_set.metadata
+  for name in baselines_lib.BASELINES:
+    try:
+      result = baselines_lib.run_baseline(
+          name, train.sequences, train.labels, test_sequences,
+          bones=meta.bones, joint_names=meta.joint_names, classes=classes,
+          k=min(settings.baseline_k, train.labels.size),
+          metric=settings.distance)
+    except ValueError as error:
+      entries[name] = {'skipped': str(error)}
+      continue
+    entry = classification_metrics(result.scores, test_columns)
+    entry['description'] = result.description
+    entries[name] = entry
+    if result.scores.shape[1] >= 2:
+      rocs[name] = metrics.micro_roc(result.scores, test_columns)
+  return entries, rocs
+
+
+def _retrieval_baselines(encoding_set: EncodingSet, probe_sequences,
+                         probe_labels, gallery_sequences, gallery_labels, *,
+                         settings: EvalSettings, exclude_self: bool
+                         ) -> dict[str, Any]:
+  """B/CME baselines: z-scored features ranked against the same gallery."""
+  entries = {}
+  for name in baselines_lib.BASELINES:
+    try:
+      gallery = _baseline_features(name, gallery_sequences, encoding_set)
+      probe = _baseline_features(name, probe_sequences, encoding_set)
+    except ValueError as error:
+      entries[name] = {'skipped': str(error)}
+      continue
+    standardizer = baselines_lib.Standardizer.fit(gallery)
+    gallery = standardizer.transform(gallery)
+    # Under exclude_self the probe must be the very same array as the gallery.
+    probe = gallery if exclude_self else standardizer.transform(probe)
+    entry = retrieval_metrics(probe, probe_labels, gallery, gallery_labels,
+                              distance=settings.distance,
+                              exclude_self=exclude_self,
+                              max_rank=settings.cmc_max_rank)
+    entry['description'] = (f'{name}: features z-scored with gallery '
+                            f'statistics, ranked by {settings.distance} '
+                            'distance')
+    entries[name] = entry
+  return entries
+
+
+# ----------------------------------------------------------------------------
+# Protocol A.
+
+
+@dataclasses.dataclass
+class _Outcome:
+  """What a protocol adds to the results."""
+  entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  rocs: dict[str, dict[str, tuple]] = dataclasses.field(default_factory=dict)
+  notes: list[str] = dataclasses.field(default_factory=list)
+  rn: Optional[dict[str, Any]] = None
+
+
+def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
+  outcome.notes.append(message)
+  (_log.warning if warn else _log.info)('[eval] %s', message)
+
+
+def protocol_a(encoding_set: EncodingSet, rn_settings: recognition.RNSettings,
+               settings: EvalSettings) -> _Outcome:
+  """RN classification of every non-train split (module docstring)."""
+  outcome = _Outcome()
+  dataset = encoding_set.metadata.dataset
+  if TRAIN_SPLIT not in encoding_set.split_names:
+    _note(outcome, 'Protocol A skipped: the encodings have no train split to '
+          'train the recognition network on.', warn=True)
+    return outcome
+  train = encoding_set.select(TRAIN_SPLIT)
+  classes = np.unique(train.labels)
+  test_names = [s for s in encoding_set.split_names if s != TRAIN_SPLIT]
+  if not test_names:
+    _note(outcome, 'Protocol A skipped: no test split.', warn=True)
+    return outcome
+
+  test_sets, kept = {}, {}
+  for name in test_names:
+    split = encoding_set.select(name)
+    keep, unknown = _keep_known_people(split.labels, classes)
+    kept[name] = (split, keep, unknown)
+    if unknown:
+      _note(outcome, (
+          f'Protocol A, {split_label(dataset, name)}: '
+          f'{int(np.count_nonzero(~keep))} of {keep.size} test sequences '
+          f'excluded: people {unknown} are not among the {classes.size} '
+          'training people, so the RN has no class for them.'), warn=True)
+    if keep.any():
+      test_sets[name] = (split.encodings[keep], split.labels[keep])
+  if not test_sets:
+    _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
+          'training person.', warn=True)
+    return outcome
+
+  result = recognition.train_and_score(train.encodings, train.labels,
+                                       test_sets, rn_settings)
+  outcome.rn = _rn_summary(result, rn_settings, train)
+  for name in test_names:
+    split, keep, unknown = kept[name]
+    key = f'A/{name}'
+    entry = {
+        'protocol': 'A', 'probe': name, 'gallery': TRAIN_SPLIT,
+        'label': split_label(dataset, name),
+        'num_sequences': int(np.count_nonzero(keep)),
+        'num_excluded': int(np.count_nonzero(~keep)),
+        'excluded_people': unknown,
+        'num_classes': int(classes.size),
+        'num_people': int(np.unique(split.labels[keep]).size),
+    }
+    if name not in test_sets:
+      entry['skipped'] = 'no test sequence belongs to a training person'
+      outcome.entries[key] = entry
+      continue
+    columns = metrics.class_indices(split.labels[keep], classes)
+    scores = result.scores[name]
+    entry.update(classification_metrics(scores, columns))
+    entry['selection'] = result.selection
+    entry['selected_epoch'] = result.selected_epochs[name]
+    entry['by_selection'] = {
+        rule: {'label': recognition.SELECTION_LABELS[rule],
+               'epoch': selection.epochs[name],
+               'rank1': metrics.rank_k(selection.scores[name], columns, 1),
+               'nauc': (metrics.nauc(selection.scores[name], columns)
+                        if classes.size >= 2 else None)}
+        for rule, selection in result.rules.items()}
+    rocs = {}
+    if classes.size >= 2:
+      rocs['CAGEs'] = metrics.micro_roc(scores, columns)
+    if settings.baselines:
+      entry['baselines'], baseline_rocs = _classification_baselines(
+          encoding_set, train, split.sequences[keep], columns, classes,
+          settings)
+      rocs.update(baseline_rocs)
+    outcome.entries[key] = entry
+    outcome.rocs[key] = rocs
+  return outcome
+
+
+def _rn_summary(result: recognition.RNResult,
+                rn_settings: recognition.RNSettings,
+                train: SplitEncodings) -> dict[str, Any]:
+  history = result.history
+  return {
+      'manner': rn_settings.manner,
+      'selection': result.selection,
+      'selection_label': recognition.SELECTION_LABELS[result.selection],
+      'epochs': rn_settings.epochs,
+      'batch_size': result.batch_size,
+      'configured_batch_size': rn_settings.batch_size,
+      'learning_rate': rn_settings.learning_rate,
+      'hidden': rn_settings.hidden,
+      'val_fraction': (rn_settings.val_fraction
+                       if result.selection == 'val' else None),
+      'num_classes': int(result.classes.size),
+      'input_dim': int(recognition.rn_samples(train.encodings[:1],
+                                              rn_settings.manner).shape[-1]),
+      'num_train_sequences': result.num_train_sequences,
+      'num_val_sequences': result.num_val_sequences,
+      'samples_per_epoch': result.samples_per_epoch,
+      'batches_per_epoch': result.batches_per_epoch,
+      'samples_dropped_per_epoch': (result.samples_per_epoch
+                                    - result.batches_per_epoch
+                                    * result.batch_size),
+      'train_seconds': result.train_seconds,
+      'final_train_loss': float(history.train_loss[-1]),
+      'history': {
+          'train_loss': history.train_loss.tolist(),
+          'val_accuracy': (None if history.val_accuracy is None
+                           else history.val_accuracy.tolist()),
+          'test_accuracy': {name: curve.tolist() for name, curve
+                            in history.test_accuracy.items()},
+      },
+  }
+
+
+# ----------------------------------------------------------------------------
+# Protocol B and CME.
+
+
+def retrieval_pairs(encoding_set: EncodingSet) -> list[tuple[str, str]]:
+  """(probe, gallery) split pairs of protocol B (module docstring)."""
+  names = encoding_set.split_names
+  if 'gallery' in names and 'probe' in names:
+    return [('probe', 'gallery')]
+  if TRAIN_SPLIT in names:
+    return [(name, TRAIN_SPLIT) for name in names if name != TRAIN_SPLIT]
+  return []
+
+
+def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
+  """Probe -> gallery retrieval of sequence-level CAGEs."""
+  outcome = _Outcome()
+  dataset = encoding_set.metadata.dataset
+  pairs = retrieval_pairs(encoding_set)
+  if not pairs:
+    _note(outcome, 'Protocol B skipped: no gallery/probe splits and no train '
+          'split to use as gallery.', warn=True)
+    return outcome
+  for probe_name, gallery_name in pairs:
+    probe = encoding_set.select(probe_name)
+    gallery = encoding_set.select(gallery_name)
+    keep, unknown = _keep_known_people(probe.labels, gallery.labels)
+    label = (f'{split_label(dataset, probe_name)} -> '
+             f'{split_label(dataset, gallery_name)}')
+    if unknown:
+      _note(outcome, (
+          f'Protocol B, {label}: {int(np.count_nonzero(~keep))} of {keep.size} '
+          f'probe sequences excluded: people {unknown} have no gallery '
+          'sequence.'), warn=True)
+    entry = {
+        'protocol': 'B', 'probe': probe_name, 'gallery': gallery_name,
+        'label': label,
+        'num_sequences': int(np.count_nonzero(keep)),
+        'num_excluded': int(np.count_nonzero(~keep)),
+        'excluded_people': unknown,
+        'num_gallery': int(gallery.labels.size),
+        'num_classes': int(np.unique(gallery.labels).size),
+        'num_people': int(np.unique(probe.labels[keep]).size),
+        'features': settings.retrieval_features,
+    }
+    if keep.any():
+      entry.update(retrieval_metrics(
+          sequence_features(probe.encodings[keep],
+                            settings.retrieval_features),
+          probe.labels[keep],
+          sequence_features(gallery.encodings, settings.retrieval_features),
+          gallery.labels, distance=settings.distance, exclude_self=False,
+          max_rank=settings.cmc_max_rank))
+      if settings.baselines:
+        entry['baselines'] = _retrieval_baselines(
+            encoding_set, probe.sequences[keep], probe.labels[keep],
+            gallery.sequences, gallery.labels, settings=settings,
+            exclude_self=False)
+    else:
+      entry['skipped'] = 'no probe person has a gallery sequence'
+    outcome.entries[f'B/{probe_name}'] = entry
+  return outcome
+
+
+def condition_pair(view: str) -> Optional[tuple[str, str]]:
+  """'nm.bg' -> ('nm', 'bg') (probe, gallery); None when not a pair."""
+  match = re.fullmatch(r'\s*([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\s*', view or '')
+  return (match.group(1), match.group(2)) if match else None
+
+
+def _same_samples(a: SplitEncodings, b: SplitEncodings) -> bool:
+  return (a.encodings.shape == b.encodings.shape
+          and np.array_equal(a.labels, b.labels)
+          and np.array_equal(a.encodings, b.encodings))
+
+
+def protocol_cme(encoding_set: EncodingSet, view: str,
+                 settings: EvalSettings) -> _Outcome:
+  """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule."""
+  outcome = _Outcome()
+  names = encoding_set.split_names
+  if 'gallery' not in names or 'probe' not in names:
+    raise DataError(
+        'The CME protocol matches a probe split to a gallery split, but these '
+        f'encodings have splits {", ".join(names)}. Encode a CASIA_B_match '
+        "dataset (config.data.view='<probe>.<gallery>', e.g. nm.bg), or drop "
+        'CME from --config.eval.protocols.')
+  probe = encoding_set.select('probe')
+  gallery = encoding_set.select('gallery')
+  pair = condition_pair(view)
+  conditions = f'{pair[0]}.{pair[1]}' if pair else 'probe.gallery'
+  exclude_self = _same_samples(probe, gallery)
+  if pair and pair[0] == pair[1] and not exclude_self:
+    _note(outcome, (
+        f'CME {conditions}: equal conditions but the probe and gallery hold '
+        'different sequences, so no probe can match itself; plain nearest '
+        'neighbour.'))
+  if pair and pair[0] != pair[1] and exclude_self:
+    _note(outcome, (
+        f'CME {conditions}: different conditions but identical probe and '
+        'gallery data; each probe skips itself (self-match rule).'), warn=True)
+  keep = np.ones(probe.labels.size, dtype=bool)
+  unknown: list[int] = []
+  if not exclude_self:
+    keep, unknown = _keep_known_people(probe.labels, gallery.labels)
+    if unknown:
+      _note(outcome, (
+          f'CME {conditions}: {int(np.count_nonzero(~keep))} of {keep.size} '
+          f'probe sequences excluded: people {unknown} have no gallery '
+          'sequence.'), warn=True)
+  entry = {
+      'protocol': 'CME', 'probe': 'probe', 'gallery': 'gallery',
+      'label': f'CME {conditions}', 'conditions': conditions,
+      'self_match_skipped': exclude_self,
+      'num_sequences': int(np.count_nonzero(keep)),
+      'num_excluded': int(np.count_nonzero(~keep)),
+      'excluded_people': unknown,
+      'num_gallery': int(gallery.labels.size),
+      'num_classes': int(np.unique(gallery.labels).size),
+      'num_people': int(np.unique(probe.labels[keep]).size),
+      'features': settings.retrieval_features,
+  }
+  gallery_features = sequence_features(gallery.encodings,
+                                       settings.retrieval_features)
+  probe_features = (gallery_features if exclude_self else sequence_features(
+      probe.encodings[keep], settings.retrieval_features))
+  if exclude_self and gallery.labels.size < 2:
+    raise DataError(f'CME {conditions}: the self-match rule needs at least two '
+                    'gallery sequences')
+  entry.update(retrieval_metrics(
+      probe_features, probe.labels[keep], gallery_features, gallery.labels,
+      distance=settings.distance, exclude_self=exclude_self,
+      max_rank=settings.cmc_max_rank))
+  if settings.baselines:
+    entry['baselines'] = _retrieval_baselines(
+        encoding_set, probe.sequences[keep], probe.labels[keep],
+        gallery.sequences, gallery.labels, settings=settings,
+        exclude_self=exclude_self)
+  outcome.entries[f'CME/{conditions}'] = entry
+  return outcome
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+
+def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
+  """The entry whose numbers go to the top level of results.json.
+
+  Protocol A before CME before B; within a protocol the 'probe' split if there
+  is one, else the first split in report order. Skipped entries never qualify.
+  """
+  scored = [key for key, entry in entries.items() if 'rank1' in entry]
+  for protocol in ('A', 'CME', 'B'):
+    candidates = [k for k in scored if entries[k]['protocol'] == protocol]
+    for key in candidates:
+      if entries[key]['probe'] == 'probe':
+        return key
+    if candidates:
+      return candidates[0]
+  return None
+
+
+def _protocol_plan(config: ml_collections.ConfigDict,
+                   encoding_set: EncodingSet, settings: EvalSettings,
+                   notes: list[str]) -> tuple[str, ...]:
+  """Protocols to run, after the CME rule (module docstring)."""
+  data = config.get('data') or {}
+  is_cme = CME_DATASET in (str(data.get('name', '')),
+                           encoding_set.metadata.dataset)
+  plan = list(settings.protocols)
+  if is_cme and 'B' in plan:
+    plan.remove('B')
+    if 'CME' not in plan:
+      plan.append('CME')
+    message = (f'{CME_DATASET}: protocol B runs as CME (probe -> gallery '
+               'nearest neighbour with the self-match rule for equal '
+               'conditions).')
+    notes.append(message)
+    _log.info('[eval] %s', message)
+  return tuple(p for p in PROTOCOLS if p in plan)
+
+
+def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
+                 workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Runs the configured protocols and writes results.json, report.md, plots.
+
+  Args:
+    config: the run's config (``seed``, ``data``, ``rn``, ``eval`` are read).
+    encoding_set: the exported CAGEs of every split.
+    workdir: where the result files go (created if missing).
+
+  Returns:
+    The results dict, as written to ``results.json`` (schema in
+    ``sge_jax.report``).
+  """
+  workdir = pathlib.Path(workdir)
+  settings = EvalSettings.from_config(config)
+  rn_settings = recognition.RNSettings.from_config(config)
+  meta = encoding_set.metadata
+  notes: list[str] = []
+  plan = _protocol_plan(config, encoding_set, settings, notes)
+
+  outcomes = []
+  if 'A' in plan:
+    outcomes.append(protocol_a(encoding_set, rn_settings, settings))
+  if 'B' in plan:
+    outcomes.append(protocol_b(encoding_set, settings))
+  if 'CME' in plan:
+    view = str((config.get('data') or {}).get('view', ''))
+    outcomes.append(protocol_cme(encoding_set, view, settings))
+
+  entries, rocs, rn_summary = {}, {}, None
+  for outcome in outcomes:
+    entries.update(outcome.entries)
+    rocs.update(outcome.rocs)
+    notes.extend(outcome.notes)
+    rn_summary = outcome.rn or rn_summary
+  headline = _headline_key(entries)
+  head = entries.get(headline, {})
+  synthetic = is_synthetic(config, encoding_set)
+  if synthetic:
+    notes.insert(0, 'Synthetic data (procedural demo walkers), not a '
+                 'published benchmark: the numbers only show that the '
+                 'pipeline runs.')
+
+  results = {
+      'schema': report.RESULTS_SCHEMA,
+      'dataset': meta.dataset,
+      'synthetic': synthetic,
+      'seed': int(config.seed),
+      'protocols': list(plan),
+      'selection': rn_settings.selection,
+      'selection_label': recognition.SELECTION_LABELS[rn_settings.selection],
+      'headline': headline,
+      'protocol': head.get('protocol'),
+      'rank1': head.get('rank1'),
+      'nauc': head.get('nauc'),
+      'map': head.get('map'),
+      'cmc': head.get('cmc'),
+      'encodings': {
+          'length': meta.length, 'pretext': meta.pretext,
+          'attention': meta.attention, 'hidden': meta.hidden,
+          'feature_dim': int(encoding_set.encodings.shape[-1]),
+          'model_names': list(meta.model_names),
+          'encoder_seed': meta.seed, 'config_hash': meta.config_hash,
+          'sge_jax_version': meta.sge_jax_version,
+          'num_sequences': {name: int(np.count_nonzero(
+              encoding_set.split == name)) for name in encoding_set.split_names},
+      },
+      'rn': rn_summary,
+      'retrieval': {
+          'features': settings.retrieval_features,
+          'description': RETRIEVAL_FEATURES[settings.retrieval_features],
+          'gallery_rule': ('probe -> gallery when both splits exist, else '
+                           'each test split -> train split'),
+      },
+      'distance': settings.distance,
+      'baselines': {'enabled': settings.baselines, 'k': settings.baseline_k,
+                    'names': list(baselines_lib.BASELINES)},
+      'entries': entries,
+      'notes': notes,
+  }
+  report.write_run_outputs(results, workdir, rocs=rocs, plots=settings.plots)
+  for line in report.summary_lines(results):
+    _log.info('[eval] %s', line)
+  return results
+
+
+def aggregate_seed_results(per_seed: Sequence[dict[str, Any]],
+                           workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Mean ± std over seeds of every metric; writes results.json and report.md.
+
+  Args:
+    per_seed: results dicts of ``evaluate_run``, one per seed, same protocols.
+    workdir: the multi-seed workdir (the per-seed runs live in seed_<s>/).
+
+  Returns:
+    The aggregate (schema in ``sge_jax.report``): every metric becomes
+    {mean, std, values} with the sample standard deviation (ddof = 1; 0 for a
+    single seed), CMC curves become element-wise {mean, std}.
+  """
+  aggregate = report.aggregate(per_seed)
+  report.write_aggregate_outputs(aggregate, pathlib.Path(workdir),
+                                 plots=True)
+  for line in report.summary_lines(aggregate):
+    _log.info('[eval] %s', line)
+  return aggregate
