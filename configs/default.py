@@ -157,6 +157,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.rn.hidden = 256
   # Epochs per compiled call (one lax.scan); progress is logged between calls.
   config.rn.epochs_per_call = 50
+  # Score the test splits after every epoch: test-accuracy curves and the 'paper'
+  # rule reported next to the chosen rule (one forward pass over the test CAGEs
+  # per epoch; turn off when the test splits are much larger than train, e.g.
+  # CASIA-B CVE). Always on for selection='paper'.
+  config.rn.track_test = True
 
   # ---------------------------------------------------------------- eval
   config.eval = ml_collections.ConfigDict()

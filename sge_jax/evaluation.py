@@ -383,6 +383,7 @@ def _rn_summary(result: recognition.RNResult,
       'hidden': rn_settings.hidden,
       'val_fraction': (rn_settings.val_fraction
                        if result.selection == 'val' else None),
+      'rules_reported': list(result.rules),
       'num_classes': int(result.classes.size),
       'input_dim': int(recognition.rn_samples(train.encodings[:1],
                                               rn_settings.manner).shape[-1]),
@@ -527,13 +528,14 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
       'num_people': int(np.unique(probe.labels[keep]).size),
       'features': settings.retrieval_features,
   }
-  gallery_features = sequence_features(gallery.encodings,
-                                       settings.retrieval_features)
-  probe_features = (gallery_features if exclude_self else sequence_features(
-      probe.encodings[keep], settings.retrieval_features))
   if exclude_self and gallery.labels.size < 2:
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
                     'gallery sequences')
+  gallery_features = sequence_features(gallery.encodings,
+                                       settings.retrieval_features)
+  # Under the self-match rule the probe must be the very same samples.
+  probe_features = (gallery_features if exclude_self else sequence_features(
+      probe.encodings[keep], settings.retrieval_features))
   entry.update(retrieval_metrics(
       probe_features, probe.labels[keep], gallery_features, gallery.labels,
       distance=settings.distance, exclude_self=exclude_self,

@@ -23,21 +23,24 @@ would instead give the padded samples double weight). The last call of a run is
 padded with inactive epochs that leave the state unchanged, so a run compiles
 the epoch program exactly once whatever the epoch count.
 
-Model selection. Every epoch's sequence-level accuracies are tracked, and the
-scores of the test sequences are kept for each rule at its chosen epoch:
+Model selection. Every epoch's sequence-level accuracies are tracked on the
+device, and each rule keeps what it needs at its chosen epoch:
 
 * ``val`` (default): the epoch with the best accuracy on a validation split of
   the training people's sequences (``validation_split``), ties broken by the
-  lower validation cross-entropy, then by the earlier epoch. The RN is then
-  trained on the remaining training sequences only.
+  lower validation cross-entropy, then by the earlier epoch; its parameters
+  are kept and score the test splits after training. The RN is trained on the
+  remaining training sequences only.
 * ``fixed``: the last epoch.
 * ``paper``: per test split, the epoch with the best accuracy ON THAT TEST
-  SPLIT (the first such epoch), as the authors' code keeps its RN. Optimistic:
-  the test labels pick the model.
+  SPLIT (the first such epoch), as the authors' code keeps its RN; its test
+  scores are kept. Optimistic: the test labels pick the model.
 
-Whatever the chosen rule, ``fixed`` and ``paper`` (and ``val`` when a validation
-split exists) are computed from the same training run, so reports can show how
-much the choice matters.
+With ``track_test`` (always on for ``paper``) the test splits are scored after
+every epoch, which gives the ``paper`` rule and the test-accuracy curves next
+to the chosen rule from the same training run, so reports can show how much
+the choice matters. It costs one forward pass over the test CAGEs per epoch;
+turn it off when the test splits dwarf the training split (CASIA-B CVE).
 
 Randomness: the RN key is ``fold_in(key(seed), RN_KEY_STREAM)``; it is split
 into an initialisation key and a shuffling key, and epoch e (0-based) shuffles
@@ -118,6 +121,8 @@ class RNSettings:
       selection = 'val'.
     epochs_per_call: epochs run per compiled call (progress is logged between
       calls).
+    track_test: score the test splits after every epoch (test-accuracy curves
+      and the 'paper' rule next to the chosen one); forced on for 'paper'.
     seed: the root seed (config.seed).
   """
   manner: str = 'ap'
@@ -128,6 +133,7 @@ class RNSettings:
   hidden: int = 256
   val_fraction: float = 0.1
   epochs_per_call: int = 50
+  track_test: bool = True
   seed: int = 0
 
   def __post_init__(self):
@@ -157,6 +163,7 @@ class RNSettings:
                learning_rate=float(rn.learning_rate), hidden=int(rn.hidden),
                val_fraction=float(rn.get('val_fraction', 0.1)),
                epochs_per_call=int(rn.get('epochs_per_call', 50)),
+               track_test=bool(rn.get('track_test', True)),
                seed=int(config.seed))
 
 
@@ -230,7 +237,8 @@ class RNHistory:
     train_loss: mean mini-batch cross-entropy.
     val_accuracy: sequence-level validation accuracy (None without validation).
     val_loss: validation cross-entropy of the sequence scores (or None).
-    test_accuracy: test split -> sequence-level test accuracy.
+    test_accuracy: test split -> sequence-level test accuracy (empty without
+      track_test).
   """
   train_loss: np.ndarray
   val_accuracy: Optional[np.ndarray]
@@ -278,6 +286,7 @@ class _Program:
   batch_size: int
   batches_per_epoch: int
   has_val: bool
+  track_test: bool
 
 
 def _optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -333,7 +342,9 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
   """Runs the epochs ``epochs`` ([E] int32, 0-based) that are < ``num_epochs``.
 
   Args:
-    carry: params, opt_state, shuffle_key, the per-rule trackers.
+    carry: params, opt_state, shuffle_key and the trackers: 'val' (best
+      validation accuracy, loss, epoch, params) with a validation split,
+      'paper' (per test split: best accuracy, epoch, scores) with track_test.
     epochs: [E] epoch indices of this call; those >= num_epochs are inactive.
     num_epochs: [] int32 total epochs of the run.
     data: train_x [S, D_in], train_y [S], val (x [n, r, D_in], y [n]) or None,
@@ -341,7 +352,7 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
     program: static settings.
 
   Returns:
-    (carry, history) with history leaves [E, ...].
+    (carry, history) with history leaves [E, ...] (NaN for inactive epochs).
   """
   model = program.model
 
@@ -349,22 +360,21 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
     params, opt_state, loss = _train_epoch(
         program, carry['params'], carry['opt_state'], carry['shuffle_key'],
         epoch, data['train_x'], data['train_y'])
-    test_scores = tuple(_sequence_scores(model, params, x)
-                        for x, _ in data['tests'])
-    test_accuracy = tuple(_accuracy(s, y)
-                          for s, (_, y) in zip(test_scores, data['tests']))
-    new = dict(carry, params=params, opt_state=opt_state, last=test_scores)
-    history = {'train_loss': loss,
-               'test_accuracy': jnp.stack(test_accuracy) if test_accuracy
-               else jnp.zeros((0,), jnp.float32)}
+    new = dict(carry, params=params, opt_state=opt_state)
+    history = {'train_loss': loss}
 
-    paper = []
-    for accuracy, scores, best in zip(test_accuracy, test_scores,
-                                      carry['paper']):
-      paper.append(_better(accuracy > best['accuracy'],
-                           {'accuracy': accuracy, 'epoch': epoch,
-                            'scores': scores}, best))
-    new['paper'] = tuple(paper)
+    if program.track_test:
+      paper, accuracies = [], []
+      for (x, y), best in zip(data['tests'], carry['paper']):
+        scores = _sequence_scores(model, params, x)
+        accuracy = _accuracy(scores, y)
+        accuracies.append(accuracy)
+        paper.append(_better(accuracy > best['accuracy'],
+                             {'accuracy': accuracy, 'epoch': epoch,
+                              'scores': scores}, best))
+      new['paper'] = tuple(paper)
+      history['test_accuracy'] = (jnp.stack(accuracies) if accuracies
+                                  else jnp.zeros((0,), jnp.float32))
 
     if program.has_val:
       val_x, val_y = data['val']
@@ -375,8 +385,7 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
       improved = (accuracy > best['accuracy']) | (
           (accuracy == best['accuracy']) & (val_loss < best['loss']))
       new['val'] = _better(improved, {'accuracy': accuracy, 'loss': val_loss,
-                                      'epoch': epoch, 'scores': test_scores},
-                           best)
+                                      'epoch': epoch, 'params': params}, best)
       history['val_accuracy'] = accuracy
       history['val_loss'] = val_loss
     return new, history
@@ -394,6 +403,12 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
   return lax.scan(body, carry, epochs)
 
 
+@functools.partial(jax.jit, static_argnames=('program',))
+def _score_tests(params, tests, program: _Program):
+  """Sequence scores [n_k, C] of every test split under ``params``."""
+  return tuple(_sequence_scores(program.model, params, x) for x, _ in tests)
+
+
 @functools.partial(jax.jit, static_argnames=('program', 'input_dim',
                                              'test_sizes'))
 def _initial_carry(program: _Program, rn_key: jax.Array, input_dim: int,
@@ -402,18 +417,17 @@ def _initial_carry(program: _Program, rn_key: jax.Array, input_dim: int,
   init_key, shuffle_key = jax.random.split(rn_key)
   params = program.model.init(init_key, jnp.zeros((1, input_dim)))['params']
   opt_state = _optimizer(program.learning_rate).init(params)
-  zero_scores = tuple(jnp.zeros((n, program.model.num_classes), jnp.float32)
-                      for n in test_sizes)
-  carry = {
-      'params': params, 'opt_state': opt_state, 'shuffle_key': shuffle_key,
-      'last': zero_scores,
-      # Accuracy -1 so that the first epoch always becomes the best so far.
-      'paper': tuple({'accuracy': jnp.float32(-1), 'epoch': jnp.int32(0),
-                      'scores': s} for s in zero_scores),
-  }
+  carry = {'params': params, 'opt_state': opt_state,
+           'shuffle_key': shuffle_key}
+  # Accuracy -1 so that the first epoch always becomes the best so far.
+  if program.track_test:
+    carry['paper'] = tuple(
+        {'accuracy': jnp.float32(-1), 'epoch': jnp.int32(0),
+         'scores': jnp.zeros((n, program.model.num_classes), jnp.float32)}
+        for n in test_sizes)
   if program.has_val:
     carry['val'] = {'accuracy': jnp.float32(-1), 'loss': jnp.float32(jnp.inf),
-                    'epoch': jnp.int32(0), 'scores': zero_scores}
+                    'epoch': jnp.int32(0), 'params': params}
   return carry
 
 
@@ -478,7 +492,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
                                num_classes=int(classes.size)),
       learning_rate=settings.learning_rate, batch_size=batch_size,
       batches_per_epoch=num_samples // batch_size,
-      has_val=bool(val_rows.size))
+      has_val=bool(val_rows.size),
+      track_test=settings.track_test or settings.selection == 'paper')
   data = {
       'train_x': jnp.asarray(train_x), 'train_y': jnp.asarray(train_y),
       'val': ((jnp.asarray(samples[val_rows]),
@@ -508,29 +523,33 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
     _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
               settings.epochs, history['train_loss'][last], val_note,
               time.perf_counter() - started)
-  carry = jax.device_get(carry)
+  final_scores = _score_tests(carry['params'], data['tests'], program=program)
+  val_scores = (_score_tests(carry['val']['params'], data['tests'],
+                             program=program) if program.has_val else None)
+  carry, final_scores, val_scores = jax.device_get(
+      (carry, final_scores, val_scores))
   train_seconds = time.perf_counter() - started
 
   history = {name: np.concatenate([h[name] for h in histories]
                                   )[:settings.epochs].astype(np.float64)
              for name in histories[0]}
-  rules = {
-      'fixed': RuleSelection(
-          epochs={name: settings.epochs for name in test_names},
-          scores={name: np.asarray(s, np.float64)
-                  for name, s in zip(test_names, carry['last'])}),
-      'paper': RuleSelection(
-          epochs={name: int(best['epoch']) + 1
-                  for name, best in zip(test_names, carry['paper'])},
-          scores={name: np.asarray(best['scores'], np.float64)
-                  for name, best in zip(test_names, carry['paper'])}),
-  }
+
+  def scores_by_split(scores):
+    return {name: np.asarray(s, np.float64)
+            for name, s in zip(test_names, scores)}
+
+  rules = {'fixed': RuleSelection(
+      epochs={name: settings.epochs for name in test_names},
+      scores=scores_by_split(final_scores))}
+  if program.track_test:
+    rules['paper'] = RuleSelection(
+        epochs={name: int(best['epoch']) + 1
+                for name, best in zip(test_names, carry['paper'])},
+        scores=scores_by_split(best['scores'] for best in carry['paper']))
   if program.has_val:
-    best = carry['val']
     rules['val'] = RuleSelection(
-        epochs={name: int(best['epoch']) + 1 for name in test_names},
-        scores={name: np.asarray(s, np.float64)
-                for name, s in zip(test_names, best['scores'])})
+        epochs={name: int(carry['val']['epoch']) + 1 for name in test_names},
+        scores=scores_by_split(val_scores))
   chosen = rules[settings.selection]
   return RNResult(
       classes=classes, selection=settings.selection, scores=chosen.scores,
@@ -540,7 +559,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
           val_accuracy=history.get('val_accuracy'),
           val_loss=history.get('val_loss'),
           test_accuracy={name: history['test_accuracy'][:, k]
-                         for k, name in enumerate(test_names)}),
+                         for k, name in enumerate(test_names)}
+          if program.track_test else {}),
       num_train_sequences=int(train_rows.size),
       num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
       batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,

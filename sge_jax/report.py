@@ -11,7 +11,7 @@
                    num_sequences: {split: n}}
   rn              the recognition network run (protocol A) or null: manner,
                   epochs, batch_size, learning_rate, hidden, val_fraction,
-                  num_classes, input_dim, num_train_sequences,
+                  rules_reported (selection rules computed), num_classes, input_dim, num_train_sequences,
                   num_val_sequences, samples_per_epoch, batches_per_epoch,
                   samples_dropped_per_epoch, train_seconds, final_train_loss,
                   history {train_loss, val_accuracy, test_accuracy: {split}}
@@ -387,12 +387,13 @@ def _plot_roc(matplotlib_api, key: str, entry: dict[str, Any],
 def _plot_rn_history(matplotlib_api, results: dict[str, Any],
                      workdir: pathlib.Path) -> Optional[str]:
   rn = results.get('rn')
-  if not rn or not rn.get('history'):
+  history = (rn or {}).get('history')
+  if not history or (history.get('val_accuracy') is None
+                     and not history.get('test_accuracy')):
     return None
   figure_class, canvas_class = matplotlib_api
   figure = figure_class(figsize=(6, 4))
   axes = figure.add_subplot()
-  history = rn['history']
   epochs = np.arange(1, len(history['train_loss']) + 1)
   if history.get('val_accuracy') is not None:
     axes.plot(epochs, 100 * np.asarray(history['val_accuracy'], float),

@@ -213,6 +213,21 @@ class TestSelection:
     assert result.history.val_accuracy is None
     assert result.selected_epochs == result.rules['paper'].epochs
 
+  def test_without_test_tracking_there_is_no_paper_rule(self):
+    (train_x, train_y), (test_x, test_y) = _separable_problem()
+    tests = {'test': (test_x, test_y)}
+    result = recognition.train_and_score(
+        train_x, train_y, tests,
+        _settings(selection='val', epochs=3, track_test=False))
+    assert set(result.rules) == {'fixed', 'val'}
+    assert result.history.test_accuracy == {}
+    assert result.history.val_accuracy.shape == (3,)
+    # 'paper' needs the per-epoch test scores, so it turns tracking on.
+    paper = recognition.train_and_score(
+        train_x, train_y, tests,
+        _settings(selection='paper', epochs=3, track_test=False))
+    assert paper.history.test_accuracy['test'].shape == (3,)
+
   def test_val_without_any_holdout_is_an_error(self):
     encodings = np.zeros((3, 2, 4), np.float32)
     with pytest.raises(DataError, match='selection=fixed'):
