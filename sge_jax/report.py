@@ -269,7 +269,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               'show that the pipeline runs.', '']
   if seeds:
     lines += [f'Mean ± standard deviation over {len(seeds)} seeds (sample '
-              'std, ddof = 1); each seed retrains the encoders and the RN. '
+              'std, ddof = 1); each seed has its own encoders and RN. '
               'Per-seed results are in `seed_<s>/`.', '']
   lines += _settings_table(results) + ['']
   for protocol in results['protocols']:
