@@ -27,7 +27,8 @@ import ml_collections
 
 from sge_jax import cages, config_validation, encoder_training
 from sge_jax.checkpointing import CheckpointMismatchError
-from sge_jax.data.dataset import SkeletonDataset, first_sequences
+from sge_jax.data.dataset import (SkeletonDataset, center_sequences,
+                                  first_sequences)
 from sge_jax.data.loading import check_trainable, load_dataset
 from sge_jax.encodings import load_encodings, save_encodings
 from sge_jax.errors import ConfigError
@@ -140,6 +141,8 @@ def run_single(config: ml_collections.ConfigDict,
   (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + '\n')
   dataset = first_sequences(load_dataset(config.data, int(config.seed)),
                             int(config.data.max_sequences))
+  if config.data.center_sequences:
+    dataset = center_sequences(dataset)
   logging.info('[data] %s', _dataset_summary(dataset))
   trained_params = None
   if 'train' in stages:

@@ -88,3 +88,12 @@ def test_encode_without_trained_encoders_says_what_to_run(tmp_path):
   from sge_jax.errors import DataError
   with pytest.raises(DataError, match='run the train stage'):
     job.run(tiny_config(**{'stages': 'encode'}), tmp_path)
+
+
+def test_center_sequences_option_removes_each_windows_position(tmp_path):
+  config = tiny_config(**{'stages': 'train,encode', 'train.epochs': 1,
+                          'data.center_sequences': True})
+  job.run(config, tmp_path)
+  sequences = load_encodings(tmp_path / 'encodings.npz').sequences
+  np.testing.assert_allclose(sequences.mean(axis=(1, 2)), 0.0, atol=1e-5)
+  assert np.abs(sequences).max() > 0.1
