@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from sge_jax import evaluation, recognition
 from sge_jax.data.loading import FORMATS
 from sge_jax.errors import ConfigError
 from sge_jax.losses import ATTENTION_TYPES
@@ -15,9 +16,6 @@ from sge_jax.pretext import PRETEXTS
 
 STAGES = ('train', 'encode', 'evaluate')
 EARLY_STOPPING_RULES = ('none', 'paper')
-RN_MANNERS = ('ap', 'sc')
-RN_SELECTIONS = ('val', 'fixed', 'paper')
-DISTANCES = ('euclidean', 'cosine')
 
 
 def parse_list(text: str) -> list[str]:
@@ -74,7 +72,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   """Raises ConfigError naming the first bad field and the allowed values."""
   parse_stages(config.stages)
   parse_seeds(config)
-  data, model, train, rn = config.data, config.model, config.train, config.rn
+  data, model, train = config.data, config.model, config.train
   _one_of(data.format, 'data.format', FORMATS)
   _positive_int(data.length, 'data.length', 2)
   if data.format == 'npz':
@@ -101,9 +99,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _positive_int(train.checkpoint_every_steps, 'train.checkpoint_every_steps')
   _positive_int(train.keep_checkpoints, 'train.keep_checkpoints')
   _positive_int(train.log_every_steps, 'train.log_every_steps')
-  _positive_int(rn.epochs, 'rn.epochs')
-  _one_of(rn.manner, 'rn.manner', RN_MANNERS)
-  _one_of(rn.selection, 'rn.selection', RN_SELECTIONS)
-  _positive_int(rn.batch_size, 'rn.batch_size')
-  _positive_float(rn.learning_rate, 'rn.learning_rate')
-  _one_of(config.eval.distance, 'eval.distance', DISTANCES)
+  # The recognition and evaluation sections are checked by their own settings
+  # classes, so a bad value fails here, before hours of encoder training.
+  recognition.RNSettings.from_config(config)
+  evaluation.EvalSettings.from_config(config)

@@ -107,7 +107,8 @@ class EvalSettings:
     if unknown or not requested:
       raise ConfigError(
           f'config.eval.protocols={section.protocols!r}: use a comma-separated '
-          f'subset of {", ".join(PROTOCOLS)}')
+          f'subset of {", ".join(PROTOCOLS)}. Override it with '
+          '--config.eval.protocols=...')
     settings = cls(
         protocols=tuple(p for p in PROTOCOLS if p in requested),
         distance=str(section.distance),
@@ -118,15 +119,18 @@ class EvalSettings:
         plots=bool(section.get('plots', True)))
     if settings.distance not in metrics.METRICS:
       raise ConfigError(f'config.eval.distance={settings.distance!r}: use one '
-                        f'of {", ".join(metrics.METRICS)}')
+                        f'of {", ".join(metrics.METRICS)}. Override it with '
+                        '--config.eval.distance=...')
     if settings.retrieval_features not in RETRIEVAL_FEATURES:
       raise ConfigError(
           f'config.eval.retrieval_features={settings.retrieval_features!r}: '
-          f'use one of {", ".join(RETRIEVAL_FEATURES)}')
+          f'use one of {", ".join(RETRIEVAL_FEATURES)}. Override it with '
+          '--config.eval.retrieval_features=...')
     for field in ('baseline_k', 'cmc_max_rank'):
       if getattr(settings, field) < 1:
         raise ConfigError(f'config.eval.{field}={getattr(settings, field)!r} '
-                          'must be an integer >= 1')
+                          f'must be an integer >= 1. Override it with '
+                          f'--config.eval.{field}=...')
     return settings
 
 

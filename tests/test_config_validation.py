@@ -22,7 +22,11 @@ from sge_jax.errors import ConfigError
     ('train.early_stopping', 'auto', 'none, paper'),
     ('rn.manner', 'avg', 'ap, sc'),
     ('rn.selection', 'best', 'val, fixed, paper'),
+    ('rn.epochs', 0, 'an integer >= 1'),
+    ('rn.learning_rate', 0.0, '> 0'),
     ('eval.distance', 'manhattan', 'euclidean, cosine'),
+    ('eval.protocols', 'A,C', 'A, B, CME'),
+    ('eval.retrieval_features', 'max', 'concat'),
 ])
 def test_bad_values_name_the_field(field, value, message):
   config = default.get_config()

