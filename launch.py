@@ -13,7 +13,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from sge_jax import job
+from sge_jax import job, report
 from sge_jax.checkpointing import CheckpointError, CheckpointMismatchError
 from sge_jax.encoder_training import NonFiniteLossError
 from sge_jax.errors import ConfigError, DataError
@@ -54,11 +54,14 @@ def main(argv):
   logging.info('sge-jax: %d %s device(s): %s; workdir %s', jax.device_count(),
                jax.default_backend(), ', '.join(map(str, jax.devices())), workdir)
   try:
-    job.run(_CONFIG.value, workdir)
+    results = job.run(_CONFIG.value, workdir)
   except _USER_ERRORS as error:
     logging.error('%s', error)
     print(f'error: {error}', file=sys.stderr)
     sys.exit(2)
+  if results is not None:
+    print('\n'.join(report.summary_lines(results)))
+    print(f'results: {workdir / "results.json"}, {workdir / "report.md"}')
 
 
 if __name__ == '__main__':

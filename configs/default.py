@@ -84,8 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
   # lists such as '1-10' or '1,3,5') go to train, the rest to test.
   config.data.split_field = 'trial'
   config.data.train_values = '1-10'
-  # Keep only the first N sequences (stored order) of every split; 0 = all.
-  # For quick smoke runs on a full dataset.
+  # Keep at most N sequences of every split, the first N/P of each of its P
+  # people (stored order kept); 0 = all. For quick smoke runs on a full dataset.
   config.data.max_sequences = 0
   # Subtract each sequence's mean position (per axis, over its f frames and J
   # joints) before training and encoding. Not in the authors' code, which feeds

@@ -19,7 +19,6 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '.
 def get_config(arg=None):
   config = default.base_config()
   config.data.format = 'npz'
-  config.data.name = 'gist'
   config.data.path = os.path.normpath(DEFAULT_PATH)
   config.data.split_field = 'trial'
   config.data.train_values = '1-10'

@@ -97,3 +97,14 @@ def test_center_sequences_option_removes_each_windows_position(tmp_path):
   sequences = load_encodings(tmp_path / 'encodings.npz').sequences
   np.testing.assert_allclose(sequences.mean(axis=(1, 2)), 0.0, atol=1e-5)
   assert np.abs(sequences).max() > 0.1
+
+
+def test_sequence_cap_keeps_every_person_in_stored_order():
+  from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit, first_sequences
+  labels = np.repeat([7, 3, 9], 10)
+  sequences = np.arange(30, dtype=np.float32)[:, None, None, None] * np.ones(
+      (30, 2, 1, 3), np.float32)
+  dataset = SkeletonDataset('x', 2, {'train': SkeletonSplit(sequences, labels)})
+  capped = first_sequences(dataset, 6).split('train')
+  np.testing.assert_array_equal(capped.labels, [7, 7, 3, 3, 9, 9])
+  np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 11, 20, 21])

@@ -104,13 +104,24 @@ class SkeletonDataset:
 
 
 def first_sequences(dataset: SkeletonDataset, count: int) -> SkeletonDataset:
-  """The dataset with every split cut to its first ``count`` sequences (0 = all)."""
+  """Every split cut to at most ``count`` sequences (0 = all), shared by its people.
+
+  Each of a split's P people keeps their first ceil(count / P) sequences, so a
+  small subset still has every person; stored order is kept.
+  """
   if count <= 0:
     return dataset
 
   def head(split: SkeletonSplit) -> SkeletonSplit:
-    recordings = None if split.recordings is None else split.recordings[:count]
-    return SkeletonSplit(split.sequences[:count], split.labels[:count], recordings)
+    people = np.unique(split.labels)
+    share = -(-count // len(people))
+    rank_within_person = np.zeros(split.num_sequences, np.int64)
+    for person in people:
+      rows = np.flatnonzero(split.labels == person)
+      rank_within_person[rows] = np.arange(len(rows))
+    keep = np.flatnonzero(rank_within_person < share)[:count]
+    recordings = None if split.recordings is None else split.recordings[keep]
+    return SkeletonSplit(split.sequences[keep], split.labels[keep], recordings)
 
   return dataclasses.replace(
       dataset, splits={name: head(s) for name, s in dataset.splits.items()})
