@@ -10,11 +10,12 @@ Per decoder step t, with the encoder outputs H [f_enc, B, k] as memory:
     a_t       = [q; context_t] W_att             (no bias, no activation)
     output_t  = a_t W_out + b_out                (the predicted frame, [J])
 
-The initial LSTM state is the encoder's final state. With ``feed_inputs=False``
-(the default ``zeros`` decoder-input mode) x_t is identically zero, so the rows of
-the layer-0 kernel that multiply it are skipped: their product and their
-gradient are exactly zero. The rows still exist (and are weight-decayed), so the
-parameter tree is the same in both modes.
+The initial LSTM state is the encoder's final state. Work that is provably zero
+is skipped: with ``feed_inputs=False`` (the default ``zeros`` decoder-input mode)
+x_t is identically zero, so the rows of the layer-0 kernel that multiply it are
+left out (their product and gradient are exactly zero; the rows still exist and
+are weight-decayed, so the parameter tree is the same in both modes); and the
+first step, where a_0 = 0, is peeled off the loop and multiplies only the h rows.
 """
 
 from __future__ import annotations
@@ -80,19 +81,24 @@ class AttentionDecoder(nn.Module):
     keys_bm = jnp.swapaxes(keys, 0, 1)
 
     kernel_0, bias_0 = layers[0]
+    feedback_kernel_0 = kernel_0[num_joints:]                   # rows [a; h]
     if self.feed_inputs:
       if decoder_inputs is None:
         raise ValueError('feed_inputs=True needs decoder_inputs [f, B, J]')
-      input_projection = decoder_inputs @ kernel_0[:num_joints] + bias_0
+      input_projection = decoder_inputs @ kernel_0[:num_joints]
     else:
-      input_projection = jnp.broadcast_to(bias_0, (num_steps, batch, 4 * k))
-    feedback_kernel_0 = kernel_0[num_joints:]                   # rows [a; h]
+      input_projection = None
 
-    def step(carry, projected_input):
+    def step(carry, projected_input, first_step=False):
       states, previous_attention = carry
       h, c = states[0]
-      gates = projected_input + jnp.concatenate(
-          [previous_attention, h], axis=-1) @ feedback_kernel_0
+      if first_step:     # a_0 = 0: only the h rows of the kernel contribute
+        gates = h @ feedback_kernel_0[k:] + bias_0
+      else:
+        gates = jnp.concatenate([previous_attention, h],
+                                axis=-1) @ feedback_kernel_0 + bias_0
+      if projected_input is not None:
+        gates = gates + projected_input
       new_states = [lstm_update(gates, c)]
       for (kernel, bias), (h, c) in zip(layers[1:], states[1:]):
         gates = jnp.concatenate([new_states[-1][0], h], axis=-1) @ kernel + bias
@@ -105,9 +111,15 @@ class AttentionDecoder(nn.Module):
       return (tuple(new_states), attention), (attention, alignment, context)
 
     initial_attention = jnp.zeros((batch, k), memory.dtype)
-    _, (attentions, alignments, contexts) = jax.lax.scan(
-        step, (tuple(initial_state), initial_attention), input_projection,
-        unroll=self.unroll)
+    first_input = None if input_projection is None else input_projection[0]
+    rest_inputs = (None if input_projection is None else input_projection[1:])
+    carry, first_outputs = step((tuple(initial_state), initial_attention),
+                                first_input, first_step=True)
+    _, rest_outputs = jax.lax.scan(step, carry, rest_inputs,
+                                   length=num_steps - 1, unroll=self.unroll)
+    attentions, alignments, contexts = (
+        jnp.concatenate([first[None], rest], axis=0)
+        for first, rest in zip(first_outputs, rest_outputs))
     return {
         'reconstruction': output_layer(attentions),
         'alignments': alignments,
