@@ -55,13 +55,14 @@ def test_layer_with_hoisted_projection_equals_cell_loop():
     h, c = numpy_tf_lstm_cell(kernel, bias, inputs[t], h, c)
     want.append(h)
   zeros = jnp.zeros((batch, hidden))
-  for unroll in (True, 1):
-    outputs, (final_h, final_c) = run_lstm_layer(
-        jnp.asarray(kernel, jnp.float32), jnp.asarray(bias, jnp.float32),
-        jnp.asarray(inputs, jnp.float32), (zeros, zeros), unroll)
-    np.testing.assert_allclose(outputs, np.stack(want), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(final_h, h, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(final_c, c, rtol=1e-5, atol=1e-6)
+  for state in ((zeros, zeros), None):       # explicit zeros, or the peeled start
+    for unroll in (True, 1):
+      outputs, (final_h, final_c) = run_lstm_layer(
+          jnp.asarray(kernel, jnp.float32), jnp.asarray(bias, jnp.float32),
+          jnp.asarray(inputs, jnp.float32), state, unroll)
+      np.testing.assert_allclose(outputs, np.stack(want), rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(final_h, h, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(final_c, c, rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_initialisation_follows_the_authors():

@@ -15,7 +15,7 @@ outside the time loop.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import flax.linen as nn
 import jax
@@ -69,18 +69,19 @@ def lstm_cell(kernel: jax.Array, bias: jax.Array, inputs: jax.Array,
 
 
 def run_lstm_layer(kernel: jax.Array, bias: jax.Array, inputs: jax.Array,
-                   state: LSTMState, unroll: Union[int, bool] = 1
-                   ) -> tuple[jax.Array, LSTMState]:
+                   state: Optional[LSTMState] = None,
+                   unroll: Union[int, bool] = 1) -> tuple[jax.Array, LSTMState]:
   """Runs one LSTM layer over a time-major sequence.
 
   The input projection of all f steps is one [f*B, D] x [D, 4k] matmul; only the
-  recurrent [B, k] x [k, 4k] product stays in the time loop.
+  recurrent [B, k] x [k, 4k] product stays in the time loop. From a zero state
+  (``state=None``) the first step's recurrent product is zero and is skipped.
 
   Args:
     kernel: [D + k, 4k] (TF layout).
     bias: [4k].
     inputs: [f, B, D], time-major.
-    state: initial (h, c), each [B, k].
+    state: initial (h, c), each [B, k]; None for zeros.
     unroll: ``lax.scan`` unroll (True = fully unrolled).
 
   Returns:
@@ -95,6 +96,14 @@ def run_lstm_layer(kernel: jax.Array, bias: jax.Array, inputs: jax.Array,
     new_h, new_c = lstm_update(projected_input + h @ recurrent_kernel, c)
     return (new_h, new_c), new_h
 
+  if state is None:
+    first_state = lstm_update(input_projection[0],
+                              jnp.zeros(input_projection.shape[1:2]
+                                        + recurrent_kernel.shape[:1],
+                                        inputs.dtype))
+    final_state, rest = jax.lax.scan(step, first_state, input_projection[1:],
+                                     unroll=unroll)
+    return jnp.concatenate([first_state[0][None], rest]), final_state
   final_state, outputs = jax.lax.scan(step, state, input_projection,
                                       unroll=unroll)
   return outputs, final_state
@@ -142,14 +151,12 @@ class StackedLSTMEncoder(nn.Module):
       H [f, B, k] (top-layer outputs) and the final (h, c) of every layer,
       bottom layer first.
     """
-    batch = inputs.shape[1]
-    zeros = jnp.zeros((batch, self.hidden), inputs.dtype)
     layer_inputs = inputs
     final_states = []
     for layer in range(self.num_layers):
       kernel, bias = LSTMWeights(self.hidden, layer_inputs.shape[-1],
                                  name=f'layer_{layer}')()
       layer_inputs, final_state = run_lstm_layer(
-          kernel, bias, layer_inputs, (zeros, zeros), self.unroll)
+          kernel, bias, layer_inputs, None, self.unroll)
       final_states.append(final_state)
     return layer_inputs, tuple(final_states)
