@@ -23,7 +23,7 @@ from sge_jax.encodings import (EncodingMetadata, EncodingSet, SplitEncodings,
                                combine_splits)
 from sge_jax.models import GaitEncodingModel
 
-ENCODE_BATCH = 256
+ENCODE_BATCH = 1024
 
 
 def _batch_cages(params, inputs, targets, *, model: GaitEncodingModel):
@@ -47,14 +47,16 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
     params: stacked parameters of M models.
     model: the per-axis model.
     data: ``inputs``/``targets`` [M, N, f, J] (``pretext.stacked_pretext_data``).
-    batch_size: sequences per compiled call; the last call is zero-padded so one
-      program serves all calls.
+    batch_size: sequences per compiled call, at most (capped at the next power
+      of two of N, so a small split is not padded to a large batch); the last
+      call is zero-padded so one program serves all calls.
 
   Returns:
     [N, f, M*k] float32.
   """
   encode = _compiled_batch_cages(model)
   num_sequences = data['inputs'].shape[1]
+  batch_size = min(batch_size, 1 << max(num_sequences - 1, 0).bit_length())
   padded = -(-num_sequences // batch_size) * batch_size
   padding = ((0, 0), (0, padded - num_sequences), (0, 0), (0, 0))
   inputs, targets = (np.pad(data[name], padding) for name in ('inputs', 'targets'))
