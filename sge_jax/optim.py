@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -46,11 +47,15 @@ def scale_by_tf_adam(b1: float = 0.9, b2: float = 0.999,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+@functools.lru_cache(maxsize=None)
 def tf_adam_with_value_clipping(learning_rate: float, clip_value: float
                                 ) -> optax.GradientTransformation:
   """The authors' update: clip gradients by value, then TF Adam at a fixed rate.
 
   (Their code builds a decaying rate but feeds a constant one that overrides it.)
+  Cached: the optimizer is a static field of the train state, so a new but equal
+  optimizer would change the state's tree structure and force every compiled
+  step to be traced and compiled again.
   """
   return optax.chain(optax.clip(clip_value), scale_by_tf_adam(),
                      optax.scale(-learning_rate))

@@ -219,8 +219,11 @@ def _pmapped_identity(devices: tuple[jax.Device, ...]):
 
 def replicate(tree, devices: Sequence[jax.Device]):
   """One copy of every leaf per device, placed as pmap places its outputs."""
+  # device_put first: broadcasting a NumPy leaf (a restored checkpoint) would
+  # compile a dtype conversion per shape.
   stacked = jax.tree.map(
-      lambda leaf: jnp.broadcast_to(leaf, (len(devices),) + leaf.shape), tree)
+      lambda leaf: jnp.broadcast_to(jax.device_put(leaf),
+                                    (len(devices),) + leaf.shape), tree)
   return to_devices(stacked, devices)
 
 

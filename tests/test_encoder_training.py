@@ -138,3 +138,12 @@ def test_resident_batches_are_contiguous_device_shards():
   assert inputs.shape == (2, 3, 2, 2, 1, 1)
   np.testing.assert_array_equal(inputs[1, 0, 1, :, 0, 0], [6, 7])
   np.testing.assert_array_equal(inputs[0, 2, 0, :, 0, 0], [20, 21])
+
+
+def test_later_epochs_compile_nothing(tmp_path, compile_counter):
+  dataset = tiny_dataset(tiny_config())
+  train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
+  compiled_for_first_epoch = compile_counter()
+  state = train_encoders(tiny_config(**{'train.epochs': 3}), dataset, tmp_path)
+  assert int(state.step) == 18
+  assert compile_counter() == compiled_for_first_epoch
