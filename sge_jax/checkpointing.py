@@ -96,7 +96,10 @@ class CheckpointStore:
         # Synchronous saves: a checkpoint is complete when save() returns, which
         # is what "nothing lost on interruption" needs; they take well under a
         # second at these model sizes.
-        enable_async_checkpointing=False)
+        enable_async_checkpointing=False,
+        # A save killed mid-way leaves a *.orbax-checkpoint-tmp directory;
+        # remove it on start so the step can be written again.
+        cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers=ocp.StandardCheckpointHandler())
