@@ -25,7 +25,7 @@ from typing import Any, Optional
 import jax
 import ml_collections
 
-from sge_jax import cages, config_validation, encoder_training
+from sge_jax import cages, config_validation, encoder_training, files
 from sge_jax.checkpointing import CheckpointMismatchError
 from sge_jax.data.dataset import (SkeletonDataset, center_sequences,
                                   first_sequences)
@@ -138,7 +138,8 @@ def run_single(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
   stages = config_validation.parse_stages(config.stages)
   check_workdir(config, workdir)
-  (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + '\n')
+  files.write_text_atomically(workdir / CONFIG_FILE,
+                              config.to_json(indent=2) + '\n')
   dataset = first_sequences(load_dataset(config.data, int(config.seed)),
                             int(config.data.max_sequences))
   if config.data.center_sequences:

@@ -7,6 +7,8 @@ import math
 import pathlib
 from typing import Any, Mapping
 
+from sge_jax import files
+
 
 class MetricsLog:
   """Appends one JSON object per line to ``<workdir>/metrics.jsonl``.
@@ -37,7 +39,7 @@ class MetricsLog:
       if record.get('stage') == stage and record.get('step', 0) > step:
         continue
       kept.append(line)
-    self.path.write_text(''.join(line + '\n' for line in kept))
+    files.write_text_atomically(self.path, ''.join(line + '\n' for line in kept))
 
   def read(self) -> list[dict]:
     if not self.path.exists():

@@ -48,6 +48,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from sge_jax import files
 from sge_jax.errors import DataError
 
 RESULTS_SCHEMA = 'sge_jax.results/1'
@@ -97,9 +98,7 @@ def _plain(value):
 
 def write_json(data: dict[str, Any], path: pathlib.Path) -> None:
   """Writes ``data`` as indented JSON atomically (temporary file, rename)."""
-  temporary = path.with_name(path.name + '.tmp')
-  temporary.write_text(json.dumps(_plain(data), indent=1) + '\n')
-  temporary.replace(path)
+  files.write_text_atomically(path, json.dumps(_plain(data), indent=1) + '\n')
 
 
 # ----------------------------------------------------------------------------
@@ -450,7 +449,7 @@ def _write_outputs(results: dict[str, Any], workdir: pathlib.Path,
     else:
       results['plots'] = written
   write_json(results, workdir / RESULTS_FILE)
-  (workdir / REPORT_FILE).write_text(render_markdown(results))
+  files.write_text_atomically(workdir / REPORT_FILE, render_markdown(results))
 
 
 def write_run_outputs(results: dict[str, Any], workdir: pathlib.Path, *,
