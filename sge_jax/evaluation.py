@@ -424,6 +424,27 @@ def retrieval_pairs(encoding_set: EncodingSet) -> list[tuple[str, str]]:
   return []
 
 
+def _retrieval_counts(outcome: _Outcome, label: str, probe: SplitEncodings,
+                      gallery: SplitEncodings, keep: np.ndarray,
+                      unknown: list[int], settings: EvalSettings
+                      ) -> dict[str, Any]:
+  """The bookkeeping fields of a retrieval entry (B or CME); notes exclusions."""
+  if unknown:
+    _note(outcome, (
+        f'{label}: {int(np.count_nonzero(~keep))} of {keep.size} probe '
+        f'sequences excluded: people {unknown} have no gallery sequence.'),
+          warn=True)
+  return {
+      'num_sequences': int(np.count_nonzero(keep)),
+      'num_excluded': int(np.count_nonzero(~keep)),
+      'excluded_people': unknown,
+      'num_gallery': int(gallery.labels.size),
+      'num_classes': int(np.unique(gallery.labels).size),
+      'num_people': int(np.unique(probe.labels[keep]).size),
+      'features': settings.retrieval_features,
+  }
+
+
 def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
   """Probe -> gallery retrieval of sequence-level CAGEs."""
   outcome = _Outcome()
@@ -439,21 +460,11 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
     keep, unknown = _keep_known_people(probe.labels, gallery.labels)
     label = (f'{split_label(dataset, probe_name)} -> '
              f'{split_label(dataset, gallery_name)}')
-    if unknown:
-      _note(outcome, (
-          f'Protocol B, {label}: {int(np.count_nonzero(~keep))} of {keep.size} '
-          f'probe sequences excluded: people {unknown} have no gallery '
-          'sequence.'), warn=True)
     entry = {
         'protocol': 'B', 'probe': probe_name, 'gallery': gallery_name,
         'label': label,
-        'num_sequences': int(np.count_nonzero(keep)),
-        'num_excluded': int(np.count_nonzero(~keep)),
-        'excluded_people': unknown,
-        'num_gallery': int(gallery.labels.size),
-        'num_classes': int(np.unique(gallery.labels).size),
-        'num_people': int(np.unique(probe.labels[keep]).size),
-        'features': settings.retrieval_features,
+        **_retrieval_counts(outcome, f'Protocol B, {label}', probe, gallery,
+                            keep, unknown, settings),
     }
     if keep.any():
       entry.update(retrieval_metrics(
@@ -515,22 +526,12 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   unknown: list[int] = []
   if not exclude_self:
     keep, unknown = _keep_known_people(probe.labels, gallery.labels)
-    if unknown:
-      _note(outcome, (
-          f'CME {conditions}: {int(np.count_nonzero(~keep))} of {keep.size} '
-          f'probe sequences excluded: people {unknown} have no gallery '
-          'sequence.'), warn=True)
   entry = {
       'protocol': 'CME', 'probe': 'probe', 'gallery': 'gallery',
       'label': f'CME {conditions}', 'conditions': conditions,
       'self_match_skipped': exclude_self,
-      'num_sequences': int(np.count_nonzero(keep)),
-      'num_excluded': int(np.count_nonzero(~keep)),
-      'excluded_people': unknown,
-      'num_gallery': int(gallery.labels.size),
-      'num_classes': int(np.unique(gallery.labels).size),
-      'num_people': int(np.unique(probe.labels[keep]).size),
-      'features': settings.retrieval_features,
+      **_retrieval_counts(outcome, f'CME {conditions}', probe, gallery, keep,
+                          unknown, settings),
   }
   if exclude_self and gallery.labels.size < 2:
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
