@@ -60,16 +60,17 @@ def main(argv=None):
   replicated = replicate(state, devices)
 
   start = time.perf_counter()
-  replicated, metrics = run_calls(replicated, resident, active)
+  steps = np.int32(args.steps_per_call)
+  replicated, metrics = run_calls(replicated, resident, active, steps)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
-  replicated, metrics = run_calls(replicated, resident, active)   # warm-up
+  replicated, metrics = run_calls(replicated, resident, active, steps)  # warm-up
   jax.block_until_ready(metrics)
 
   per_step = []
   for _ in range(-(-args.steps // args.steps_per_call)):
     start = time.perf_counter()
-    replicated, metrics = run_calls(replicated, resident, active)
+    replicated, metrics = run_calls(replicated, resident, active, steps)
     jax.block_until_ready(metrics)
     per_step.append((time.perf_counter() - start) / args.steps_per_call)
   ms_per_step = 1e3 * statistics.median(per_step)

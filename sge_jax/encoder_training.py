@@ -1,9 +1,11 @@
 """Self-supervised training of the stacked axis models (the ``train`` stage).
 
 The training sequences live on the devices for the whole run. One compiled call
-runs ``steps_per_call`` optimizer steps as a ``lax.scan``, picking each step's
-batch on the device from the step counter, so the host only dispatches calls,
-logs, validates at epoch ends and writes checkpoints. Batches are contiguous
+runs up to ``train.log_every_steps`` optimizer steps as a ``lax.scan``, picking
+each step's batch on the device from the step counter, and stops at epoch ends
+(the step count is an argument, so every call shares one program whatever the
+epoch length), so the host only dispatches calls, logs, validates at epoch ends
+and writes checkpoints. Batches are contiguous
 slices of the stored order (the contrastive loss needs stored-order neighbours);
 the incomplete last batch is dropped, as the authors do.
 
@@ -150,12 +152,18 @@ def _keep_frozen(active: jax.Array, new: TrainState, old: TrainState) -> TrainSt
   return new.replace(params=jax.tree.map(select, new.params, old.params))
 
 
-def _train_calls(state: TrainState, data: dict, active: jax.Array, *,
-                 definition: StepDefinition, steps_per_call: int,
-                 num_batches: int, shuffle: bool):
-  """``steps_per_call`` steps on this device's shards (the body of the pmap)."""
+def _train_calls(state: TrainState, data: dict, active: jax.Array,
+                 num_steps: jax.Array, *, definition: StepDefinition,
+                 max_steps: int, num_batches: int, shuffle: bool):
+  """Up to ``max_steps`` steps on this device's shards (the body of the pmap).
 
-  def one_step(state, _):
+  The scan always has ``max_steps`` iterations; those past the traced
+  ``num_steps`` skip the step (``lax.cond``), so a call can stop at an epoch end
+  or at the end of training without a second compiled program. Their metrics
+  are zeros.
+  """
+
+  def one_step(state):
     index = batch_index(state.step, state.rng, num_batches, shuffle)
     batch = jax.tree.map(
         lambda a: lax.dynamic_index_in_dim(a, index, axis=1, keepdims=False),
@@ -164,19 +172,27 @@ def _train_calls(state: TrainState, data: dict, active: jax.Array, *,
                                     definition=definition, axis_name=AXIS_NAME)
     return _keep_frozen(active, new_state, state), metrics
 
-  return lax.scan(one_step, state, None, length=steps_per_call)
+  def skip(state):
+    return state, {term: jnp.zeros(active.shape, jnp.float32)
+                   for term in LOSS_TERMS + ('total',)}
+
+  def maybe_step(state, iteration):
+    return lax.cond(iteration < num_steps, one_step, skip, state)
+
+  return lax.scan(maybe_step, state, jnp.arange(max_steps))
 
 
 @functools.lru_cache(maxsize=None)
 def make_train_calls(definition: StepDefinition, devices: tuple[jax.Device, ...],
-                     steps_per_call: int, num_batches: int, shuffle: bool):
-  """Compiled multi-step call: (replicated state, resident data, active [M]) ->
-  (state, metrics of each step [n_dev, L, M]). The state is donated."""
+                     max_steps: int, num_batches: int, shuffle: bool):
+  """Compiled multi-step call: (replicated state, resident data, active [M],
+  number of steps <= max_steps) -> (state, metrics of each step [n_dev, L, M]).
+  The state is donated."""
   return jax.pmap(
       functools.partial(_train_calls, definition=definition,
-                        steps_per_call=steps_per_call, num_batches=num_batches,
+                        max_steps=max_steps, num_batches=num_batches,
                         shuffle=shuffle),
-      axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,),
+      axis_name=AXIS_NAME, in_axes=(0, 0, None, None), donate_argnums=(0,),
       devices=list(devices))
 
 
@@ -252,13 +268,10 @@ def update_early_stopping(state: EarlyStopping, losses: np.ndarray,
 # ----------------------------------------------------------------- the stage
 
 
-def steps_per_call_for(num_batches: int, log_every_steps: int) -> int:
-  """The largest divisor of the epoch length not above the logging interval.
-
-  Calls then tile epochs exactly, so one compiled program serves the whole run.
-  """
-  limit = max(1, min(num_batches, int(log_every_steps)))
-  return max(d for d in range(1, limit + 1) if num_batches % d == 0)
+def steps_in_next_call(step: int, max_steps: int, num_batches: int,
+                       total_steps: int) -> int:
+  """Steps of the next call: at most ``max_steps``, ending at the epoch's end."""
+  return min(max_steps, num_batches - step % num_batches, total_steps - step)
 
 
 def _check_finite(metrics: dict[str, np.ndarray], names: list[str],
@@ -317,7 +330,7 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                                       split_name)
   resident, num_batches = resident_batches(data, int(train.batch_size), devices)
   total_steps = int(train.epochs) * num_batches
-  steps_per_call = steps_per_call_for(num_batches, int(train.log_every_steps))
+  max_steps = max(1, min(num_batches, int(train.log_every_steps)))
 
   checkpoints = CheckpointStore(workdir / 'checkpoints',
                                 int(train.keep_checkpoints))
@@ -338,12 +351,12 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                  start_step, total_steps)
     return state
   logging.info('[train] %d sequences of %s -> %d batches of %d per epoch, %d '
-               'models (%s), %d epochs, %d steps per call, %d device(s)',
+               'models (%s), %d epochs, up to %d steps per call, %d device(s)',
                split.num_sequences, dataset.name, num_batches, train.batch_size,
-               len(names), ', '.join(names), train.epochs, steps_per_call,
+               len(names), ', '.join(names), train.epochs, max_steps,
                len(devices))
 
-  run_calls = make_train_calls(definition, devices, steps_per_call, num_batches,
+  run_calls = make_train_calls(definition, devices, max_steps, num_batches,
                                bool(train.shuffle_batches))
   validate = make_validation(definition, devices)
   replicated = replicate(state, devices)
@@ -351,15 +364,18 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   step = start_step
   timed_steps, timed_seconds = 0, 0.0      # excludes the first, compiling call
   while step < total_steps and stopping.active.any():
+    num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
     call_start = time.perf_counter()
-    replicated, metrics = run_calls(replicated, resident, stopping.active)
-    metrics = {term: np.asarray(values[0]) for term, values in metrics.items()}
+    replicated, metrics = run_calls(replicated, resident, stopping.active,
+                                    np.int32(num_steps))
+    metrics = {term: np.asarray(values[0])[:num_steps]
+               for term, values in metrics.items()}
     _check_finite(metrics, names, step, checkpoints)
     elapsed = time.perf_counter() - call_start
     if step > start_step:
-      timed_steps, timed_seconds = timed_steps + steps_per_call, timed_seconds + elapsed
-    rate = timed_steps / timed_seconds if timed_steps else steps_per_call / elapsed
-    step += steps_per_call
+      timed_steps, timed_seconds = timed_steps + num_steps, timed_seconds + elapsed
+    rate = timed_steps / timed_seconds if timed_steps else num_steps / elapsed
+    step += num_steps
     epoch = -(-step // num_batches)
     means = {term: metrics[term].mean(axis=0) for term in metrics}
     log.write({'stage': STAGE, 'step': step, 'epoch': epoch,

@@ -9,7 +9,7 @@ import pytest
 from sge_jax import encoder_training
 from sge_jax.checkpointing import CheckpointStore
 from sge_jax.encoder_training import (EarlyStopping, NonFiniteLossError,
-                                      resident_batches, steps_per_call_for,
+                                      resident_batches, steps_in_next_call,
                                       train_encoders, update_early_stopping)
 from tests.pipeline_fixtures import tiny_config, tiny_dataset
 
@@ -123,10 +123,31 @@ def test_stopped_models_are_frozen(tmp_path, monkeypatch):
   assert max(jax.tree.leaves(moved)) > 0
 
 
-def test_steps_per_call_tiles_epochs():
-  assert steps_per_call_for(12, 5) == 4
-  assert steps_per_call_for(7, 5) == 1
-  assert steps_per_call_for(6, 100) == 6
+def test_calls_end_at_epoch_ends_and_at_the_last_step():
+  assert steps_in_next_call(0, 5, 7, 70) == 5
+  assert steps_in_next_call(5, 5, 7, 70) == 2          # a prime epoch of 7
+  assert steps_in_next_call(7, 5, 7, 70) == 5
+  assert steps_in_next_call(68, 5, 7, 70) == 2
+
+
+def test_a_prime_number_of_batches_trains_with_one_program(tmp_path,
+                                                           compile_counter):
+  # 84 sequences in batches of 12: 7 per epoch; up to 3 steps per call gives
+  # calls of 3, 3, 1 per epoch.
+  prime = {'data.synthetic.num_people': 7, 'train.batch_size': 12,
+           'train.log_every_steps': 3}
+  config = tiny_config(**prime, **{'train.epochs': 2})
+  dataset = tiny_dataset(config)
+  state = train_encoders(config, dataset, tmp_path / 'a')
+  assert int(state.step) == 14
+  steps = [json.loads(line)['step'] for line in
+           (tmp_path / 'a' / 'metrics.jsonl').read_text().splitlines()
+           if 'loss/total' in line]
+  assert steps == [3, 6, 7, 10, 13, 14]
+  compiled = compile_counter()
+  train_encoders(tiny_config(**prime, **{'train.epochs': 3}), dataset,
+                 tmp_path / 'a')
+  assert compile_counter() == compiled
 
 
 def test_resident_batches_are_contiguous_device_shards():
