@@ -445,6 +445,28 @@ def _retrieval_counts(outcome: _Outcome, label: str, probe: SplitEncodings,
   }
 
 
+def _retrieval_scores(encoding_set: EncodingSet, probe: SplitEncodings,
+                      gallery: SplitEncodings, keep: np.ndarray,
+                      settings: EvalSettings, exclude_self: bool) -> dict:
+  """Retrieval metrics (and baselines) of the kept probe sequences.
+
+  Under ``exclude_self`` probe and gallery are the same samples (``keep`` is
+  all True), and probe i may not match gallery i.
+  """
+  scores = retrieval_metrics(
+      sequence_features(probe.encodings[keep], settings.retrieval_features),
+      probe.labels[keep],
+      sequence_features(gallery.encodings, settings.retrieval_features),
+      gallery.labels, distance=settings.distance, exclude_self=exclude_self,
+      max_rank=settings.cmc_max_rank)
+  if settings.baselines:
+    scores['baselines'] = _retrieval_baselines(
+        encoding_set, probe.sequences[keep], probe.labels[keep],
+        gallery.sequences, gallery.labels, settings=settings,
+        exclude_self=exclude_self)
+  return scores
+
+
 def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
   """Probe -> gallery retrieval of sequence-level CAGEs."""
   outcome = _Outcome()
@@ -467,18 +489,8 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
                             keep, unknown, settings),
     }
     if keep.any():
-      entry.update(retrieval_metrics(
-          sequence_features(probe.encodings[keep],
-                            settings.retrieval_features),
-          probe.labels[keep],
-          sequence_features(gallery.encodings, settings.retrieval_features),
-          gallery.labels, distance=settings.distance, exclude_self=False,
-          max_rank=settings.cmc_max_rank))
-      if settings.baselines:
-        entry['baselines'] = _retrieval_baselines(
-            encoding_set, probe.sequences[keep], probe.labels[keep],
-            gallery.sequences, gallery.labels, settings=settings,
-            exclude_self=False)
+      entry.update(_retrieval_scores(encoding_set, probe, gallery, keep,
+                                     settings, exclude_self=False))
     else:
       entry['skipped'] = 'no probe person has a gallery sequence'
     outcome.entries[f'B/{probe_name}'] = entry
@@ -536,20 +548,8 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   if exclude_self and gallery.labels.size < 2:
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
                     'gallery sequences')
-  gallery_features = sequence_features(gallery.encodings,
-                                       settings.retrieval_features)
-  # Under the self-match rule the probe must be the very same samples.
-  probe_features = (gallery_features if exclude_self else sequence_features(
-      probe.encodings[keep], settings.retrieval_features))
-  entry.update(retrieval_metrics(
-      probe_features, probe.labels[keep], gallery_features, gallery.labels,
-      distance=settings.distance, exclude_self=exclude_self,
-      max_rank=settings.cmc_max_rank))
-  if settings.baselines:
-    entry['baselines'] = _retrieval_baselines(
-        encoding_set, probe.sequences[keep], probe.labels[keep],
-        gallery.sequences, gallery.labels, settings=settings,
-        exclude_self=exclude_self)
+  entry.update(_retrieval_scores(encoding_set, probe, gallery, keep, settings,
+                                 exclude_self=exclude_self))
   outcome.entries[f'CME/{conditions}'] = entry
   return outcome
 

@@ -343,17 +343,19 @@ def _check_same_samples(query, gallery, query_labels, gallery_labels) -> None:
     raise ValueError('exclude_self=True needs at least 2 samples')
 
 
+def _label_vector(labels, count: int, name: str, letter: str) -> np.ndarray:
+  """``labels`` as an array, checked to be [count]; ``letter`` names the size."""
+  labels = np.asarray(labels)
+  if labels.shape != (count,):
+    raise ValueError(f'{name} must be [{letter}={count}], got {labels.shape}')
+  return labels
+
+
 def _check_retrieval_labels(query, query_labels, gallery, gallery_labels,
                             exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-  query_labels = np.asarray(query_labels)
-  gallery_labels = np.asarray(gallery_labels)
-  if query_labels.shape != (query.shape[0],):
-    raise ValueError(
-        f'query_labels must be [Q={query.shape[0]}], got {query_labels.shape}')
-  if gallery_labels.shape != (gallery.shape[0],):
-    raise ValueError(
-        f'gallery_labels must be [G={gallery.shape[0]}], got '
-        f'{gallery_labels.shape}')
+  query_labels = _label_vector(query_labels, query.shape[0], 'query_labels', 'Q')
+  gallery_labels = _label_vector(gallery_labels, gallery.shape[0],
+                                 'gallery_labels', 'G')
   if exclude_self:
     _check_same_samples(query, gallery, query_labels, gallery_labels)
   return query_labels, gallery_labels
@@ -531,11 +533,8 @@ def nearest_neighbour_predict(query, gallery, gallery_labels,
   """
   _check_metric(metric)
   query, gallery = _check_features(query, gallery)
-  gallery_labels = np.asarray(gallery_labels)
-  if gallery_labels.shape != (gallery.shape[0],):
-    raise ValueError(
-        f'gallery_labels must be [G={gallery.shape[0]}], got '
-        f'{gallery_labels.shape}')
+  gallery_labels = _label_vector(gallery_labels, gallery.shape[0],
+                                 'gallery_labels', 'G')
   if exclude_self:
     _check_same_samples(query, gallery, gallery_labels, gallery_labels)
   nearest = np.empty(query.shape[0], dtype=np.int64)

@@ -315,3 +315,13 @@ def write_ks20_mat(root: str) -> Ks20Fixture:
   with open(os.path.join(raw, 'broken.mat'), 'wb') as f:
     f.write(b'this is not a MATLAB file')
   return Ks20Fixture(raw=raw, expected=expected)
+
+
+def manifest_roles(manifest: dict) -> dict:
+  """(person, recording name) -> 'gallery' | 'probe' | 'train' from a manifest."""
+  roles = {}
+  for person, assignment in manifest['test_assignment'].items():
+    for kind in ('gallery', 'probe', 'train'):
+      for name in assignment[kind]:
+        roles[(int(person), name)] = kind
+  return roles

@@ -112,16 +112,6 @@ def kgbd_run(tmp_path_factory):
   return fixture, out, result, manifest
 
 
-def _roles(manifest):
-  """(person, file name) -> 'gallery' | 'probe' | 'train'."""
-  roles = {}
-  for person, assignment in manifest['test_assignment'].items():
-    for kind in ('gallery', 'probe', 'train'):
-      for name in assignment[kind]:
-        roles[(int(person), name)] = kind
-  return roles
-
-
 def _expected(fixture, roles, kinds, length=6):
   """[N, f, 20, 3] and labels [N] in stored order for recordings of ``kinds``."""
   keys = sorted(fixture.expected,
@@ -178,7 +168,7 @@ def test_split_draw_is_seeded_and_the_same_for_every_length(tmp_path):
 
 def test_written_windows_targets_and_ids(kgbd_run):
   fixture, out, _, manifest = kgbd_run
-  roles = _roles(manifest)
+  roles = fixtures.manifest_roles(manifest)
   folder = os.path.join(out, 'KGBD', '6')
   for sub, prefix, kinds in (('KGBD_train_npy_data', '', ('train', 'gallery')),
                              ('KGBD_test_npy_data', 't_', ('probe',))):
@@ -224,7 +214,7 @@ def test_manifest_counts_add_up(kgbd_run):
 
 def test_round_trip_through_the_authors_layout_loader(kgbd_run):
   fixture, out, _, manifest = kgbd_run
-  roles = _roles(manifest)
+  roles = fixtures.manifest_roles(manifest)
   cages = authors_layout.load_authors_dataset(out, 'KGBD', 6)
   assert list(cages.splits) == ['train', 'test']
   spc = authors_layout.load_authors_dataset(os.path.join(out, 'spc_mgr'),

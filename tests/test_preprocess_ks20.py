@@ -66,15 +66,6 @@ def test_every_assumed_mat_structure_is_read(ks20_run):
   assert manifest['joint_layout'] == 'kinect_v2'
 
 
-def _roles(manifest):
-  roles = {}
-  for person, assignment in manifest['test_assignment'].items():
-    for kind in ('gallery', 'probe', 'train'):
-      for walk in assignment[kind]:
-        roles[(int(person), walk)] = kind
-  return roles
-
-
 def _expected(fixture, roles, kinds, view=None):
   order = {v: i for i, v in enumerate(ks20.VIEWS)}
   keys = sorted((k for k in fixture.expected
@@ -98,7 +89,7 @@ def test_one_gallery_and_one_probe_walk_per_person_in_all_views(ks20_run):
 
 def test_all_views_and_per_view_round_trip(ks20_run):
   fixture, out, manifest = ks20_run
-  roles = _roles(manifest)
+  roles = fixtures.manifest_roles(manifest)
   for view_index, view in [(None, None), (0, 'frontal'),
                            (1, 'left_diagonal'), (4, 'right_lateral')]:
     view_arg = '' if view is None else str(view_index)
