@@ -61,6 +61,9 @@ def locality_attention_loss(alignments: jax.Array, mask: jax.Array) -> jax.Array
   return 0.5 * jnp.sum(jnp.square(alignments * (1.0 - mask)))
 
 
+_NORM_FLOOR = 1e-12
+
+
 def neighbour_contrastive_loss(projections: jax.Array,
                                temperature: float) -> jax.Array:
   """Locality-aware contrastive loss (NT-Xent with batch-neighbour positives).
@@ -73,7 +76,8 @@ def neighbour_contrastive_loss(projections: jax.Array,
       loss = mean_i [ -s[i, pos(i)] + log sum_{j != i} exp(s[i, j]) ],
 
   which equals the authors' -log(exp(s_pos) / (sum_j exp(s_ij) - exp(s_ii))).
-  Vectorised; the log-sum-exp form avoids overflow for small tau.
+  Vectorised; the log-sum-exp form avoids overflow for small tau. Rows are
+  normalised as ``tf.nn.l2_normalize`` does (squared norm floored at 1e-12).
 
   Args:
     projections: v [B, k] in stored order, B >= 2.
@@ -84,7 +88,10 @@ def neighbour_contrastive_loss(projections: jax.Array,
   """
   num_pairs = projections.shape[0] - 1
   z = jnp.concatenate([projections[1:], projections[:-1]], axis=0)
-  z = z * jax.lax.rsqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True))
+  # The floor is tf.nn.l2_normalize's: an all-zero projection (every ReLU unit
+  # off) has similarity 0 to everything instead of 0/0 = NaN.
+  z = z * jax.lax.rsqrt(jnp.maximum(
+      jnp.sum(jnp.square(z), axis=-1, keepdims=True), _NORM_FLOOR))
   similarities = (z @ z.T) / temperature                        # [2N, 2N]
   positives = jnp.sum(z * jnp.roll(z, num_pairs, axis=0), axis=-1) / temperature
   others = jnp.where(jnp.eye(2 * num_pairs, dtype=bool), -jnp.inf, similarities)

@@ -78,3 +78,12 @@ def test_weight_decay_covers_every_array_including_biases():
   params = {'layer': {'kernel': jnp.ones((2, 3)), 'bias': jnp.full((3,), 2.0)}}
   # 0.02 * 0.5 * (6 * 1 + 3 * 4)
   assert float(losses.weight_decay_loss(params, 0.02)) == pytest.approx(0.18)
+
+
+def test_contrastive_loss_is_finite_for_an_all_zero_projection():
+  # A projection whose ReLU units are all off is exactly zero: cosine 0/0.
+  v = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)), jnp.float32)
+  v = v.at[2].set(0.0)
+  value, grad = jax.value_and_grad(losses.neighbour_contrastive_loss)(v, 0.1)
+  assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
+
