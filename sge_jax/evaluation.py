@@ -450,14 +450,16 @@ def _retrieval_scores(encoding_set: EncodingSet, probe: SplitEncodings,
                       settings: EvalSettings, exclude_self: bool) -> dict:
   """Retrieval metrics (and baselines) of the kept probe sequences.
 
-  Under ``exclude_self`` probe and gallery are the same samples (``keep`` is
-  all True), and probe i may not match gallery i.
+  Under ``exclude_self`` probe and gallery are the same sequences (``keep`` is
+  all True) and probe i may not match gallery i; the gallery's CAGEs then serve
+  as the probe's too, so each probe is exactly one gallery entry.
   """
+  gallery_features = sequence_features(gallery.encodings,
+                                       settings.retrieval_features)
+  probe_features = (gallery_features if exclude_self else sequence_features(
+      probe.encodings[keep], settings.retrieval_features))
   scores = retrieval_metrics(
-      sequence_features(probe.encodings[keep], settings.retrieval_features),
-      probe.labels[keep],
-      sequence_features(gallery.encodings, settings.retrieval_features),
-      gallery.labels, distance=settings.distance, exclude_self=exclude_self,
+      probe_features, probe.labels[keep], gallery_features, gallery.labels, distance=settings.distance, exclude_self=exclude_self,
       max_rank=settings.cmc_max_rank)
   if settings.baselines:
     scores['baselines'] = _retrieval_baselines(
@@ -504,9 +506,14 @@ def condition_pair(view: str) -> Optional[tuple[str, str]]:
 
 
 def _same_samples(a: SplitEncodings, b: SplitEncodings) -> bool:
-  return (a.encodings.shape == b.encodings.shape
+  """Whether two splits hold the same skeleton sequences in the same order.
+
+  Compares the inputs, not the CAGEs: a pretext with per-split targets (sorting)
+  encodes the same sequences of a gallery and a probe split differently.
+  """
+  return (a.sequences.shape == b.sequences.shape
           and np.array_equal(a.labels, b.labels)
-          and np.array_equal(a.encodings, b.encodings))
+          and np.array_equal(a.sequences, b.sequences))
 
 
 def protocol_cme(encoding_set: EncodingSet, view: str,

@@ -273,6 +273,20 @@ class TestCME:
       if 'rank1' in baseline:
         assert baseline['rank1'] < 1.0
 
+  def test_same_sequences_encoded_differently_still_skip_themselves(
+      self, tmp_path):
+    # The sorting pretext encodes a split with its own permutations, so the
+    # gallery and probe CAGEs of nm.nm differ although the sequences are equal.
+    encoding_set = _line_set('CASIA_B_match', self.VALUES, self.LABELS,
+                             [v + 0.001 for v in self.VALUES], self.LABELS,
+                             gallery_name='gallery', probe_name='probe')
+    config = _config(eval__protocols='CME', data__name='CASIA_B_match',
+                     data__view='nm.nm', eval__baselines=False)
+    entry = evaluation.evaluate_run(config, encoding_set,
+                                    tmp_path)['entries']['CME/nm.nm']
+    assert entry['self_match_skipped'] is True
+    assert entry['rank1'] == pytest.approx(0.4)
+
   def test_different_conditions_plain_nearest_neighbour(self, tmp_path):
     encoding_set = _line_set('CASIA_B_match', self.VALUES, self.LABELS,
                              [0.02, 1.04], [1, 3], gallery_name='gallery',
