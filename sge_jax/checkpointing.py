@@ -201,8 +201,27 @@ class CheckpointStore:
   def _move_aside(self, step: int) -> None:
     step_dir = self.directory / str(step)
     if step_dir.exists():
-      step_dir.rename(self.directory / f'damaged_{step}')
+      # A step can be damaged again after being rewritten: never overwrite.
+      target = self.directory / f'damaged_{step}'
+      copy = 1
+      while target.exists():
+        copy += 1
+        target = self.directory / f'damaged_{step}_{copy}'
+      step_dir.rename(target)
     self._manager.reload()
 
   def close(self) -> None:
     self._manager.close()
+
+  def __enter__(self) -> 'CheckpointStore':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def has_checkpoints(directory: str | pathlib.Path) -> bool:
+  """Whether ``directory`` holds at least one saved step (without creating it)."""
+  directory = pathlib.Path(directory)
+  return directory.is_dir() and any(
+      entry.name.isdigit() for entry in directory.iterdir())

@@ -30,8 +30,9 @@ import numpy as np
 from jax import lax
 
 from sge_jax import optim, pretext
-from sge_jax.checkpointing import CheckpointStore
+from sge_jax.checkpointing import CheckpointStore, has_checkpoints
 from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.loading import check_trainable
 from sge_jax.errors import DataError
 from sge_jax.logbook import MetricsLog, format_duration
 from sge_jax.models import GaitEncodingModel
@@ -320,8 +321,20 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   """
   workdir = pathlib.Path(workdir)
   devices = tuple(devices or jax.local_devices())
-  train = config.train
   split_name = encoder_training_split(dataset)
+  check_trainable(dataset, int(config.train.batch_size), split_name)
+  with CheckpointStore(workdir / 'checkpoints',
+                       int(config.train.keep_checkpoints)) as checkpoints:
+    return _train_loop(config, dataset, split_name, workdir, devices,
+                       checkpoints)
+
+
+def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+                split_name: str, workdir: pathlib.Path,
+                devices: tuple[jax.Device, ...],
+                checkpoints: CheckpointStore) -> TrainState:
+  """The body of ``train_encoders``, with an open checkpoint store."""
+  train = config.train
   split = dataset.split(split_name)
   tasks = build_tasks(config.model)
   names = pretext.model_names(tasks)
@@ -332,8 +345,6 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   total_steps = int(train.epochs) * num_batches
   max_steps = max(1, min(num_batches, int(train.log_every_steps)))
 
-  checkpoints = CheckpointStore(workdir / 'checkpoints',
-                                int(train.keep_checkpoints))
   log = MetricsLog(workdir / 'metrics.jsonl')
   state = initial_state(config, definition, dataset.length, dataset.num_joints)
   stopping = EarlyStopping.start(len(names))
@@ -420,8 +431,11 @@ def restore_trained_params(config: ml_collections.ConfigDict,
   template = {'state': initial_state(config, definition, length, num_joints),
               'early_stopping': EarlyStopping.start(
                   len(definition.model_tasks)).as_tree()}
-  checkpoints = CheckpointStore(pathlib.Path(workdir) / 'checkpoints')
-  restored = checkpoints.restore_latest(template)
+  directory = pathlib.Path(workdir) / 'checkpoints'
+  restored = None
+  if has_checkpoints(directory):
+    with CheckpointStore(directory) as checkpoints:
+      restored = checkpoints.restore_latest(template)
   if restored is None:
     raise DataError(f'No trained encoders in {workdir}/checkpoints: run the train '
                     'stage there first (--config.stages=train,...).')

@@ -26,10 +26,10 @@ import jax
 import ml_collections
 
 from sge_jax import cages, config_validation, encoder_training, files
-from sge_jax.checkpointing import CheckpointMismatchError
+from sge_jax.checkpointing import CheckpointMismatchError, has_checkpoints
 from sge_jax.data.dataset import (SkeletonDataset, center_sequences,
                                   first_sequences)
-from sge_jax.data.loading import check_trainable, load_dataset
+from sge_jax.data.loading import load_dataset
 from sge_jax.encodings import load_encodings, save_encodings
 from sge_jax.errors import ConfigError
 
@@ -72,7 +72,7 @@ def check_workdir(config: ml_collections.ConfigDict,
                   workdir: pathlib.Path) -> None:
   """Refuses to resume a workdir whose checkpoints come from another config."""
   saved = workdir / CONFIG_FILE
-  if not saved.exists() or not (workdir / 'checkpoints').exists():
+  if not saved.exists() or not has_checkpoints(workdir / 'checkpoints'):
     return
   differences = encoder_differences(config_from_json(saved), config)
   if differences:
@@ -140,21 +140,18 @@ def run_single(config: ml_collections.ConfigDict,
   check_workdir(config, workdir)
   files.write_text_atomically(workdir / CONFIG_FILE,
                               config.to_json(indent=2) + '\n')
-  dataset = first_sequences(load_dataset(config.data, int(config.seed)),
-                            int(config.data.max_sequences))
-  if config.data.center_sequences:
-    dataset = center_sequences(dataset)
-  logging.info('[data] %s', _dataset_summary(dataset))
+  if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
+    dataset = first_sequences(load_dataset(config.data, int(config.seed)),
+                              int(config.data.max_sequences))
+    if config.data.center_sequences:
+      dataset = center_sequences(dataset)
+    logging.info('[data] %s', _dataset_summary(dataset))
   trained_params = None
   if 'train' in stages:
     if config.encoder_workdir:
       logging.info('[train] skipped: encoders come from %s',
                    config.encoder_workdir)
     else:
-      training = dataset.split(encoder_training.encoder_training_split(dataset))
-      check_trainable(
-          SkeletonDataset(dataset.name, dataset.length, {'train': training},
-                          source=dataset.source), int(config.train.batch_size))
       trained_params = encoder_training.train_encoders(config, dataset,
                                                        workdir).params
   if 'encode' in stages:

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.filterwarnings(
     'ignore::pytest.PytestUnraisableExceptionWarning')
 
 from sge_jax.checkpointing import (CheckpointError, CheckpointMismatchError,
+                                   has_checkpoints,
                                    CheckpointStore)
 
 
@@ -58,6 +59,18 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
   assert (tmp_path / 'damaged_2').exists() and store.steps() == [1]
   store.save(2, _tree(2))                      # the step can be written again
   assert store.restore_latest(_tree())[0] == 2
+  _damage(tmp_path / '2')                      # ... and be damaged again
+  assert store.restore_latest(_tree())[0] == 1
+  assert (tmp_path / 'damaged_2').exists() and (tmp_path / 'damaged_2_2').exists()
+
+
+def test_has_checkpoints_does_not_create_the_directory(tmp_path):
+  assert not has_checkpoints(tmp_path / 'checkpoints')
+  assert not (tmp_path / 'checkpoints').exists()
+  with CheckpointStore(tmp_path / 'checkpoints') as store:
+    assert not has_checkpoints(tmp_path / 'checkpoints')
+    store.save(3, _tree(3))
+  assert has_checkpoints(tmp_path / 'checkpoints')
 
 
 def test_truncated_data_file_is_detected(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from sge_jax import job
 from sge_jax.encodings import load_encodings
-from sge_jax.errors import ConfigError
+from sge_jax.errors import ConfigError, DataError
 from tests.pipeline_fixtures import tiny_config, write_authors_dataset
 
 
@@ -108,3 +108,27 @@ def test_sequence_cap_keeps_every_person_in_stored_order():
   capped = first_sequences(dataset, 6).split('train')
   np.testing.assert_array_equal(capped.labels, [7, 7, 3, 3, 9, 9])
   np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 11, 20, 21])
+  # A cap that is not a multiple of the number of people still keeps everyone.
+  capped = first_sequences(dataset, 4).split('train')
+  np.testing.assert_array_equal(capped.labels, [7, 7, 3, 9])
+  np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 20])
+
+
+def test_encode_before_training_leaves_the_workdir_usable(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 8)
+  encode_only = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  encode_only.stages = 'encode'
+  with pytest.raises(DataError, match='No trained encoders'):
+    job.run(encode_only, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+  # Nothing was trained, so another encoder config may still train there.
+  train = _authors_config(tmp_path / 'Datasets', 'MYSET', **{'model.hidden': 4})
+  job.run(train, tmp_path / 'run')
+  assert (tmp_path / 'run' / 'encodings.npz').exists()
+
+
+def test_too_few_sequences_names_the_split_the_encoders_train_on(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 3)
+  config = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  with pytest.raises(DataError, match='The train split of .* has 6 sequences'):
+    job.run(config, tmp_path / 'run')

@@ -106,20 +106,20 @@ class SkeletonDataset:
 def first_sequences(dataset: SkeletonDataset, count: int) -> SkeletonDataset:
   """Every split cut to at most ``count`` sequences (0 = all), shared by its people.
 
-  Each of a split's P people keeps their first ceil(count / P) sequences, so a
-  small subset still has every person; stored order is kept.
+  The kept sequences are each person's first ones, taken in rounds (every
+  person's first, then every person's second, ...), so a subset of at least P
+  sequences still has all P people; stored order is kept.
   """
   if count <= 0:
     return dataset
 
   def head(split: SkeletonSplit) -> SkeletonSplit:
-    people = np.unique(split.labels)
-    share = -(-count // len(people))
     rank_within_person = np.zeros(split.num_sequences, np.int64)
-    for person in people:
+    for person in np.unique(split.labels):
       rows = np.flatnonzero(split.labels == person)
       rank_within_person[rows] = np.arange(len(rows))
-    keep = np.flatnonzero(rank_within_person < share)[:count]
+    rows = np.arange(split.num_sequences)
+    keep = np.sort(np.lexsort((rows, rank_within_person))[:count])
     recordings = None if split.recordings is None else split.recordings[keep]
     return SkeletonSplit(split.sequences[keep], split.labels[keep], recordings)
 

@@ -85,24 +85,25 @@ def select_test_splits(dataset: SkeletonDataset, probe: str) -> SkeletonDataset:
   return dataclasses.replace(dataset, splits=order_splits(kept))
 
 
-def check_trainable(dataset: SkeletonDataset, batch_size: int) -> None:
-  """Raises DataError unless the train split fills at least one batch.
+def check_trainable(dataset: SkeletonDataset, batch_size: int,
+                    split_name: str = 'train') -> None:
+  """Raises DataError unless split ``split_name`` fills at least one batch.
 
   Training drops the incomplete last batch (SPEC §5), so fewer sequences than
   ``batch_size`` would train on nothing.
   """
   if batch_size < 1:
     raise ConfigError(f'config.train.batch_size must be >= 1, got {batch_size}')
-  if 'train' not in dataset.splits:
+  if split_name not in dataset.splits:
     raise DataError(
-        f'Dataset {dataset.name!r} ({dataset.source}) has no train split (only '
+        f'Dataset {dataset.name!r} ({dataset.source}) has no {split_name} split (only '
         f'{", ".join(dataset.splits)}), so encoders cannot be trained on it. '
         'Train on another dataset and reuse its encoders with '
         '--config.encoder_workdir=<that workdir> --config.stages=encode,evaluate.')
-  count = dataset.splits['train'].num_sequences
+  count = dataset.splits[split_name].num_sequences
   if count < batch_size:
     raise DataError(
-        f'The train split of {dataset.name!r} ({dataset.source}) has {count} '
+        f'The {split_name} split of {dataset.name!r} ({dataset.source}) has {count} '
         f'sequences, fewer than one batch of {batch_size}; the incomplete last '
         'batch is dropped, so training would never take a step. Use a smaller '
         f'--config.train.batch_size (at most {count}).')
