@@ -28,7 +28,7 @@ from sge_jax import interop
 from sge_jax.losses import locality_mask
 from sge_jax.models import GaitEncodingModel
 from sge_jax.pretext import PretextTask
-from sge_jax.train_step import LossSettings, StepDefinition, model_loss_terms
+from sge_jax.train_step import LossSettings, StepDefinition, global_loss_estimate
 
 LOSS_TOLERANCE = 1e-4
 GRADIENT_TOLERANCE = 1e-3
@@ -83,13 +83,11 @@ def compare_with_reference(arrays: Mapping[str, np.ndarray],
                               LossSettings(temperature, weight_decay))
   mask = locality_mask(length, reversed_target=True)
 
-  def objective(params):
-    terms = model_loss_terms(params, inputs, targets, mask, np.float32(1.0),
-                             jax.random.key(0), definition=definition,
-                             axis_name=None)
-    terms['total'] = sum(terms.values())
-    return terms['total'], terms
-
+  objective = functools.partial(global_loss_estimate, inputs=inputs,
+                                targets=targets, mask=mask,
+                                locality_weight=np.float32(1.0),
+                                rng=jax.random.key(0), definition=definition,
+                                axis_name=None)
   grads, terms = jax.jit(jax.grad(objective, has_aux=True))(
       interop.params_from_tf(tf_params))
   loss_errors = {}
@@ -97,7 +95,8 @@ def compare_with_reference(arrays: Mapping[str, np.ndarray],
     reference = float(arrays[f'loss/{reference_name}'])
     ours = float(terms[ours_name])
     loss_errors[reference_name] = (ours, reference,
-                                   abs(ours - reference) / abs(reference))
+                                   _relative_error(np.float64(ours),
+                                                   np.float64(reference)))
   reference_grads = _prefixed(arrays, 'grad/')
   our_grads = interop.params_to_tf(jax.device_get(grads))
   gradient_errors = {name: _relative_error(our_grads[name], reference)
@@ -140,11 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   except FileNotFoundError:
     print(f'error: no reference file at {args.path}', file=sys.stderr)
     return 2
-  missing = [name for name in ('x', 'target', 'param/mem_k')
-             if name not in arrays]
+  required = ('x', 'target', 'param/mem_k') + tuple(
+      f'loss/{name}' for name in _LOSS_NAMES)
+  missing = [name for name in required if name not in arrays]
   if missing:
-    print(f'error: {args.path} lacks {missing}; see the format in this '
-          f'command\'s docstring', file=sys.stderr)
+    print(f'error: {args.path} lacks {missing}; the format is described in '
+          '../shared/reference/README.md', file=sys.stderr)
     return 2
   comparison = compare_with_reference(arrays, args.temperature,
                                       args.weight_decay)

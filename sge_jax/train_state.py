@@ -21,7 +21,8 @@ class TrainState(struct.PyTreeNode):
     params: parameters of M models stacked on a leading axis (x, y, z per pretext).
     opt_state: optimizer state of the stacked parameters (element-wise, so each
       model's Adam state is independent of the others').
-    rng: typed PRNG key, the root of the per-step keys (``fold_in(rng, step)``).
+    rng: typed PRNG key, the root of the per-step keys
+      (``train_step.STEP_KEY_STREAM``, then ``fold_in(step)``).
     tx: the optimizer (static).
   """
   step: jax.Array

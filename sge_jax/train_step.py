@@ -36,6 +36,9 @@ from sge_jax.pretext import PretextTask, stacked_locality_masks
 from sge_jax.train_state import TrainState
 
 AXIS_NAME = 'batch'
+# Per-step keys are fold_in(fold_in(root, STEP_KEY_STREAM), step); other uses of
+# the root key (batch shuffling) fold in other stream ids, so no key is reused.
+STEP_KEY_STREAM = 0
 LOSS_TERMS = ('reconstruction', 'locality_attention', 'contrastive',
               'weight_decay')
 
@@ -139,7 +142,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
     batch: ``inputs`` and ``targets``, each [M, b, f, J]: this device's contiguous
       shard of the global batch.
     rng: the run's root training key (typed); the step uses
-      ``fold_in(rng, state.step)``.
+      ``fold_in(fold_in(rng, STEP_KEY_STREAM), state.step)``.
     definition: static step definition.
     axis_name: the pmap axis name; None runs unmapped on one device.
 
@@ -147,7 +150,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
     The new state and metrics: each loss term and ``total`` as [M] arrays
     (global-batch values, identical on every device).
   """
-  step_rng = jax.random.fold_in(rng, state.step)
+  step_rng = jax.random.fold_in(jax.random.fold_in(rng, STEP_KEY_STREAM),
+                                state.step)
   masks, locality_weights = stacked_locality_masks(definition.model_tasks,
                                                   batch['inputs'].shape[2])
   grad_fn = jax.grad(
