@@ -69,11 +69,24 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
       num_sequences, length, num_models * hidden)
 
 
+# Fields under train that only say how often to log and checkpoint: they do not
+# change the trained encoders (a resumed run ends bit-identical).
+BOOKKEEPING_FIELDS = frozenset({'train.checkpoint_every_steps',
+                                'train.keep_checkpoints',
+                                'train.log_every_steps'})
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
-  """Short hash of everything that determines the encoders (seed, data, model, train)."""
+  """Short hash of what determines the encoders (seed, data, model, train).
+
+  ``BOOKKEEPING_FIELDS`` are left out.
+  """
   encoder_fields = {name: json.loads(config[name].to_json())
                     if isinstance(config[name], ml_collections.ConfigDict)
                     else config[name] for name in ('seed', 'data', 'model', 'train')}
+  for field in BOOKKEEPING_FIELDS:
+    section, key = field.split('.')
+    encoder_fields[section].pop(key, None)
   text = json.dumps(encoder_fields, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -37,9 +37,8 @@ CONFIG_FILE = 'config.json'
 ENCODINGS_FILE = 'encodings.npz'
 # Fields that may change between runs in one workdir without invalidating the
 # trained encoders (everything else under seed/data/model/train must match).
-_RESUMABLE_CHANGES = {'train.epochs', 'train.checkpoint_every_steps',
-                      'train.keep_checkpoints', 'train.log_every_steps',
-                      'train.early_stopping'}
+_RESUMABLE_CHANGES = cages.BOOKKEEPING_FIELDS | {'train.epochs',
+                                                'train.early_stopping'}
 
 
 def config_from_json(path: str | pathlib.Path) -> ml_collections.ConfigDict:

@@ -29,6 +29,11 @@ def test_config_hash_tracks_encoder_fields_only():
   from configs import default
   a, b = default.get_config(), default.get_config()
   b.rn.epochs = 1
+  b.train.log_every_steps = 7
+  b.train.checkpoint_every_steps = 3
   assert cages.config_hash(a) == cages.config_hash(b)
+  b.train.epochs = 2
+  assert cages.config_hash(a) != cages.config_hash(b)
+  b = default.get_config()
   b.model.hidden = 64
   assert cages.config_hash(a) != cages.config_hash(b)
