@@ -19,6 +19,7 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '.
 def get_config(arg=None):
   config = default.base_config()
   config.data.format = 'npz'
+  config.data.name = 'gist_gait_normal'     # a label; npz data is named by its file
   config.data.path = os.path.normpath(DEFAULT_PATH)
   config.data.split_field = 'trial'
   config.data.train_values = '1-10'

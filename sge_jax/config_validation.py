@@ -80,6 +80,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _positive_int(data.max_sequences, 'data.max_sequences', 0)
   _one_of(model.attention, 'model.attention', ATTENTION_TYPES)
   _one_of(model.pretext, 'model.pretext', PRETEXTS)
+  # rev_rec_plus fixes its tasks' attention (rev_rec LA, prediction and sorting
+  # BA); a different setting would be ignored yet recorded in the outputs.
+  _require(model.pretext != 'rev_rec_plus' or model.attention == 'LA',
+           'model.attention', model.attention,
+           "LA with model.pretext=rev_rec_plus (its prediction and sorting "
+           "models always use BA)")
   _one_of(model.decoder_input, 'model.decoder_input', DECODER_INPUT_MODES)
   _positive_int(model.hidden, 'model.hidden')
   _positive_int(model.num_layers, 'model.num_layers')

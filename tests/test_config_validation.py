@@ -69,3 +69,12 @@ def test_stages_and_seeds_parse():
 
 def test_defaults_are_valid():
   config_validation.validate_config(default.get_config(), num_devices=2)
+
+
+def test_rev_rec_plus_fixes_its_attention():
+  config = default.get_config()
+  config.model.pretext = 'rev_rec_plus'
+  config_validation.validate_config(config, 1)
+  config.model.attention = 'BA'
+  with pytest.raises(ConfigError, match='config.model.attention'):
+    config_validation.validate_config(config, 1)
