@@ -150,8 +150,9 @@ def load_encodings(path: str | pathlib.Path) -> EncodingSet:
     raise DataError(f'No encodings file at {path}. Run the encode stage first '
                     '(--config.stages=encode) or point --workdir at a finished run.')
   with np.load(path, allow_pickle=False) as data:
-    missing = [name for name in _ARRAY_FIELDS + ('model_names',)
-               if name not in data.files]
+    required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
+                + _STRING_METADATA + _INT_METADATA)
+    missing = [name for name in required if name not in data.files]
     if missing:
       raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
                       f'{", ".join(missing)}')

@@ -93,6 +93,16 @@ def test_missing_encodings_error_in_process(tmp_path):
     evaluate.reevaluate(tmp_path)
 
 
+def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
+  encodings_lib.save_encodings(tmp_path / 'encodings.npz', _encoding_set())
+  with np.load(tmp_path / 'encodings.npz') as data:
+    arrays = {name: data[name] for name in data.files if name != 'pretext'}
+  np.savez(tmp_path / 'other.npz', **arrays)
+  with pytest.raises(DataError, match='other.npz is not an sge-jax encodings '
+                     'file: it lacks pretext'):
+    encodings_lib.load_encodings(tmp_path / 'other.npz')
+
+
 def test_multi_seed_workdir_is_aggregated(tmp_path):
   for seed in (0, 1):
     _write_run(tmp_path / f'seed_{seed}', seed=seed)

@@ -25,6 +25,7 @@ import re
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
@@ -260,4 +261,12 @@ def _layout(fields: dict[str, np.ndarray], path: pathlib.Path, num_joints: int):
           f'{path}: bones must be integer (parent, child) pairs [B, 2] with '
           f'indices below J={num_joints}; got {pairs.dtype} {pairs.shape}.')
     bones = tuple((int(a), int(b)) for a, b in pairs.tolist())
+  if standard and ('joint_names' not in fields or 'bones' not in fields):
+    # Only the joint count says which skeleton this is; say so, since the
+    # bone-length and descriptor baselines read joints by these names.
+    logging.warning(
+        '%s has no %s: assuming the %d-joint %s layout. Add joint_names and '
+        'bones to the file if it is another skeleton.', path,
+        ' or '.join(f for f in ('joint_names', 'bones') if f not in fields),
+        num_joints, standard.name)
   return joint_names, bones
