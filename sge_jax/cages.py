@@ -27,7 +27,10 @@ ENCODE_BATCH = 1024
 
 
 def _batch_cages(params, inputs, targets, *, model: GaitEncodingModel):
-  """[M, b, f, k] CAGEs of M stacked models on their [M, b, f, J] inputs."""
+  """[M, b, f, k] CAGEs of M stacked models on their [M, b, f, J] inputs.
+
+  ``targets`` [M, b, f, J], or None unless the decoder reads them.
+  """
   def one_model(model_params, model_inputs, model_targets):
     return model.apply({'params': model_params}, model_inputs, model_targets,
                        project=False)['cages']
@@ -59,9 +62,13 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
   batch_size = min(batch_size, 1 << max(num_sequences - 1, 0).bit_length())
   padded = -(-num_sequences // batch_size) * batch_size
   padding = ((0, 0), (0, padded - num_sequences), (0, 0), (0, 0))
-  inputs, targets = (np.pad(data[name], padding) for name in ('inputs', 'targets'))
-  chunks = [np.asarray(encode(params, inputs[:, i:i + batch_size],
-                              targets[:, i:i + batch_size]))
+  inputs = np.pad(data['inputs'], padding)
+  # Only teacher forcing reads the targets; otherwise they need not be sent.
+  targets = (np.pad(data['targets'], padding)
+             if model.decoder_input == 'shifted_target' else None)
+  chunks = [np.asarray(encode(
+      params, inputs[:, i:i + batch_size],
+      None if targets is None else targets[:, i:i + batch_size]))
             for i in range(0, padded, batch_size)]
   cages = np.concatenate(chunks, axis=1)[:, :num_sequences]   # [M, N, f, k]
   num_models, _, length, hidden = cages.shape

@@ -146,7 +146,11 @@ def batch_index(step: jax.Array, rng: jax.Array, num_batches: int,
 
 
 def _keep_frozen(active: jax.Array, new: TrainState, old: TrainState) -> TrainState:
-  """Leaves the parameters of early-stopped models ([M] ``active`` False) as they were."""
+  """Leaves the parameters of early-stopped models ([M] ``active`` False) as they were.
+
+  Their Adam moments keep moving (the step is shared by all M models); a stopped
+  model never trains again, so only its parameters matter.
+  """
   def select(new_leaf, old_leaf):
     mask = active.reshape(active.shape + (1,) * (new_leaf.ndim - 1))
     return jnp.where(mask, new_leaf, old_leaf)

@@ -72,11 +72,6 @@ class SplitEncodings:
   sequences: np.ndarray
   recordings: np.ndarray
 
-  @property
-  def sequence_level(self) -> np.ndarray:
-    """SC encodings [n, f * D]."""
-    return self.encodings.reshape(self.encodings.shape[0], -1)
-
 
 @dataclasses.dataclass(frozen=True)
 class EncodingSet:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
-import re
 from typing import Any, Optional, Sequence
 
 import ml_collections
@@ -62,6 +61,7 @@ from sge_jax import baselines as baselines_lib
 from sge_jax import metrics
 from sge_jax import recognition
 from sge_jax import report
+from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encodings import EncodingSet, SplitEncodings
 from sge_jax.errors import ConfigError, DataError
 
@@ -497,12 +497,6 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
       entry['skipped'] = 'no probe person has a gallery sequence'
     outcome.entries[f'B/{probe_name}'] = entry
   return outcome
-
-
-def condition_pair(view: str) -> Optional[tuple[str, str]]:
-  """'nm.bg' -> ('nm', 'bg') (probe, gallery); None when not a pair."""
-  match = re.fullmatch(r'\s*([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\s*', view or '')
-  return (match.group(1), match.group(2)) if match else None
 
 
 def _same_samples(a: SplitEncodings, b: SplitEncodings) -> bool:

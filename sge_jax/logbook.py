@@ -41,12 +41,6 @@ class MetricsLog:
       kept.append(line)
     files.write_text_atomically(self.path, ''.join(line + '\n' for line in kept))
 
-  def read(self) -> list[dict]:
-    if not self.path.exists():
-      return []
-    return [json.loads(line) for line in self.path.read_text().splitlines()
-            if line.strip()]
-
 
 def _plain(value):
   """JSON-safe copy: NumPy scalars/arrays to Python, non-finite floats to strings."""

@@ -2,14 +2,16 @@
 
 import jax
 import numpy as np
+import pytest
 
 from sge_jax import cages, pretext
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train_state import init_stacked_params
 
 
-def test_cages_match_direct_model_calls_for_any_batching():
-  model = GaitEncodingModel(hidden=4, num_joints=3)
+@pytest.mark.parametrize('decoder_input', ['zeros', 'shifted_target'])
+def test_cages_match_direct_model_calls_for_any_batching(decoder_input):
+  model = GaitEncodingModel(hidden=4, num_joints=3, decoder_input=decoder_input)
   params = init_stacked_params(model, jax.random.key(0), 3, 5, 3)
   sequences = np.random.default_rng(0).normal(size=(7, 5, 3, 3)).astype(np.float32)
   tasks = pretext.pretext_tasks('rev_rec', 'LA')
@@ -18,7 +20,8 @@ def test_cages_match_direct_model_calls_for_any_batching():
   assert encodings.shape == (7, 5, 12)
   for m in range(3):
     direct = model.apply({'params': jax.tree.map(lambda p: p[m], params)},
-                         data['inputs'][m], project=False)['cages']
+                         data['inputs'][m], data['targets'][m],
+                         project=False)['cages']
     np.testing.assert_allclose(encodings[:, :, 4 * m:4 * (m + 1)], direct,
                                rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(cages.compute_cages(params, model, data, batch_size=16),

@@ -80,6 +80,12 @@ _TAG_ALIASES = {'CASIA_B_match': 'CASIA_B'}
 
 _CONDITION_PAIR = re.compile(r'^([A-Za-z0-9]+)\.([A-Za-z0-9]+)$')
 
+
+def condition_pair(view: str) -> Optional[tuple[str, str]]:
+  """CASIA-B CME 'nm.bg' -> ('nm', 'bg') (probe, gallery); None when not a pair."""
+  match = _CONDITION_PAIR.match((view or '').strip())
+  return (match.group(1), match.group(2)) if match else None
+
 _MAX_LISTED = 12
 
 
@@ -299,10 +305,11 @@ def _listing(items: Iterable[str]) -> str:
 def _length_dir(root: pathlib.Path, name: str, length: int) -> pathlib.Path:
   """<root>/<name>/<length>, with errors that list what exists instead."""
   if not root.is_dir():
+    tag = _TAG_ALIASES.get(name, name)
     raise DataError(
         f'Data root {root} does not exist (config.data.root). Expected the '
-        f"authors' layout {root}/{name}/{length}/{name}_train_npy_data/"
-        f'source_x_{name}_{length}.npy and so on. ' + GETTING_DATA_HINT)
+        f"authors' layout {root}/{name}/{length}/{tag}_train_npy_data/"
+        f'source_x_{tag}_{length}.npy and so on. ' + GETTING_DATA_HINT)
   dataset_root = root / name
   if not dataset_root.is_dir():
     available = [p.name for p in _subdirs(root)]
@@ -561,7 +568,9 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
           f'sequences. Check that the folder matches the length.')
     series = raw.reshape(rows // length, length, num_joints)
   elif raw.ndim == 3:
-    if raw.shape[1] != length or raw.shape[0] == 0:
+    if raw.shape[0] == 0:
+      raise DataError(f'{path}: shape {raw.shape} holds no sequences.')
+    if raw.shape[1] != length:
       raise DataError(
           f'{path}: shape {raw.shape} holds sequences of f={raw.shape[1]} '
           f'frames, but config.data.length={length}.')

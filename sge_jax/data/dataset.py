@@ -45,10 +45,6 @@ class SkeletonSplit:
   def num_sequences(self) -> int:
     return int(self.sequences.shape[0])
 
-  def axis_series(self) -> np.ndarray:
-    """Per-axis series [3, N, f, J] (x, y, z), the input of the three axis models."""
-    return np.ascontiguousarray(np.moveaxis(self.sequences, -1, 0))
-
 
 @dataclasses.dataclass(frozen=True)
 class SkeletonDataset:

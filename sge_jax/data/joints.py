@@ -23,9 +23,6 @@ class JointLayout:
   def num_joints(self) -> int:
     return len(self.joint_names)
 
-  def index(self, joint_name: str) -> int:
-    return self.joint_names.index(joint_name)
-
 
 # Kinect v1 SDK order (BIWI, IAS-Lab, KGBD after preprocessing; the synthetic demo).
 KINECT_V1 = JointLayout(
