@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 from typing import Any, Mapping
 
@@ -24,7 +23,8 @@ class MetricsLog:
 
   def write(self, record: Mapping[str, Any]) -> None:
     with self.path.open('a') as f:
-      f.write(json.dumps(_plain(record), sort_keys=False) + '\n')
+      f.write(json.dumps(files.json_safe(record, non_finite_as_text=True),
+                         sort_keys=False) + '\n')
 
   def drop_after(self, stage: str, step: int) -> None:
     """Removes ``stage`` records with a step beyond ``step`` (a resumed stage)."""
@@ -40,19 +40,6 @@ class MetricsLog:
         continue
       kept.append(line)
     files.write_text_atomically(self.path, ''.join(line + '\n' for line in kept))
-
-
-def _plain(value):
-  """JSON-safe copy: NumPy scalars/arrays to Python, non-finite floats to strings."""
-  if isinstance(value, Mapping):
-    return {str(k): _plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
-  if hasattr(value, 'tolist'):
-    return _plain(value.tolist())
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
-  return value
 
 
 def format_duration(seconds: float) -> str:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import pathlib
 import re
 from typing import Any, Optional, Sequence
@@ -78,27 +77,9 @@ _log = logging.getLogger(__name__)
 # JSON.
 
 
-def _plain(value):
-  """JSON-safe copy: NumPy to Python, non-finite floats to null."""
-  if isinstance(value, dict):
-    return {str(k): _plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return _plain(value.tolist())
-  if isinstance(value, (np.integer,)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  if isinstance(value, np.bool_):
-    return bool(value)
-  return value
-
-
 def write_json(data: dict[str, Any], path: pathlib.Path) -> None:
   """Writes ``data`` as indented JSON atomically (temporary file, rename)."""
-  files.write_text_atomically(path, json.dumps(_plain(data), indent=1) + '\n')
+  files.write_text_atomically(path, json.dumps(files.json_safe(data), indent=1) + '\n')
 
 
 # ----------------------------------------------------------------------------

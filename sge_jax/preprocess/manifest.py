@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional
 from absl import logging
 import numpy as np
 
+from sge_jax import files
 from sge_jax.data.dataset import SkeletonSplit
 from sge_jax.preprocess import recordings as rec_lib
 
@@ -192,9 +193,6 @@ class Manifest:
   def write(self, path: str) -> str:
     """Writes the manifest as indented JSON; returns the path."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(self.to_dict(), f, indent=1, sort_keys=False)
-      f.write('\n')
-    os.replace(tmp, path)
+    files.write_text_atomically(
+        path, json.dumps(self.to_dict(), indent=1, sort_keys=False) + '\n')
     return path
