@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from sge_jax import optim, pretext
+from sge_jax import losses, optim, pretext
 from sge_jax.checkpointing import CheckpointStore, has_checkpoints
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.data.loading import check_trainable
@@ -38,7 +38,7 @@ from sge_jax.logbook import MetricsLog, format_duration
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train_state import TrainState, create_train_state
 from sge_jax.train_step import (AXIS_NAME, LOSS_TERMS, LossSettings,
-                                StepDefinition, model_loss_terms, replicate,
+                                StepDefinition, replicate,
                                 to_devices, train_step, unreplicate)
 
 STAGE = 'train'
@@ -205,17 +205,15 @@ def _first_batch_reconstruction(state: TrainState, data: dict, *,
                                 definition: StepDefinition) -> jax.Array:
   """Reconstruction loss [M] of each model on training batch 0 (global sum)."""
   batch = jax.tree.map(lambda a: a[:, 0], data)
-  masks, weights = pretext.stacked_locality_masks(definition.model_tasks,
-                                                  batch['inputs'].shape[2])
 
-  def per_model(params, inputs, targets, mask, weight):
-    return model_loss_terms(params, inputs, targets, mask, weight, state.rng,
-                            definition=definition,
-                            axis_name=AXIS_NAME)['reconstruction']
+  def per_model(params, inputs, targets):
+    outputs = definition.model.apply({'params': params}, inputs, targets,
+                                     project=False)
+    return losses.reconstruction_loss(outputs['reconstruction'], targets)
 
-  losses = jax.vmap(per_model)(state.params, batch['inputs'], batch['targets'],
-                               jnp.asarray(masks), jnp.asarray(weights))
-  return lax.psum(losses, AXIS_NAME)
+  per_device = jax.vmap(per_model)(state.params, batch['inputs'],
+                                   batch['targets'])
+  return lax.psum(per_device, AXIS_NAME)
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,7 +248,7 @@ class EarlyStopping:
     return dataclasses.asdict(self)
 
 
-def update_early_stopping(state: EarlyStopping, losses: np.ndarray,
+def update_early_stopping(state: EarlyStopping, validation_losses: np.ndarray,
                           rule: str) -> EarlyStopping:
   """Adds one epoch's validation losses [M].
 
@@ -259,7 +257,8 @@ def update_early_stopping(state: EarlyStopping, losses: np.ndarray,
   three losses before it. ``none``: models never stop.
   """
   history = np.concatenate([state.history[:, 1:],
-                            np.asarray(losses, np.float64)[:, None]], axis=1)
+                            np.asarray(validation_losses, np.float64)[:, None]],
+                           axis=1)
   if rule != 'paper':
     return EarlyStopping(history, state.plateaus, state.active)
   last_three = np.round(history[:, 1:], _PLATEAU_DECIMALS)
