@@ -77,6 +77,12 @@ RANKS = (1, 5, 10)
 _log = logging.getLogger(__name__)
 
 
+def _invalid(field: str, value, expected: str) -> ConfigError:
+  """The error for a bad ``config.eval.<field>``, with the flag that fixes it."""
+  return ConfigError(f'config.eval.{field}={value!r}: {expected}. Override it '
+                     f'with --config.eval.{field}=...')
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """``config.eval``, checked.
@@ -105,10 +111,8 @@ class EvalSettings:
                  if p.strip()]
     unknown = [p for p in requested if p not in PROTOCOLS]
     if unknown or not requested:
-      raise ConfigError(
-          f'config.eval.protocols={section.protocols!r}: use a comma-separated '
-          f'subset of {", ".join(PROTOCOLS)}. Override it with '
-          '--config.eval.protocols=...')
+      raise _invalid('protocols', section.protocols,
+                     f'use a comma-separated subset of {", ".join(PROTOCOLS)}')
     settings = cls(
         protocols=tuple(p for p in PROTOCOLS if p in requested),
         distance=str(section.distance),
@@ -118,19 +122,15 @@ class EvalSettings:
         cmc_max_rank=int(section.get('cmc_max_rank', 50)),
         plots=bool(section.get('plots', True)))
     if settings.distance not in metrics.METRICS:
-      raise ConfigError(f'config.eval.distance={settings.distance!r}: use one '
-                        f'of {", ".join(metrics.METRICS)}. Override it with '
-                        '--config.eval.distance=...')
+      raise _invalid('distance', settings.distance,
+                     f'use one of {", ".join(metrics.METRICS)}')
     if settings.retrieval_features not in RETRIEVAL_FEATURES:
-      raise ConfigError(
-          f'config.eval.retrieval_features={settings.retrieval_features!r}: '
-          f'use one of {", ".join(RETRIEVAL_FEATURES)}. Override it with '
-          '--config.eval.retrieval_features=...')
+      raise _invalid('retrieval_features', settings.retrieval_features,
+                     f'use one of {", ".join(RETRIEVAL_FEATURES)}')
     for field in ('baseline_k', 'cmc_max_rank'):
       if getattr(settings, field) < 1:
-        raise ConfigError(f'config.eval.{field}={getattr(settings, field)!r} '
-                          f'must be an integer >= 1. Override it with '
-                          f'--config.eval.{field}=...')
+        raise _invalid(field, getattr(settings, field),
+                       'must be an integer >= 1')
     return settings
 
 
@@ -459,7 +459,8 @@ def _retrieval_scores(encoding_set: EncodingSet, probe: SplitEncodings,
   probe_features = (gallery_features if exclude_self else sequence_features(
       probe.encodings[keep], settings.retrieval_features))
   scores = retrieval_metrics(
-      probe_features, probe.labels[keep], gallery_features, gallery.labels, distance=settings.distance, exclude_self=exclude_self,
+      probe_features, probe.labels[keep], gallery_features, gallery.labels,
+      distance=settings.distance, exclude_self=exclude_self,
       max_rank=settings.cmc_max_rank)
   if settings.baselines:
     scores['baselines'] = _retrieval_baselines(
