@@ -16,9 +16,10 @@ import time
 import jax
 import numpy as np
 
-from sge_jax import cages, pretext
+from sge_jax.encode import cages
 from sge_jax.models import GaitEncodingModel
-from sge_jax.train_state import init_stacked_params
+from sge_jax.train import pretext
+from sge_jax.train.state import init_stacked_params
 
 
 def main(argv=None):

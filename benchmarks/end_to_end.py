@@ -3,7 +3,7 @@
   python benchmarks/end_to_end.py [--config=configs/demo.py] [--workdir=DIR]
                                   [--config.train.epochs=...]
 
-Runs the stages of ``sge_jax.job`` one by one on a fresh workdir (a temporary one
+Runs the stages of ``sge_jax.pipeline`` one by one on a fresh workdir (a temporary one
 by default) and reports wall-clock seconds for data loading, encoder training
 (compilation included), encoding, and evaluation (recognition network,
 baselines, reports).
@@ -18,11 +18,12 @@ from absl import app, flags
 import jax
 from ml_collections import config_flags
 
-from sge_jax import config_validation, encoder_training, job
-from sge_jax.data.dataset import center_sequences, first_sequences
-from sge_jax.data.loading import load_dataset
-from sge_jax.encodings import load_encodings
-from sge_jax.evaluation import evaluate_run
+from sge_jax import workdir as workdir_lib
+from sge_jax.config import validate_config
+from sge_jax.data.loading import prepare_dataset
+from sge_jax.encode import encode_stage, load_encodings
+from sge_jax.evaluate import evaluate_run
+from sge_jax.train import train_encoders
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py',
                                           'Config to time.')
@@ -32,27 +33,24 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: tempora
 def main(argv):
   del argv
   config = _CONFIG.value
-  config_validation.validate_config(config, jax.local_device_count())
+  validate_config(config, jax.local_device_count())
   workdir = pathlib.Path(_WORKDIR.value or tempfile.mkdtemp(prefix='sge_e2e_'))
   seconds = {}
 
   start = time.perf_counter()
-  dataset = first_sequences(load_dataset(config.data, int(config.seed)),
-                            int(config.data.max_sequences))
-  if config.data.center_sequences:
-    dataset = center_sequences(dataset)
+  dataset = prepare_dataset(config.data, int(config.seed))
   seconds['data'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  state = encoder_training.train_encoders(config, dataset, workdir)
+  state = train_encoders(config, dataset, workdir)
   seconds['train'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  job.encode_stage(config, dataset, workdir, state.params)
+  encode_stage(config, dataset, workdir, state.params)
   seconds['encode'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  results = evaluate_run(config, load_encodings(workdir / job.ENCODINGS_FILE),
+  results = evaluate_run(config, load_encodings(workdir / workdir_lib.ENCODINGS_FILE),
                          workdir)
   seconds['evaluate'] = time.perf_counter() - start
   print(json.dumps({

@@ -3,7 +3,7 @@
   python benchmarks/train_step.py [--batch 128 --length 6 --joints 20 --hidden 256
                                    --pretext rev_rec --steps 30 --steps_per_call 10]
 
-It runs the same compiled call that training uses (``encoder_training.make_train_calls``:
+It runs the same compiled call that training uses (``loop.make_train_calls``:
 ``steps_per_call`` optimizer steps as one ``lax.scan`` over device-resident
 batches), after a warm-up call, and reports the median over at least ``--steps``
 steps. ``ms_per_axis_step`` divides by the number of stacked models (3 per
@@ -18,10 +18,12 @@ import time
 import jax
 import numpy as np
 
-from sge_jax import encoder_training, optim, pretext
 from sge_jax.models import GaitEncodingModel
-from sge_jax.train_state import create_train_state
-from sge_jax.train_step import LossSettings, StepDefinition, replicate
+from sge_jax.train import optim, pretext
+from sge_jax.train.devices import replicate, resident_batches
+from sge_jax.train.loop import make_train_calls
+from sge_jax.train.state import create_train_state
+from sge_jax.train.step import LossSettings, StepDefinition
 
 
 def parse_args(argv=None):
@@ -52,9 +54,8 @@ def main(argv=None):
       size=(args.batch * args.steps_per_call, args.length, args.joints, 3))
   data = pretext.stacked_pretext_data(sequences.astype(np.float32), tasks, 0,
                                       'train')
-  resident, num_batches = encoder_training.resident_batches(data, args.batch,
-                                                            devices)
-  run_calls = encoder_training.make_train_calls(
+  resident, num_batches = resident_batches(data, args.batch, devices)
+  run_calls = make_train_calls(
       definition, devices, args.steps_per_call, num_batches, False)
   active = np.ones(len(model_tasks), bool)
   replicated = replicate(state, devices)

@@ -3,11 +3,11 @@
 Both test sets are evaluated; restrict with --config.data.probe=Walking.
 """
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.name = 'BIWI'
   config.train.temperature = 0.1
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

@@ -6,15 +6,15 @@ gallery only. ``data.view`` is '<probe>.<gallery>', e.g. --config.data.view=cl.n
 f in {50, 60, 70}.
 """
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.name = 'CASIA_B_match'
   config.data.length = 50
   config.data.view = 'nm.nm'
   config.train.temperature = 0.15
   config.train.epochs = 100
   config.eval.protocols = 'CME'
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

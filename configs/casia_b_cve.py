@@ -5,11 +5,11 @@ One run per view: the encoders and the recognition network train on view
 folder. f in {20, 30, 40}: --config.data.length=30.
 """
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.name = 'CASIA_B'
   config.data.length = 20
   config.data.view = '0'
@@ -18,4 +18,4 @@ def get_config(arg=None):
   config.rn.epochs = 1000
   config.rn.batch_size = 1280
   config.rn.learning_rate = 5e-3
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

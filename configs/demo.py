@@ -10,11 +10,11 @@ position dominates short training runs. --config.data.center_sequences=False
 shows the authors' raw-coordinate behaviour.
 """
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.format = 'synthetic'
   config.data.name = 'demo'
   config.data.center_sequences = True
@@ -23,4 +23,4 @@ def get_config(arg=None):
   config.train.log_every_steps = 20
   config.train.checkpoint_every_steps = 100
   config.rn.epochs = 300
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

@@ -9,7 +9,7 @@ bone lengths alone nearly solve this set; read the baselines next to CAGEs.
 
 import os
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
                             'shared', 'data', 'real_kinect_gait',
@@ -17,7 +17,7 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '.
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.format = 'npz'
   config.data.name = 'gist_gait_normal'     # a label; npz data is named by its file
   config.data.path = os.path.normpath(DEFAULT_PATH)
@@ -25,4 +25,4 @@ def get_config(arg=None):
   config.data.train_values = '1-10'
   config.train.temperature = 0.1
   config.train.epochs = 100
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

@@ -1,10 +1,10 @@
 """IAS-Lab (Kinect v1, J=20, 11 people): IAS-A (same clothes) and IAS-B (different clothes)."""
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.name = 'IAS'
   config.train.temperature = 0.1
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

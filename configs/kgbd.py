@@ -3,13 +3,13 @@
 Data: Datasets/KGBD/<f>/KGBD_{train,test}_npy_data/ (see README, "Getting the data").
 """
 
-from configs import default
+from sge_jax.config import base_config, with_variant
 
 
 def get_config(arg=None):
-  config = default.base_config()
+  config = base_config()
   config.data.name = 'KGBD'
   config.train.temperature = 0.5
   config.train.epochs = 150
   config.rn.epochs = 200
-  return default.with_variant(config, arg)
+  return with_variant(config, arg)

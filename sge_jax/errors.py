@@ -1,4 +1,10 @@
-"""Error types users see. Each message names the file or value and what to do."""
+"""Every error type a user can act on, and the one tuple the commands catch.
+
+Each message names the file, field or value at fault and what to do about it.
+The commands (``launch.py``, ``python -m sge_jax.evaluate``, ``python -m
+sge_jax.check_reference``, ``python -m sge_jax.preprocess``) print such an
+error as one line and exit with status 2, without a traceback (``sge_jax.cli``).
+"""
 
 
 class DataError(ValueError):
@@ -7,3 +13,29 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
   """A config value is invalid; the message names the field and the allowed values."""
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint cannot be read, or none in a directory could be restored."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A readable checkpoint holds arrays of other shapes than the caller expects
+  (another model size, joint count or pretext); it is left untouched."""
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used: it is a file, not writable, or cannot be locked."""
+
+
+class WorkdirBusyError(WorkdirError):
+  """Another run holds the workdir's lock; the message names its PID and host."""
+
+
+# What the commands report as one line (exit status 2) instead of a traceback.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, CheckpointMismatchError,
+               NonFiniteLossError, WorkdirError)

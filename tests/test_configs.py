@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from configs import default
-from sge_jax import config_validation
+from sge_jax import config as config_lib
 
 CONFIG_NAMES = ['default', 'kgbd', 'biwi', 'ias', 'ks20', 'casia_b_cve',
                 'casia_b_cme', 'demo', 'gist']
@@ -25,7 +25,7 @@ def _load(name, arg=None):
 @pytest.mark.parametrize('arg', [None, 'smoke'])
 def test_every_config_loads_validates_and_has_the_public_fields(name, arg):
   config = _load(name, arg)
-  config_validation.validate_config(config, num_devices=1)
+  config_lib.validate_config(config, num_devices=1)
   for field in PUBLIC_FIELDS:
     node = config
     for part in field.split('.'):

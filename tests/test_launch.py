@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from sge_jax import job
-from tests.pipeline_fixtures import tiny_config
+from sge_jax import pipeline
+from tests.fixtures.pipeline import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GIST = REPO.parent / 'shared' / 'data' / 'real_kinect_gait' / 'gist_gait_normal.npz'
@@ -55,7 +55,7 @@ def test_missing_dataset_names_the_expected_paths(tmp_path):
 
 def test_multi_seed_runs_each_seed_and_aggregates(tmp_path):
   config = tiny_config(**{'seeds': '0,1', 'rn.epochs': 2})
-  results = job.run(config, tmp_path)
+  results = pipeline.run(config, tmp_path)
   assert (tmp_path / 'seed_0' / 'results.json').exists()
   assert (tmp_path / 'seed_1' / 'results.json').exists()
   assert results['seeds'] == [0, 1]

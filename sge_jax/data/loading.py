@@ -5,19 +5,20 @@ from __future__ import annotations
 import dataclasses
 
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
-from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.dataset import SkeletonDataset, first_sequences
+from sge_jax.data.normalize import center_sequences
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
+from sge_jax.config import FORMATS
 from sge_jax.errors import ConfigError, DataError
 
-FORMATS = ('authors', 'npz', 'synthetic')
 
 
 def load_dataset(data_config, seed: int) -> SkeletonDataset:
   """Loads the dataset ``config.data`` describes.
 
   Args:
-    data_config: the ``config.data`` ConfigDict (see configs/default.py): format,
+    data_config: the ``config.data`` ConfigDict (fields in ``sge_jax.config.base_config``): format,
       root, name, length, probe, view, path, split_field, train_values,
       synthetic.*.
     seed: root seed; only the synthetic format uses it.
@@ -28,22 +29,17 @@ def load_dataset(data_config, seed: int) -> SkeletonDataset:
     every test split), in report order.
 
   Raises:
-    ConfigError: unknown format, non-positive length, npz format without a path.
+    ConfigError: unknown format (``sge_jax.config.validate_config`` checks the
+      other fields first).
     DataError: missing or malformed data, unknown dataset/view/probe names
       (the message lists the ones that exist).
   """
   data_format = data_config.format
   length = int(data_config.length)
-  if length < 1:
-    raise ConfigError(f'config.data.length must be >= 1, got {length}')
   if data_format == 'authors':
     dataset = load_authors_dataset(
         data_config.root, data_config.name, length, data_config.view or '')
   elif data_format == 'npz':
-    if not data_config.path:
-      raise ConfigError(
-          "config.data.format='npz' needs config.data.path, the .npz file "
-          '(e.g. --config.data.path=/data/gist_gait_normal.npz).')
     dataset = load_npz_dataset(
         data_config.path, length, data_config.split_field,
         data_config.train_values)
@@ -89,11 +85,9 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
                     split_name: str = 'train') -> None:
   """Raises DataError unless split ``split_name`` fills at least one batch.
 
-  Training drops the incomplete last batch (SPEC §5), so fewer sequences than
+  Training drops the incomplete last batch (docs/method.md §5), so fewer sequences than
   ``batch_size`` would train on nothing.
   """
-  if batch_size < 1:
-    raise ConfigError(f'config.train.batch_size must be >= 1, got {batch_size}')
   if split_name not in dataset.splits:
     raise DataError(
         f'Dataset {dataset.name!r} ({dataset.source}) has no {split_name} split (only '
@@ -107,3 +101,22 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
         f'sequences, fewer than one batch of {batch_size}; the incomplete last '
         'batch is dropped, so training would never take a step. Use a smaller '
         f'--config.train.batch_size (at most {count}).')
+
+
+def prepare_dataset(data_config, seed: int) -> SkeletonDataset:
+  """The dataset a job trains and encodes: loaded, capped to
+  ``data.max_sequences`` per split, and normalised as ``data`` asks."""
+  dataset = first_sequences(load_dataset(data_config, seed),
+                            int(data_config.max_sequences))
+  if data_config.center_sequences:
+    dataset = center_sequences(dataset)
+  return dataset
+
+
+def dataset_summary(dataset: SkeletonDataset) -> str:
+  """One line: name, f, J, source and each split's sequences and people."""
+  splits = ', '.join(f'{name}: {s.num_sequences} sequences / '
+                     f'{len(set(s.labels.tolist()))} people'
+                     for name, s in dataset.splits.items())
+  return (f'dataset {dataset.name} (f={dataset.length}, J={dataset.num_joints}, '
+          f'{dataset.source}): {splits}')

@@ -1,6 +1,7 @@
 """Generic skeleton .npz: variable-length recordings, frames concatenated.
 
-Fields (the layout of /work/shared/data/real_kinect_gait, see its README):
+Fields (the layout of the real Kinect v2 GIST recordings that ``configs/gist.py``
+reads):
 
 * ``positions`` [T, J, 3] float: joint positions in metres, all recordings' frames
   concatenated.
@@ -11,7 +12,7 @@ Fields (the layout of /work/shared/data/real_kinect_gait, see its README):
   serve as the split field), ``joint_names`` [J] str, ``bones`` [B, 2] int
   (parent, child) index pairs.
 
-Each recording is cut with ``cut_windows`` (SPEC §2.1: drop 10 frames at each end,
+Each recording is cut with ``cut_windows`` (docs/method.md §2.1: drop 10 frames at each end,
 non-overlapping f-frame windows in time order). Sequences keep the stored order,
 recording after recording; ``SkeletonSplit.recordings`` holds the recording's
 index in the file. Recordings whose ``seq_<split_field>`` value is in

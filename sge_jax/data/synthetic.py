@@ -38,7 +38,7 @@ So bone lengths identify people only roughly (per-recording fitting offsets and
 scale blur them) while cadence, swing amplitudes and phase relations add identity
 information that only the motion carries.
 
-Recordings are cut with ``cut_windows`` (SPEC §2.1) and stored person by person,
+Recordings are cut with ``cut_windows`` (docs/method.md §2.1) and stored person by person,
 recording by recording, in time order. Train recordings are recording indices
 0..R-1 of each person and test recordings R..R+R_test-1: separate walks of the same
 people. ``SkeletonSplit.recordings`` holds person * (R + R_test) + recording index.

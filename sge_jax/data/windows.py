@@ -1,4 +1,4 @@
-"""Cutting recordings into fixed-length sequences (SPEC §2.1)."""
+"""Cutting recordings into fixed-length sequences (docs/method.md §2.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention decoder in the form of TF1 ``AttentionWrapper(LuongAttention)`` (SPEC §3).
+"""Attention decoder in the form of TF1 ``AttentionWrapper(LuongAttention)`` (docs/method.md §3).
 
 Per decoder step t, with the encoder outputs H [f_enc, B, k] as memory:
 

@@ -1,4 +1,4 @@
-"""The per-axis gait-encoding model: encoder, attention decoder, projector (SPEC §3)."""
+"""The per-axis gait-encoding model: encoder, attention decoder, projector (docs/method.md §3)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sge_jax.config import DECODER_INPUT_MODES
 from sge_jax.models.decoder import AttentionDecoder
 from sge_jax.models.lstm import StackedLSTMEncoder
 from sge_jax.models.projector import ContrastiveProjector
-
-DECODER_INPUT_MODES = ('zeros', 'shifted_target')
-
 
 def shift_right(targets: jax.Array) -> jax.Array:
   """Teacher-forcing inputs (0, y_1 ... y_{f-1}) from targets [B, f, J]."""

@@ -1,4 +1,4 @@
-"""LSTM with the semantics of TF1 ``tf.nn.rnn_cell.LSTMCell`` (SPEC §3).
+"""LSTM with the semantics of TF1 ``tf.nn.rnn_cell.LSTMCell`` (docs/method.md §3).
 
 One kernel over ``[input; h]`` plus one bias produce the gates in the order
 (i, j, f, o); the forget gate gets +1.0 inside the cell:

@@ -1,4 +1,4 @@
-"""Projector g of the locality-aware contrastive loss (SPEC §5.3)."""
+"""Projector g of the locality-aware contrastive loss (docs/method.md §5.3)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Command line: ``python -m sge_jax.preprocess --dataset=KGBD --raw=PATH ...``.
 
 Reads an original dataset download and writes the authors' preprocessed layout
-(SPEC §2.2) under ``--out`` plus a ``manifest.json``; see ``sge_jax.preprocess``.
+(docs/method.md §2.2) under ``--out`` plus a ``manifest.json``; see ``sge_jax.preprocess``.
 Exit status 0 on success, 2 on a usage, configuration or data error (the message
 says what was expected).
 """

@@ -1,6 +1,6 @@
 """BIWI RGBD-ID and IAS-Lab RGBD-ID: per-frame ``*skel.txt`` reader.
 
-Raw layout (SPEC §2.3)::
+Raw layout (docs/method.md §2.3)::
 
   BIWI: <raw>/Training/<person>/...skel.txt
         <raw>/Testing/Walking/<person>/...skel.txt
@@ -27,7 +27,7 @@ must exist; a missing test folder is a warning.
   only the first 20 lines too). When the labels are the joint indices 0..19 or
   1..20 in any order, joints are placed by label; otherwise by line order.
 * **Tracking state**: a frame is dropped when *any* of its joints has tracking
-  state 0 (Kinect "not tracked"). SPEC §2.3 says "skip frames whose tracking
+  state 0 (Kinect "not tracked"). docs/method.md §2.3 says "skip frames whose tracking
   state is 0"; the state is per joint, and the authors' scripts drop the frame
   at the first joint with state 0. A not-tracked joint has no measured position,
   so keeping the frame would put an invented point into the sequence. Inferred

@@ -1,6 +1,6 @@
 """KGBD (Kinect Gait Biometry Dataset, Andersson & Araujo): raw text reader.
 
-Raw layout (SPEC §2.3)::
+Raw layout (docs/method.md §2.3)::
 
   <raw>/kinect gait raw dataset/Person001/<any name>.txt
                                /Person002/...

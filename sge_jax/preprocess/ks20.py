@@ -3,7 +3,7 @@
 KS20 has 20 people walking in front of a Kinect v2 (25 joints, metres) from five
 views: frontal, left/right diagonal, left/right lateral, with three walks
 ("gait cycles" ``gc1``..``gc3``) per person and view. The download is one or more
-MATLAB ``.mat`` files per view (SPEC §2.3); access needs a signed licence, and
+MATLAB ``.mat`` files per view (docs/method.md §2.3); access needs a signed licence, and
 the variable names inside the files could not be checked for this reader. It
 therefore looks for skeletons by shape rather than by name. **Assumptions**
 (each one is checked, and what did not fit is listed in the manifest):

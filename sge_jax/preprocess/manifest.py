@@ -14,7 +14,7 @@ One manifest is written per dataset and sequence length, next to the arrays
 * every warning (each is also logged).
 
 Nothing is dropped without a count here, so a surprising number in a result can
-be traced back to the raw files.
+be traced back to the raw workdir.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 from absl import logging
 import numpy as np
 
-from sge_jax import files
+from sge_jax import workdir
 from sge_jax.data.dataset import SkeletonSplit
 from sge_jax.preprocess import recordings as rec_lib
 
@@ -193,6 +193,6 @@ class Manifest:
   def write(self, path: str) -> str:
     """Writes the manifest as indented JSON; returns the path."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    files.write_text_atomically(
+    workdir.write_text_atomically(
         path, json.dumps(self.to_dict(), indent=1, sort_keys=False) + '\n')
     return path

@@ -1,12 +1,12 @@
 """Raw dataset -> the authors' preprocessed layout, with a manifest.
 
 ``run`` reads the raw recordings (``kgbd``, ``biwi_ias``, ``ks20``), cuts each
-into non-overlapping f-frame windows after dropping 10 frames at each end (SPEC
+into non-overlapping f-frame windows after dropping 10 frames at each end (docs/method.md
 §2.1, ``cut_windows``), splits them, and writes every split with
 ``sge_jax.data.authors_layout.write_authors_split`` (sources, reversed targets,
 ids) in two layouts:
 
-* ``<out>/<DS>/<f>/`` -- the CAGEs release (SPEC §2.2): one test folder.
+* ``<out>/<DS>/<f>/`` -- the CAGEs release (docs/method.md §2.2): one test folder.
   BIWI: Walking as ``t_*_BIWI_<f>``, Still as ``t_*_BIWI-Still_<f>``; IAS:
   ``t_*_IAS-A_<f>`` and ``t_*_IAS-B_<f>``; KGBD and KS20: the probe recordings.
   The KGBD/KS20 training set there is every non-probe recording, gallery ones

@@ -3,7 +3,7 @@
 Every raw-format reader (``kgbd``, ``biwi_ias``, ``ks20``) produces ``Recording``
 objects: the frames of one recording in time order, in the standard joint layout,
 plus where they came from and what was dropped while reading. This module turns
-recordings into the sequences of a split (SPEC §2.1) and, for the datasets that
+recordings into the sequences of a split (docs/method.md §2.1) and, for the datasets that
 ship without a test split (KGBD, KS20), decides per person which recordings are
 gallery, probe and train.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from sge_jax.data.dataset import SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
 
-# Sequence lengths the preprocessed layout is built for (SPEC §2.1).
+# Sequence lengths the preprocessed layout is built for (docs/method.md §2.1).
 SUPPORTED_LENGTHS = (4, 6, 8, 10)
 
 # Gallery/probe candidates must yield a window at the longest supported length,
@@ -91,7 +91,7 @@ class CutResult:
 
 
 def cut_recording(frames: np.ndarray, length: int) -> CutResult:
-  """Cuts [T, J, 3] frames into f-frame windows with ``cut_windows`` (SPEC §2.1)."""
+  """Cuts [T, J, 3] frames into f-frame windows with ``cut_windows`` (docs/method.md §2.1)."""
   windows = cut_windows(frames, length)
   total = frames.shape[0]
   edge = min(total, 2 * EDGE_FRAMES_DROPPED)

@@ -1,0 +1,505 @@
+"""Every config rule: the defaults, the variants, the checks, typed settings.
+
+``base_config()`` lists every field with its default and meaning; the dataset
+configs in ``configs/`` start from it and override what differs, and every
+command line (``launch.py``, ``python -m sge_jax.evaluate``) reads the same
+fields. ``validate_config`` checks a whole config before any work starts and
+raises ``ConfigError`` naming the field, the allowed values and the flag that
+fixes it (``invalid``, the one builder of that message). ``RNSettings`` and
+``EvalSettings`` are the checked, typed views of ``config.rn`` and
+``config.eval``. ``ENCODER_SECTIONS``/``BOOKKEEPING_FIELDS`` say which fields
+define the trained encoders (``encoder_differences``, ``config_hash``).
+
+This module imports no JAX: a config can be checked before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any, Iterable, Optional
+
+import ml_collections
+
+from sge_jax.errors import ConfigError
+
+# ----------------------------------------------------------------- choices
+
+STAGES = ('train', 'encode', 'evaluate')
+FORMATS = ('authors', 'npz', 'synthetic')
+ATTENTION_TYPES = ('LA', 'BA')
+PRETEXTS = ('rev_rec', 'prediction', 'sorting', 'rev_rec_plus')
+DECODER_INPUT_MODES = ('zeros', 'shifted_target')
+EARLY_STOPPING_RULES = ('none', 'paper')
+MANNERS = ('ap', 'sc')
+SELECTION_RULES = ('val', 'fixed', 'paper')
+PROTOCOLS = ('A', 'B', 'CME')
+DISTANCES = ('euclidean', 'cosine')
+RETRIEVAL_FEATURES = ('concat', 'mean')
+
+
+# ----------------------------------------------------------------- defaults
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field with its default (the paper's values where it has one)."""
+  config = ml_collections.ConfigDict()
+
+  # Root seed: model init, sorting permutations, RN init/shuffling and validation
+  # split all derive from it (typed PRNG keys, fold_in per use).
+  config.seed = 0
+  # Multi-seed run: comma-separated seeds ('0,1,2'). Empty = just `seed`. Each seed
+  # runs the whole job in <workdir>/seed_<s>/; the workdir gets mean ± std.
+  config.seeds = ''
+  # Stages to run, comma-separated, in this order: train (self-supervised encoders),
+  # encode (CAGEs -> encodings.npz), evaluate (RN, metrics, baselines, reports).
+  config.stages = 'train,encode,evaluate'
+  # Reuse the trained encoders of another workdir instead of training here (the
+  # authors' "transfer" setting: encode this dataset with that dataset's model).
+  config.encoder_workdir = ''
+
+  # ---------------------------------------------------------------- data
+  config.data = ml_collections.ConfigDict()
+  # 'authors' (the authors' preprocessed .npy layout), 'npz' (generic skeleton .npz:
+  # positions + seq_offsets + seq_person), or 'synthetic' (built-in demo walkers).
+  config.data.format = 'authors'
+  # Folder holding <name>/<length>/... in the authors' layout (their `Datasets/`).
+  config.data.root = 'Datasets'
+  # Dataset name: KGBD, BIWI, IAS, KS20, CASIA_B, CASIA_B_match, or any other name
+  # in the authors' layout (J is inferred from the arrays).
+  config.data.name = 'KGBD'
+  # Frames per sequence, f.
+  config.data.length = 6
+  # Test split(s) for evaluation, comma-separated ('' = every test split). Names:
+  # BIWI 'Walking'/'Still', IAS 'A'/'B', CASIA-B CME '<probe>.<gallery>' conditions
+  # are chosen by `view`, others 'test' or 'probe'.
+  config.data.probe = ''
+  # View folder: KS20 view_<v> (optional), CASIA-B CVE view_<v>, CASIA-B CME
+  # '<probe>.<gallery>' condition pair such as 'nm.bg'.
+  config.data.view = ''
+  # 'npz' format: path of the .npz file.
+  config.data.path = ''
+  # 'npz' format: how sequences split into train and test: by the per-sequence
+  # field `split_field` ('trial' or 'view'); values in `train_values` (ranges and
+  # lists such as '1-10' or '1,3,5') go to train, the rest to test.
+  config.data.split_field = 'trial'
+  config.data.train_values = '1-10'
+  # Keep at most N sequences of every split, the first N/P of each of its P
+  # people (stored order kept); 0 = all. For quick smoke runs on a full dataset.
+  config.data.max_sequences = 0
+  # Subtract each sequence's mean position (per axis, over its f frames and J
+  # joints) before training and encoding. Not in the authors' code, which feeds
+  # raw camera coordinates: there, where in the room a window was recorded is
+  # part of its encoding, which confounds identity when people walk across the
+  # view (on the demo set: Rank-1 34% raw vs 89% centred after 30 epochs).
+  config.data.center_sequences = False
+  # 'synthetic' format: size of the procedural walking set.
+  config.data.synthetic = ml_collections.ConfigDict()
+  config.data.synthetic.num_people = 12
+  config.data.synthetic.recordings_per_person = 6
+  config.data.synthetic.test_recordings_per_person = 2
+  config.data.synthetic.frames_per_recording = 140
+
+  # ---------------------------------------------------------------- model
+  config.model = ml_collections.ConfigDict()
+  # 'LA' (locality-aware attention loss) or 'BA' (basic attention, no attention loss).
+  config.model.attention = 'LA'
+  # 'rev_rec' (reverse reconstruction), 'prediction', 'sorting', or 'rev_rec_plus'
+  # (rev_rec/LA + prediction/BA + sorting/BA, CAGEs concatenated: 2304 per frame).
+  config.model.pretext = 'rev_rec'
+  # Hidden size k of every LSTM and of the attention/projector layers.
+  config.model.hidden = 256
+  # LSTM layers in the encoder and in the decoder.
+  config.model.num_layers = 2
+  # Decoder inputs: 'zeros' (what the authors' code effectively feeds) or
+  # 'shifted_target' (teacher forcing with (0, y_1 ... y_{f-1})).
+  config.model.decoder_input = 'zeros'
+  # Weight of the locality-aware contrastive loss (1.0 = paper; 0 disables it).
+  config.model.contrastive_weight = 1.0
+
+  # ---------------------------------------------------------------- train
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 400
+  config.train.batch_size = 128
+  config.train.learning_rate = 5e-4
+  # Contrastive temperature tau: 0.1 BIWI/IAS/KS20, 0.5 KGBD, 0.15 CASIA-B.
+  config.train.temperature = 0.1
+  # L2 weight lambda on 0.5*||w||^2 of every array (biases too, as the authors).
+  config.train.weight_decay = 0.02
+  # Gradients are clipped by value to [-clip_value, clip_value].
+  config.train.clip_value = 5.0
+  # 'none' (run all epochs) or 'paper' (the authors' plateau rule, docs/method.md §5).
+  config.train.early_stopping = 'none'
+  # Batches are contiguous slices of the stored order (the contrastive loss uses
+  # batch neighbours as positives). True visits the batches in a fresh seeded
+  # order each epoch (each batch stays contiguous).
+  config.train.shuffle_batches = False
+  # Orbax checkpoint of the full train state every N steps (and at the end).
+  config.train.checkpoint_every_steps = 500
+  config.train.keep_checkpoints = 3
+  # One metrics.jsonl line / progress line at most every N steps.
+  config.train.log_every_steps = 50
+
+  # ---------------------------------------------------------------- rn
+  config.rn = ml_collections.ConfigDict()
+  # Training epochs of the RN (300; KGBD 200, KS20 800, CASIA-B 1000).
+  config.rn.epochs = 300
+  # 'ap' (frame-level CAGEs, sequence score = mean of frame logits) or 'sc'
+  # (sequence-level concatenation [f*768]).
+  config.rn.manner = 'ap'
+  # Model selection: 'val' (best epoch on a validation split of the training
+  # people's sequences), 'fixed' (last epoch), 'paper' (best *test* epoch, as the
+  # authors' code does; optimistic).
+  config.rn.selection = 'val'
+  # 'val' rule: share of each training person's sequences held out (a contiguous,
+  # seeded run of whole sequences; every person keeps at least one for training).
+  config.rn.val_fraction = 0.1
+  # Mini-batch size in RN samples (frames for 'ap', sequences for 'sc'); the
+  # incomplete last batch of each (reshuffled) epoch is dropped.
+  config.rn.batch_size = 128
+  # Adam (TF form) step size; no decay, no clipping, no weight decay.
+  config.rn.learning_rate = 5e-4
+  # Width of the RN's hidden layer.
+  config.rn.hidden = 256
+  # Epochs per compiled call (one lax.scan); progress is logged between calls.
+  config.rn.epochs_per_call = 50
+  # Score the test splits after every epoch: test-accuracy curves and the 'paper'
+  # rule reported next to the chosen rule (one forward pass over the test CAGEs
+  # per epoch; turn off when the test splits are much larger than train, e.g.
+  # CASIA-B CVE). Always on for selection='paper'.
+  config.rn.track_test = True
+
+  # ---------------------------------------------------------------- eval
+  config.eval = ml_collections.ConfigDict()
+  # 'A' (classifier: Rank-k, nAUC), 'B' (probe -> gallery retrieval: Rank-1/5/10,
+  # mAP), 'CME' (CASIA-B nearest-neighbour matching with the self-match rule),
+  # comma-separated. On CASIA_B_match, 'B' runs as CME.
+  config.eval.protocols = 'A,B'
+  # Distance for retrieval and nearest-neighbour baselines: 'euclidean' or 'cosine'.
+  config.eval.distance = 'euclidean'
+  # Compute the raw-coordinate, bone-length and hand-crafted descriptor baselines.
+  config.eval.baselines = True
+  # Neighbours that vote in the protocol-A baselines (1 = nearest neighbour).
+  config.eval.baseline_k = 1
+  # Sequence-level CAGEs for retrieval (B, CME): 'concat' (flattened [f*D], the
+  # sequence-level CAGE of docs/method.md §6) or 'mean' (mean over the f frames, [D]).
+  config.eval.retrieval_features = 'concat'
+  # Length of the retrieval CMC curves stored and plotted (B, CME).
+  config.eval.cmc_max_rank = 50
+  # Write PNG plots (CMC, ROC, RN accuracy) when matplotlib is installed.
+  config.eval.plots = True
+  return config
+
+
+# A quick end-to-end check of a set-up: tiny model, few epochs, few sequences.
+_SMOKE = {
+    'model.hidden': 32,
+    'data.max_sequences': 256,
+    'data.synthetic.num_people': 6,
+    'data.synthetic.recordings_per_person': 3,
+    'data.synthetic.test_recordings_per_person': 1,
+    'data.synthetic.frames_per_recording': 80,
+    'train.epochs': 2,
+    'train.batch_size': 32,
+    'train.log_every_steps': 4,
+    'train.checkpoint_every_steps': 8,
+    'rn.epochs': 5,
+    'rn.hidden': 32,
+}
+# Config arguments (``--config=configs/kgbd.py:smoke``): name -> fields it sets.
+VARIANTS = {'smoke': _SMOKE}
+
+
+def with_variant(config: ml_collections.ConfigDict,
+                 arg: Optional[str]) -> ml_collections.ConfigDict:
+  """Applies a config argument: '' (as is) or comma-separated VARIANTS names.
+
+  Raises:
+    ConfigError: an unknown variant name (the message lists the known ones).
+  """
+  for name in parse_list(arg or ''):
+    if name not in VARIANTS:
+      raise ConfigError(
+          f'unknown config variant {name!r} (in the config argument '
+          f'{arg!r}); known variants: {", ".join(VARIANTS)}, e.g. '
+          '--config=configs/kgbd.py:smoke')
+    for field, value in VARIANTS[name].items():
+      *sections, key = field.split('.')
+      section = config
+      for part in sections:
+        section = section[part]
+      section[key] = value
+  return config
+
+
+def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
+  """The defaults with the variants in ``arg`` applied."""
+  return with_variant(base_config(), arg)
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def parse_list(text: str) -> list[str]:
+  return [item.strip() for item in str(text).split(',') if item.strip()]
+
+
+def invalid(field: str, value: Any, expected: str) -> ConfigError:
+  """The error for a bad ``config.<field>``: the value, what is expected, the flag."""
+  return ConfigError(f'config.{field}={value!r} is invalid: expected {expected}. '
+                     f'Override it with --config.{field}=...')
+
+
+def parse_stages(text: str) -> list[str]:
+  stages = parse_list(text)
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown or not stages:
+    raise invalid('stages', text,
+                  f'a comma-separated subset of {", ".join(STAGES)}')
+  return [s for s in STAGES if s in stages]
+
+
+def parse_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """``config.seeds`` ('0,1,2') as ints, or ``[config.seed]`` when empty."""
+  items = parse_list(config.seeds)
+  if not items:
+    return [int(config.seed)]
+  try:
+    seeds = [int(item) for item in items]
+  except ValueError:
+    raise invalid('seeds', config.seeds,
+                  'comma-separated integers, e.g. 0,1,2') from None
+  if len(set(seeds)) != len(seeds):
+    raise invalid('seeds', config.seeds, 'each seed once (it repeats a seed)')
+  return seeds
+
+
+def is_multi_seed(config: ml_collections.ConfigDict) -> bool:
+  return bool(parse_list(config.seeds))
+
+
+def _require(condition: bool, field: str, value: Any, expected: str) -> None:
+  if not condition:
+    raise invalid(field, value, expected)
+
+
+def _one_of(value, field: str, allowed: Iterable[str]) -> None:
+  allowed = tuple(allowed)
+  _require(value in allowed, field, value, f'one of {", ".join(allowed)}')
+
+
+def _int_at_least(value, field: str, minimum: int = 1) -> None:
+  _require(isinstance(value, int) and not isinstance(value, bool)
+           and value >= minimum, field, value, f'an integer >= {minimum}')
+
+
+def _positive_float(value, field: str, allow_zero: bool = False) -> None:
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+  _require(ok, field, value, 'a finite number ' + ('>= 0' if allow_zero else '> 0'))
+
+
+# ----------------------------------------------------------------- typed settings
+
+
+@dataclasses.dataclass(frozen=True)
+class RNSettings:
+  """The recognition network's settings (``config.rn`` plus the root seed).
+
+  Attributes:
+    manner: 'ap' or 'sc'.
+    selection: 'val', 'fixed' or 'paper'.
+    epochs: epochs to train.
+    batch_size: samples per mini-batch (frames for 'ap', sequences for 'sc');
+      clamped to the number of training samples.
+    learning_rate: Adam step size.
+    hidden: hidden width.
+    val_fraction: share of each person's training sequences held out when
+      selection = 'val'.
+    epochs_per_call: epochs run per compiled call (progress is logged between
+      calls).
+    track_test: score the test splits after every epoch (test-accuracy curves
+      and the 'paper' rule next to the chosen one); forced on for 'paper'.
+    seed: the root seed (config.seed).
+  """
+  manner: str = 'ap'
+  selection: str = 'val'
+  epochs: int = 300
+  batch_size: int = 128
+  learning_rate: float = 5e-4
+  hidden: int = 256
+  val_fraction: float = 0.1
+  epochs_per_call: int = 50
+  track_test: bool = True
+  seed: int = 0
+
+  def __post_init__(self):
+    def require(condition, field, expected):
+      _require(condition, f'rn.{field}', getattr(self, field), expected)
+
+    require(self.manner in MANNERS, 'manner', f'one of {", ".join(MANNERS)}')
+    require(self.selection in SELECTION_RULES, 'selection',
+            f'one of {", ".join(SELECTION_RULES)}')
+    for field in ('epochs', 'batch_size', 'hidden', 'epochs_per_call'):
+      value = getattr(self, field)
+      require(isinstance(value, int) and value >= 1, field, 'an integer >= 1')
+    require(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            'learning_rate', 'a finite number > 0')
+    if self.selection == 'val':
+      require(0.0 < self.val_fraction < 1.0, 'val_fraction',
+              "a fraction in (0, 1) when selection='val'")
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'RNSettings':
+    rn = config.rn
+    return cls(manner=str(rn.manner), selection=str(rn.selection),
+               epochs=int(rn.epochs), batch_size=int(rn.batch_size),
+               learning_rate=float(rn.learning_rate), hidden=int(rn.hidden),
+               val_fraction=float(rn.get('val_fraction', 0.1)),
+               epochs_per_call=int(rn.get('epochs_per_call', 50)),
+               track_test=bool(rn.get('track_test', True)),
+               seed=int(config.seed))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """The evaluation's settings (``config.eval``).
+
+  Attributes:
+    protocols: requested protocols, a subset of PROTOCOLS in that order.
+    distance: 'euclidean' or 'cosine' (retrieval and the baselines' k-NN).
+    baselines: run the hand-crafted baselines.
+    baseline_k: neighbours that vote in the protocol-A baselines (1 = NN).
+    retrieval_features: 'concat' or 'mean'.
+    cmc_max_rank: length of the stored retrieval CMC curves.
+    plots: write PNG plots when matplotlib is installed.
+  """
+  protocols: tuple[str, ...] = ('A', 'B')
+  distance: str = 'euclidean'
+  baselines: bool = True
+  baseline_k: int = 1
+  retrieval_features: str = 'concat'
+  cmc_max_rank: int = 50
+  plots: bool = True
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'EvalSettings':
+    section = config.eval
+    requested = [p.upper() for p in parse_list(section.protocols)]
+    unknown = [p for p in requested if p not in PROTOCOLS]
+    _require(requested and not unknown, 'eval.protocols', section.protocols,
+             f'a comma-separated subset of {", ".join(PROTOCOLS)}')
+    settings = cls(
+        protocols=tuple(p for p in PROTOCOLS if p in requested),
+        distance=str(section.distance),
+        baselines=bool(section.baselines),
+        baseline_k=int(section.get('baseline_k', 1)),
+        retrieval_features=str(section.get('retrieval_features', 'concat')),
+        cmc_max_rank=int(section.get('cmc_max_rank', 50)),
+        plots=bool(section.get('plots', True)))
+    _one_of(settings.distance, 'eval.distance', DISTANCES)
+    _one_of(settings.retrieval_features, 'eval.retrieval_features',
+            RETRIEVAL_FEATURES)
+    for field in ('baseline_k', 'cmc_max_rank'):
+      _int_at_least(getattr(settings, field), f'eval.{field}')
+    return settings
+
+
+# ----------------------------------------------------------------- the whole config
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ConfigError naming the first bad field and the allowed values."""
+  parse_stages(config.stages)
+  parse_seeds(config)
+  data, model, train = config.data, config.model, config.train
+  _one_of(data.format, 'data.format', FORMATS)
+  _int_at_least(data.length, 'data.length', 2)
+  if data.format == 'npz':
+    _require(bool(data.path), 'data.path', data.path, 'the .npz file to read')
+  _int_at_least(data.max_sequences, 'data.max_sequences', 0)
+  _one_of(model.attention, 'model.attention', ATTENTION_TYPES)
+  _one_of(model.pretext, 'model.pretext', PRETEXTS)
+  # rev_rec_plus fixes its tasks' attention (rev_rec LA, prediction and sorting
+  # BA); a different setting would be ignored yet recorded in the outputs.
+  _require(model.pretext != 'rev_rec_plus' or model.attention == 'LA',
+           'model.attention', model.attention,
+           "LA with model.pretext=rev_rec_plus (its prediction and sorting "
+           "models always use BA)")
+  _one_of(model.decoder_input, 'model.decoder_input', DECODER_INPUT_MODES)
+  _int_at_least(model.hidden, 'model.hidden')
+  _int_at_least(model.num_layers, 'model.num_layers')
+  _positive_float(model.contrastive_weight, 'model.contrastive_weight',
+                  allow_zero=True)
+  _int_at_least(train.epochs, 'train.epochs')
+  _int_at_least(train.batch_size, 'train.batch_size', 2)
+  _require(train.batch_size % num_devices == 0, 'train.batch_size',
+           train.batch_size, f'a multiple of the {num_devices} devices')
+  _positive_float(train.learning_rate, 'train.learning_rate')
+  _positive_float(train.temperature, 'train.temperature')
+  _positive_float(train.weight_decay, 'train.weight_decay', allow_zero=True)
+  _positive_float(train.clip_value, 'train.clip_value')
+  _one_of(train.early_stopping, 'train.early_stopping', EARLY_STOPPING_RULES)
+  _int_at_least(train.checkpoint_every_steps, 'train.checkpoint_every_steps')
+  _int_at_least(train.keep_checkpoints, 'train.keep_checkpoints')
+  _int_at_least(train.log_every_steps, 'train.log_every_steps')
+  # The recognition and evaluation sections are checked here too, so a bad
+  # value fails before hours of encoder training.
+  RNSettings.from_config(config)
+  EvalSettings.from_config(config)
+
+
+# ----------------------------------------------------------------- encoder identity
+
+# The sections whose fields define the trained encoders.
+ENCODER_SECTIONS = ('seed', 'data', 'model', 'train')
+# Fields under those sections that only say how often to log and checkpoint:
+# they do not change the trained encoders (a resumed run ends bit-identical).
+BOOKKEEPING_FIELDS = frozenset({'train.checkpoint_every_steps',
+                                'train.keep_checkpoints',
+                                'train.log_every_steps'})
+# Fields that may change between runs in one workdir without invalidating the
+# trained encoders: more epochs continue training, a new stopping rule applies
+# from the next epoch on.
+RESUMABLE_FIELDS = BOOKKEEPING_FIELDS | {'train.epochs', 'train.early_stopping'}
+
+
+def flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  flat = flatten(json.loads(config.to_json()))
+  return {field: value for field, value in flat.items()
+          if field.split('.')[0] in ENCODER_SECTIONS}
+
+
+def encoder_differences(old: ml_collections.ConfigDict,
+                        new: ml_collections.ConfigDict) -> list[str]:
+  """Encoder-defining fields that differ between two configs (sorted)."""
+  old_fields, new_fields = _encoder_fields(old), _encoder_fields(new)
+  return sorted(field for field in set(old_fields) | set(new_fields)
+                if field not in RESUMABLE_FIELDS
+                and old_fields.get(field) != new_fields.get(field))
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """Short hash of what determines the encoders (ENCODER_SECTIONS without
+  BOOKKEEPING_FIELDS)."""
+  encoder_fields = {name: json.loads(config[name].to_json())
+                    if isinstance(config[name], ml_collections.ConfigDict)
+                    else config[name] for name in ENCODER_SECTIONS}
+  for field in BOOKKEEPING_FIELDS:
+    section, key = field.split('.')
+    encoder_fields[section].pop(key, None)
+  text = json.dumps(encoder_fields, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]

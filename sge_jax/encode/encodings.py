@@ -1,0 +1,162 @@
+"""The exported encodings file, ``encodings.npz`` (docs/method.md §6).
+
+One file holds the CAGEs of every split of a run, with what is needed to evaluate
+them without the original data (labels, split names, the raw sequences for the
+baselines, the joint layout) and metadata saying how they were made. It loads
+with plain ``np.load(path)`` (no pickles):
+
+  encodings       [N, f, D] float32  frame-level CAGEs, D = M * k: the stacked
+                                     models' context vectors A.H concatenated in
+                                     ``model_names`` order (x, y, z per pretext)
+  labels          [N] int64          person id of each sequence
+  split           [N] str            split of each sequence ('train', 'test', ...)
+  sequence_index  [N] int64          index of the sequence within its split
+  recording       [N] int64          recording of each sequence (-1 if unknown)
+  sequences       [N, f, J, 3] f32   the input sequences (metres)
+  model_names     [M] str            e.g. rev_rec/x, rev_rec/y, rev_rec/z
+  joint_names     [J] str            (empty when unknown)
+  bones           [n, 2] int64       (parent, child) pairs (empty when unknown)
+  dataset, attention, pretext, config_hash, sge_jax_version   str scalars
+  length, hidden, seed                                        int scalars
+
+Rows are grouped by split in report order and in stored order within a split.
+AP ("average prediction") uses the f rows of a sequence as frame-level samples;
+SC ("sequence-level concatenation") flattens them to [f * D].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sge_jax.errors import DataError
+
+_ARRAY_FIELDS = ('encodings', 'labels', 'split', 'sequence_index', 'recording',
+                 'sequences')
+_STRING_METADATA = ('dataset', 'attention', 'pretext', 'config_hash',
+                    'sge_jax_version')
+_INT_METADATA = ('length', 'hidden', 'seed')
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodingMetadata:
+  """How a set of encodings was made."""
+  dataset: str
+  length: int
+  attention: str
+  pretext: str
+  hidden: int
+  seed: int
+  config_hash: str
+  model_names: tuple[str, ...]
+  joint_names: Optional[tuple[str, ...]] = None
+  bones: Optional[tuple[tuple[int, int], ...]] = None
+  sge_jax_version: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitEncodings:
+  """The encodings of one split.
+
+  Attributes:
+    encodings: [n, f, D] frame-level CAGEs.
+    labels: [n] person ids.
+    sequences: [n, f, J, 3] input sequences (metres).
+    recordings: [n] recording index (-1 if unknown).
+  """
+  encodings: np.ndarray
+  labels: np.ndarray
+  sequences: np.ndarray
+  recordings: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodingSet:
+  """All exported encodings of a run (see the module docstring for the fields)."""
+  encodings: np.ndarray
+  labels: np.ndarray
+  split: np.ndarray
+  sequence_index: np.ndarray
+  recording: np.ndarray
+  sequences: np.ndarray
+  metadata: EncodingMetadata
+
+  def __post_init__(self):
+    count = self.encodings.shape[0]
+    for name in _ARRAY_FIELDS:
+      if getattr(self, name).shape[0] != count:
+        raise ValueError(f'{name} has {getattr(self, name).shape[0]} rows, '
+                         f'encodings has {count}')
+
+  @property
+  def split_names(self) -> list[str]:
+    """Split names in the order they are stored."""
+    _, first = np.unique(self.split, return_index=True)
+    return [str(self.split[i]) for i in sorted(first)]
+
+  def select(self, split_name: str) -> SplitEncodings:
+    rows = self.split == split_name
+    if not rows.any():
+      raise KeyError(f'no split {split_name!r} in these encodings; they have '
+                     f'{", ".join(self.split_names)}')
+    return SplitEncodings(self.encodings[rows], self.labels[rows],
+                          self.sequences[rows], self.recording[rows])
+
+
+def combine_splits(splits: Sequence[tuple[str, SplitEncodings]],
+                   metadata: EncodingMetadata) -> EncodingSet:
+  """Stacks per-split encodings (in the given order) into one EncodingSet."""
+  return EncodingSet(
+      encodings=np.concatenate([s.encodings for _, s in splits]).astype(np.float32),
+      labels=np.concatenate([s.labels for _, s in splits]).astype(np.int64),
+      split=np.concatenate([np.full(len(s.labels), name) for name, s in splits]),
+      sequence_index=np.concatenate(
+          [np.arange(len(s.labels), dtype=np.int64) for _, s in splits]),
+      recording=np.concatenate([s.recordings for _, s in splits]).astype(np.int64),
+      sequences=np.concatenate([s.sequences for _, s in splits]).astype(np.float32),
+      metadata=metadata)
+
+
+def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
+  """Writes ``encodings.npz`` atomically (a temporary file, then a rename)."""
+  path = pathlib.Path(path)
+  meta = encoding_set.metadata
+  arrays = {name: getattr(encoding_set, name) for name in _ARRAY_FIELDS}
+  arrays['split'] = arrays['split'].astype(str)
+  arrays['model_names'] = np.asarray(meta.model_names, dtype=str)
+  arrays['joint_names'] = np.asarray(meta.joint_names or (), dtype=str)
+  arrays['bones'] = np.asarray(meta.bones or (), dtype=np.int64).reshape(-1, 2)
+  for name in _STRING_METADATA:
+    arrays[name] = np.asarray(getattr(meta, name), dtype=str)
+  for name in _INT_METADATA:
+    arrays[name] = np.asarray(getattr(meta, name), dtype=np.int64)
+  temporary = path.with_name(path.name + '.tmp.npz')
+  np.savez(temporary, **arrays)
+  temporary.replace(path)
+
+
+def load_encodings(path: str | pathlib.Path) -> EncodingSet:
+  """Reads an ``encodings.npz`` written by ``save_encodings``."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise DataError(f'No encodings file at {path}. Run the encode stage first '
+                    '(--config.stages=encode) or point --workdir at a finished run.')
+  with np.load(path, allow_pickle=False) as data:
+    required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
+                + _STRING_METADATA + _INT_METADATA)
+    missing = [name for name in required if name not in data.files]
+    if missing:
+      raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
+                      f'{", ".join(missing)}')
+    joint_names = tuple(str(n) for n in data['joint_names']) or None
+    bones = tuple(tuple(int(i) for i in b) for b in data['bones']) or None
+    metadata = EncodingMetadata(
+        model_names=tuple(str(n) for n in data['model_names']),
+        joint_names=joint_names, bones=bones,
+        **{name: str(data[name]) for name in _STRING_METADATA},
+        **{name: int(data[name]) for name in _INT_METADATA})
+    return EncodingSet(metadata=metadata,
+                       **{name: data[name] for name in _ARRAY_FIELDS})

@@ -1,0 +1,65 @@
+r"""Re-evaluates a finished run without retraining the encoders.
+
+Usage::
+
+  python -m sge_jax.evaluate --workdir=DIR [--config.<field>=<value> ...]
+
+Reads ``DIR/config.json`` and ``DIR/encodings.npz``, runs the evaluation
+protocols again (recognition network, retrieval, baselines) and rewrites
+``results.json``, ``report.md`` and the plots in DIR. The encoders are not
+touched, and ``config.json`` stays the record of the run (results.json says
+which settings the evaluation used). Overrides use launch.py's syntax and types
+and may change ``rn.*`` and ``eval.*`` fields, e.g.::
+
+  python -m sge_jax.evaluate --workdir=runs/kgbd --config.rn.selection=fixed \
+      --config.eval.protocols=A --config.rn.epochs=50
+
+A multi-seed workdir (``seed_<s>/`` sub-directories) is re-evaluated seed by
+seed with the same overrides and aggregated into DIR/results.json and
+DIR/report.md (mean ± std).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from sge_jax import cli, pipeline
+from sge_jax import workdir as workdir_lib
+from sge_jax.config import base_config
+from sge_jax.evaluate import report
+
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Workdir of a finished run (holds config.json and '
+    'encodings.npz, or seed_<s>/ sub-directories).')
+# The defaults only give every field its type; what applies is the saved config
+# with the fields given on the command line.
+_CONFIG = cli.define_config_flag(
+    config_flags.DEFINE_config_dict, 'config', base_config(), 'Overrides of the saved config, e.g. '
+    '--config.rn.selection=fixed (rn.* and eval.* fields).', lock_config=True)
+
+
+def _reevaluate() -> None:
+  overrides = config_flags.get_override_values(flags.FLAGS['config'])
+  results = pipeline.reevaluate(_WORKDIR.value, overrides)
+  for line in report.summary_lines(results):
+    print(line)
+  print(f'Wrote {workdir_lib.RESULTS_FILE} and {workdir_lib.REPORT_FILE} in '
+        f'{_WORKDIR.value}')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not _WORKDIR.value:
+    raise app.UsageError('--workdir is required')
+  logging.getLogger().setLevel(logging.INFO)
+  cli.quiet_libraries()
+  cli.exit_on_user_error(_reevaluate)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,481 @@
+"""The recognition network (RN) on CAGEs and its model-selection rules (docs/method.md §7).
+
+The RN is Dense(hidden) -> ReLU -> Dense(C) with the authors' initialisation
+(weights normal(0, 1), biases 0), trained with softmax cross-entropy and TF-form
+Adam at a fixed rate, without weight decay or clipping. C = the training people.
+
+Inputs (``rn_samples``): the CAGEs of a sequence, [f, D], become
+
+* ``ap`` ("average prediction"): f frame-level samples [f, D] with the sequence's
+  label; a sequence's scores are the mean of its f frame logits;
+* ``sc`` ("sequence-level concatenation"): one sample [1, f * D].
+
+Both are stored as [N, r, D_in] (r = f or 1), so scoring a sequence is always
+"mean of its r sample logits".
+
+Training runs on the device. One jitted call runs ``epochs_per_call`` epochs as
+a ``lax.scan``; each epoch is a ``lax.scan`` over mini-batches of a fresh seeded
+permutation of the training samples, followed by scoring the validation and
+test sequences. The batch count per epoch is fixed: the last incomplete batch is
+DROPPED (S mod B samples per epoch, a different random subset every epoch since
+the order is reshuffled, so every sample is used about equally often; padding
+would instead give the padded samples double weight). The last call of a run is
+padded with inactive epochs that leave the state unchanged, so a run compiles
+the epoch program exactly once whatever the epoch count.
+
+Model selection. Every epoch's sequence-level accuracies are tracked on the
+device, and each rule keeps what it needs at its chosen epoch:
+
+* ``val`` (default): the epoch with the best accuracy on a validation split of
+  the training people's sequences (``validation_split``), ties broken by the
+  lower validation cross-entropy, then by the earlier epoch; its parameters
+  are kept and score the test splits after training. The RN is trained on the
+  remaining training sequences only.
+* ``fixed``: the last epoch.
+* ``paper``: per test split, the epoch with the best accuracy ON THAT TEST
+  SPLIT (the first such epoch), as the authors' code keeps its RN; its test
+  scores are kept. Optimistic: the test labels pick the model.
+
+With ``track_test`` (always on for ``paper``) the test splits are scored after
+every epoch, which gives the ``paper`` rule and the test-accuracy curves next
+to the chosen rule from the same training run, so reports can show how much
+the choice matters. It costs one forward pass over the test CAGEs per epoch;
+turn it off when the test splits dwarf the training split (CASIA-B CVE).
+
+Randomness: the RN key is ``fold_in(key(seed), RN_KEY_STREAM)``; it is split
+into an initialisation key and a shuffling key, and epoch e (0-based) shuffles
+with ``fold_in(shuffling_key, e)``. The validation split uses
+``fold_in(key(seed), VALIDATION_KEY_STREAM)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import time
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from sge_jax.config import RNSettings, invalid
+from sge_jax.errors import DataError
+from sge_jax.models.recognition import RecognitionNetwork
+from sge_jax.train import optim
+
+SELECTION_LABELS = {
+    'val': 'val (best validation epoch)',
+    'fixed': 'fixed (last epoch)',
+    'paper': 'paper (best test epoch; optimistic)',
+}
+
+# fold_in stream ids under the root key of config.seed ('RN', 'RV' in ASCII).
+RN_KEY_STREAM = 0x524E
+VALIDATION_KEY_STREAM = 0x5256
+
+_log = logging.getLogger(__name__)
+
+
+def rn_samples(encodings: np.ndarray, manner: str) -> np.ndarray:
+  """CAGEs [N, f, D] -> RN samples [N, r, D_in] (ap: r = f, D_in = D; sc: r = 1,
+  D_in = f * D)."""
+  encodings = np.asarray(encodings, dtype=np.float32)
+  if encodings.ndim != 3:
+    raise ValueError(f'encodings must be [N, f, D], got {encodings.shape}')
+  if manner == 'ap':
+    return encodings
+  if manner == 'sc':
+    return encodings.reshape(encodings.shape[0], 1, -1)
+  raise invalid('rn.manner', manner, 'one of ap, sc')
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """Holds out whole training sequences per person for the 'val' rule.
+
+  For each person with n training sequences, v = min(ceil(fraction * n), n - 1)
+  of them go to validation (so every person keeps a training sequence; a person
+  with one sequence gives none). They are a CONTIGUOUS run of that person's
+  sequences in stored order, starting at a seeded offset: sequences are windows
+  cut consecutively from recordings, so a randomly scattered hold-out would sit
+  between its own neighbouring windows and validate on near-copies of training
+  data; a contiguous run only touches training windows at its two ends.
+
+  Args:
+    labels: [N] person ids of the training sequences, stored order.
+    fraction: share of each person's sequences to hold out, in (0, 1).
+    seed: the root seed.
+
+  Returns:
+    (train_rows, val_rows): sorted int64 sequence indices partitioning 0..N-1.
+  """
+  labels = np.asarray(labels)
+  people = np.unique(labels)
+  key = jax.random.fold_in(jax.random.key(seed), VALIDATION_KEY_STREAM)
+  offsets = np.asarray(jax.random.bits(key, (people.size,), jnp.uint32),
+                       dtype=np.int64)
+  is_val = np.zeros(labels.size, dtype=bool)
+  for person, offset in zip(people, offsets):
+    rows = np.flatnonzero(labels == person)
+    count = min(math.ceil(fraction * rows.size), rows.size - 1)
+    if count <= 0:
+      continue
+    start = offset % (rows.size - count + 1)
+    is_val[rows[start:start + count]] = True
+  return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSelection:
+  """What one selection rule picks.
+
+  Attributes:
+    epochs: test split -> selected epoch, 1-based (the state after that many
+      epochs).
+    scores: test split -> [n, C] float64 sequence scores (mean logits) at it.
+  """
+  epochs: dict[str, int]
+  scores: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class RNHistory:
+  """Per-epoch curves, each [epochs] float64 (epoch e at index e - 1).
+
+  Attributes:
+    train_loss: mean mini-batch cross-entropy.
+    val_accuracy: sequence-level validation accuracy (None without validation).
+    val_loss: validation cross-entropy of the sequence scores (or None).
+    test_accuracy: test split -> sequence-level test accuracy (empty without
+      track_test).
+  """
+  train_loss: np.ndarray
+  val_accuracy: Optional[np.ndarray]
+  val_loss: Optional[np.ndarray]
+  test_accuracy: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class RNResult:
+  """Outcome of ``train_and_score``.
+
+  Attributes:
+    classes: [C] person id of each score column.
+    selection: the rule whose scores are ``scores``.
+    scores: test split -> [n, C] float64 scores under ``selection``.
+    selected_epochs: test split -> 1-based epoch chosen by ``selection``.
+    rules: every available rule -> its RuleSelection (same training run).
+    history: per-epoch curves.
+    num_train_sequences: sequences the RN trained on.
+    num_val_sequences: sequences held out for 'val' (0 otherwise).
+    samples_per_epoch: training samples S (frames for 'ap').
+    batch_size: effective batch size B (<= S).
+    batches_per_epoch: floor(S / B); S mod B samples are dropped per epoch.
+    train_seconds: wall time of training, compilation included.
+  """
+  classes: np.ndarray
+  selection: str
+  scores: dict[str, np.ndarray]
+  selected_epochs: dict[str, int]
+  rules: dict[str, RuleSelection]
+  history: RNHistory
+  num_train_sequences: int
+  num_val_sequences: int
+  samples_per_epoch: int
+  batch_size: int
+  batches_per_epoch: int
+  train_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+  """Static description of the compiled epoch program (hashable)."""
+  model: RecognitionNetwork
+  learning_rate: float
+  batch_size: int
+  batches_per_epoch: int
+  has_val: bool
+  track_test: bool
+
+
+def _optimizer(learning_rate: float) -> optax.GradientTransformation:
+  # The authors' tf.train.AdamOptimizer, no decay or clipping.
+  return optax.chain(optim.scale_by_tf_adam(), optax.scale(-learning_rate))
+
+
+def _sequence_scores(model: RecognitionNetwork, params, samples: jax.Array
+                     ) -> jax.Array:
+  """Mean sample logits: samples [n, r, D_in] -> scores [n, C]."""
+  return model.apply({'params': params}, samples).mean(axis=1)
+
+
+def _accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
+  return jnp.mean((jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32))
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def _train_epoch(program: _Program, params, opt_state, shuffle_key, epoch,
+                 train_x, train_y):
+  """One epoch of mini-batch steps over a fresh permutation; returns the new
+  params, optimizer state and mean batch loss."""
+  tx = _optimizer(program.learning_rate)
+  num_samples = train_x.shape[0]
+  order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch),
+                                 num_samples)
+  batches = order[:program.batches_per_epoch * program.batch_size].reshape(
+      program.batches_per_epoch, program.batch_size)
+
+  def step(carry, rows):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(
+        lambda p: _cross_entropy(program.model.apply({'params': p},
+                                                     train_x[rows]),
+                                 train_y[rows]))(params)
+    updates, opt_state = tx.update(grads, opt_state)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, opt_state), losses = lax.scan(step, (params, opt_state), batches)
+  return params, opt_state, losses.mean()
+
+
+def _better(condition, new, old):
+  return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
+
+
+@functools.partial(jax.jit, static_argnames=('program',))
+def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
+                program: _Program):
+  """Runs the epochs ``epochs`` ([E] int32, 0-based) that are < ``num_epochs``.
+
+  Args:
+    carry: params, opt_state, shuffle_key and the trackers: 'val' (best
+      validation accuracy, loss, epoch, params) with a validation split,
+      'paper' (per test split: best accuracy, epoch, scores) with track_test.
+    epochs: [E] epoch indices of this call; those >= num_epochs are inactive.
+    num_epochs: [] int32 total epochs of the run.
+    data: train_x [S, D_in], train_y [S], val (x [n, r, D_in], y [n]) or None,
+      tests: tuple of (x [n_k, r, D_in], y [n_k]).
+    program: static settings.
+
+  Returns:
+    (carry, history) with history leaves [E, ...] (NaN for inactive epochs).
+  """
+  model = program.model
+
+  def active_epoch(carry, epoch):
+    params, opt_state, loss = _train_epoch(
+        program, carry['params'], carry['opt_state'], carry['shuffle_key'],
+        epoch, data['train_x'], data['train_y'])
+    new = dict(carry, params=params, opt_state=opt_state)
+    history = {'train_loss': loss}
+
+    if program.track_test:
+      paper, accuracies = [], []
+      for (x, y), best in zip(data['tests'], carry['paper']):
+        scores = _sequence_scores(model, params, x)
+        accuracy = _accuracy(scores, y)
+        accuracies.append(accuracy)
+        paper.append(_better(accuracy > best['accuracy'],
+                             {'accuracy': accuracy, 'epoch': epoch,
+                              'scores': scores}, best))
+      new['paper'] = tuple(paper)
+      history['test_accuracy'] = (jnp.stack(accuracies) if accuracies
+                                  else jnp.zeros((0,), jnp.float32))
+
+    if program.has_val:
+      val_x, val_y = data['val']
+      val_scores = _sequence_scores(model, params, val_x)
+      accuracy = _accuracy(val_scores, val_y)
+      val_loss = _cross_entropy(val_scores, val_y)
+      best = carry['val']
+      improved = (accuracy > best['accuracy']) | (
+          (accuracy == best['accuracy']) & (val_loss < best['loss']))
+      new['val'] = _better(improved, {'accuracy': accuracy, 'loss': val_loss,
+                                      'epoch': epoch, 'params': params}, best)
+      history['val_accuracy'] = accuracy
+      history['val_loss'] = val_loss
+    return new, history
+
+  def inactive_epoch(carry, epoch):
+    del epoch
+    _, history = jax.eval_shape(active_epoch, carry, jnp.int32(0))
+    return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                               history)
+
+  def body(carry, epoch):
+    return lax.cond(epoch < num_epochs, active_epoch, inactive_epoch, carry,
+                    epoch)
+
+  return lax.scan(body, carry, epochs)
+
+
+@functools.partial(jax.jit, static_argnames=('program',))
+def _score_tests(params, tests, program: _Program):
+  """Sequence scores [n_k, C] of every test split under ``params``."""
+  return tuple(_sequence_scores(program.model, params, x) for x, _ in tests)
+
+
+@functools.partial(jax.jit, static_argnames=('program', 'input_dim',
+                                             'test_sizes'))
+def _initial_carry(program: _Program, rn_key: jax.Array, input_dim: int,
+                   test_sizes: tuple[int, ...]):
+  """Initial parameters, optimizer state, shuffling key and rule trackers."""
+  init_key, shuffle_key = jax.random.split(rn_key)
+  params = program.model.init(init_key, jnp.zeros((1, input_dim)))['params']
+  opt_state = _optimizer(program.learning_rate).init(params)
+  carry = {'params': params, 'opt_state': opt_state,
+           'shuffle_key': shuffle_key}
+  # Accuracy -1 so that the first epoch always becomes the best so far.
+  if program.track_test:
+    carry['paper'] = tuple(
+        {'accuracy': jnp.float32(-1), 'epoch': jnp.int32(0),
+         'scores': jnp.zeros((n, program.model.num_classes), jnp.float32)}
+        for n in test_sizes)
+  if program.has_val:
+    carry['val'] = {'accuracy': jnp.float32(-1), 'loss': jnp.float32(jnp.inf),
+                    'epoch': jnp.int32(0), 'params': params}
+  return carry
+
+
+def rn_key(seed: int) -> jax.Array:
+  """The RN's root key: fold_in(key(seed), RN_KEY_STREAM)."""
+  return jax.random.fold_in(jax.random.key(seed), RN_KEY_STREAM)
+
+
+def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
+                    test_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    settings: RNSettings) -> RNResult:
+  """Trains the RN on the training people's CAGEs and scores the test sets.
+
+  Args:
+    train_encodings: [N, f, D] CAGEs of the training sequences, stored order.
+    train_labels: [N] person ids; the classes are their distinct values.
+    test_sets: split name -> (encodings [n, f, D], person ids [n]); every id
+      must be a training person (drop the others first).
+    settings: RN settings.
+
+  Returns:
+    RNResult with the scores under ``settings.selection`` and every rule.
+
+  Raises:
+    DataError: no training sequences, a test person unknown to the training
+      split, or selection='val' without any person to hold out from.
+  """
+  train_labels = np.asarray(train_labels)
+  if train_labels.size == 0:
+    raise DataError('the RN needs training sequences; the train split is empty')
+  classes = np.unique(train_labels)
+  test_names = tuple(test_sets)
+  test_samples, test_columns = [], []
+  for name in test_names:
+    encodings, labels = test_sets[name]
+    unknown = np.setdiff1d(labels, classes)
+    if unknown.size:
+      raise DataError(f'test split {name!r} has people the RN was not trained '
+                      f'on: {unknown.tolist()}; exclude them first')
+    test_samples.append(rn_samples(encodings, settings.manner))
+    test_columns.append(np.searchsorted(classes, labels).astype(np.int32))
+
+  train_rows = np.arange(train_labels.size)
+  val_rows = np.zeros(0, dtype=np.int64)
+  if settings.selection == 'val':
+    train_rows, val_rows = validation_split(train_labels, settings.val_fraction,
+                                            settings.seed)
+    if val_rows.size == 0:
+      raise DataError(
+          "config.rn.selection='val' needs a validation split, but no training "
+          'person has two or more sequences to hold one out from. Use '
+          "--config.rn.selection=fixed (last epoch) instead.")
+  samples = rn_samples(train_encodings, settings.manner)
+  train_columns = np.searchsorted(classes, train_labels).astype(np.int32)
+  per_sequence = samples.shape[1]
+  train_x = samples[train_rows].reshape(-1, samples.shape[2])
+  train_y = np.repeat(train_columns[train_rows], per_sequence)
+  num_samples = train_x.shape[0]
+  batch_size = min(settings.batch_size, num_samples)
+  program = _Program(
+      model=RecognitionNetwork(hidden=settings.hidden,
+                               num_classes=int(classes.size)),
+      learning_rate=settings.learning_rate, batch_size=batch_size,
+      batches_per_epoch=num_samples // batch_size,
+      has_val=bool(val_rows.size),
+      track_test=settings.track_test or settings.selection == 'paper')
+  data = {
+      'train_x': jnp.asarray(train_x), 'train_y': jnp.asarray(train_y),
+      'val': ((jnp.asarray(samples[val_rows]),
+               jnp.asarray(train_columns[val_rows])) if program.has_val
+              else None),
+      'tests': tuple((jnp.asarray(x), jnp.asarray(y))
+                     for x, y in zip(test_samples, test_columns)),
+  }
+
+  started = time.perf_counter()
+  carry = _initial_carry(program, rn_key(settings.seed),
+                         input_dim=int(train_x.shape[1]),
+                         test_sizes=tuple(int(x.shape[0]) for x in test_samples))
+  chunk = min(settings.epochs_per_call, settings.epochs)
+  num_epochs = np.int32(settings.epochs)
+  histories = []
+  for first in range(0, settings.epochs, chunk):
+    epochs = np.arange(first, first + chunk, dtype=np.int32)
+    carry, history = _run_epochs(carry, epochs, num_epochs, data,
+                                 program=program)
+    history = jax.tree.map(np.asarray, history)
+    histories.append(history)
+    done = min(first + chunk, settings.epochs)
+    last = done - first - 1
+    val_note = (f', val acc {history["val_accuracy"][last]:.3f}'
+                if program.has_val else '')
+    _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
+              settings.epochs, history['train_loss'][last], val_note,
+              time.perf_counter() - started)
+  final_scores = _score_tests(carry['params'], data['tests'], program=program)
+  val_scores = (_score_tests(carry['val']['params'], data['tests'],
+                             program=program) if program.has_val else None)
+  carry, final_scores, val_scores = jax.device_get(
+      (carry, final_scores, val_scores))
+  train_seconds = time.perf_counter() - started
+
+  history = {name: np.concatenate([h[name] for h in histories]
+                                  )[:settings.epochs].astype(np.float64)
+             for name in histories[0]}
+
+  def scores_by_split(scores):
+    return {name: np.asarray(s, np.float64)
+            for name, s in zip(test_names, scores)}
+
+  rules = {'fixed': RuleSelection(
+      epochs={name: settings.epochs for name in test_names},
+      scores=scores_by_split(final_scores))}
+  if program.track_test:
+    rules['paper'] = RuleSelection(
+        epochs={name: int(best['epoch']) + 1
+                for name, best in zip(test_names, carry['paper'])},
+        scores=scores_by_split(best['scores'] for best in carry['paper']))
+  if program.has_val:
+    rules['val'] = RuleSelection(
+        epochs={name: int(carry['val']['epoch']) + 1 for name in test_names},
+        scores=scores_by_split(val_scores))
+  chosen = rules[settings.selection]
+  return RNResult(
+      classes=classes, selection=settings.selection, scores=chosen.scores,
+      selected_epochs=chosen.epochs, rules=rules,
+      history=RNHistory(
+          train_loss=history['train_loss'],
+          val_accuracy=history.get('val_accuracy'),
+          val_loss=history.get('val_loss'),
+          test_accuracy={name: history['test_accuracy'][:, k]
+                         for k, name in enumerate(test_names)}
+          if program.track_test else {}),
+      num_train_sequences=int(train_rows.size),
+      num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
+      batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,
+      train_seconds=train_seconds)

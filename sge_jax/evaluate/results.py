@@ -1,0 +1,193 @@
+"""The results files' schema, writing them, and the mean ± std over seeds.
+
+``results.json`` of one run (``RESULTS_SCHEMA``); fractions in [0, 1]:
+
+  schema, dataset, synthetic, seed, protocols ['A', 'B' | 'CME'],
+  selection ('val' | 'fixed' | 'paper'), selection_label,
+  headline        key of the entry whose numbers are repeated at the top level
+  protocol, rank1, nauc, map, cmc     of the headline entry (null if n/a)
+  encodings       {length, pretext, attention, hidden, feature_dim, model_names,
+                   encoder_seed, config_hash, sge_jax_version,
+                   num_sequences: {split: n}}
+  rn              the recognition network run (protocol A) or null: manner,
+                  epochs, batch_size, learning_rate, hidden, val_fraction,
+                  rules_reported (selection rules computed), num_classes, input_dim, num_train_sequences,
+                  num_val_sequences, samples_per_epoch, batches_per_epoch,
+                  samples_dropped_per_epoch, train_seconds, final_train_loss,
+                  history {train_loss, val_accuracy, test_accuracy: {split}}
+  retrieval       {features, description, gallery_rule}
+  distance, baselines {enabled, k, names}
+  entries         {key: entry}, key '<protocol>/<probe split>' ('A/Walking',
+                  'B/probe', 'CME/nm.bg'); every entry has protocol, probe,
+                  gallery, label, num_sequences (evaluated), num_excluded,
+                  excluded_people, num_classes, num_people and, unless it has
+                  'skipped': rank1, rank5, rank10 (null when fewer candidates),
+                  cmc, baselines {name: same metrics + description, or
+                  {skipped: reason}}. A adds nauc, selection, selected_epoch
+                  (1-based), by_selection {rule: {label, epoch, rank1, nauc}};
+                  B/CME add map, num_unmatchable, num_gallery, features; CME
+                  adds conditions, self_match_skipped.
+  notes           human-readable remarks (exclusions, skipped parts, data kind)
+  plots           PNG file names written next to results.json
+
+The multi-seed aggregate (``AGGREGATE_SCHEMA``) has the same layout, with seeds,
+num_seeds, and every metric replaced by {mean, std, values} (values in seed
+order, std with ddof = 1, 0 for one seed) and every CMC by {mean, std} lists.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from sge_jax import workdir as workdir_lib
+from sge_jax.errors import DataError
+from sge_jax.evaluate import plots as plots_lib
+from sge_jax.evaluate import report
+
+RESULTS_SCHEMA = 'sge_jax.results/1'
+AGGREGATE_SCHEMA = 'sge_jax.results.multiseed/1'
+# Metrics that become {mean, std, values} in the aggregate.
+_ENTRY_METRICS = ('rank1', 'rank5', 'rank10', 'nauc', 'map', 'selected_epoch')
+
+
+def _write_outputs(results: dict[str, Any], workdir: pathlib.Path,
+                   rocs, plots: bool) -> None:
+  workdir.mkdir(parents=True, exist_ok=True)
+  results['plots'] = []
+  if plots:
+    written = plots_lib.write_plots(results, workdir, rocs)
+    if written is None:
+      results['notes'].append(plots_lib.NO_MATPLOTLIB_NOTE)
+    else:
+      results['plots'] = written
+  workdir_lib.write_json(results, workdir / workdir_lib.RESULTS_FILE)
+  workdir_lib.write_text_atomically(workdir / workdir_lib.REPORT_FILE,
+                                    report.render_markdown(results))
+
+
+def write_run_outputs(results: dict[str, Any], workdir: pathlib.Path, *,
+                      rocs: Optional[dict[str, dict[str, tuple]]] = None,
+                      plots: bool = True) -> None:
+  """Writes plots (if matplotlib is installed), results.json and report.md.
+
+  Adds ``plots`` (file names) to ``results`` and a note when they are skipped.
+  """
+  _write_outputs(results, workdir, rocs, plots)
+
+
+def _stat(values: Sequence[Any]) -> Optional[dict[str, Any]]:
+  """{mean, std, values}; None entries (metric not applicable) are ignored."""
+  present = [float(v) for v in values if v is not None]
+  if not present:
+    return None
+  return {'mean': float(np.mean(present)),
+          'std': float(np.std(present, ddof=1)) if len(present) > 1 else 0.0,
+          'values': [None if v is None else float(v) for v in values]}
+
+
+def _curve_stat(curves: Sequence[Sequence[float]]) -> dict[str, list[float]]:
+  length = min(len(c) for c in curves)
+  stacked = np.asarray([c[:length] for c in curves], float)
+  std = (stacked.std(axis=0, ddof=1) if len(curves) > 1
+         else np.zeros(length))
+  return {'mean': stacked.mean(axis=0).tolist(), 'std': std.tolist()}
+
+
+def _aggregate_metrics(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """Metric fields -> stats, CMC -> curve stats, other fields from the first."""
+  first = items[0]
+  if any('skipped' in item for item in items):
+    return dict(first)
+  merged = {}
+  for field, value in first.items():
+    if field in _ENTRY_METRICS:
+      merged[field] = _stat([item.get(field) for item in items])
+    elif field == 'cmc':
+      merged[field] = _curve_stat([item['cmc'] for item in items])
+    elif field == 'by_selection':
+      merged[field] = {
+          rule: {'label': value[rule]['label'],
+                 **{metric: _stat([item[field][rule][metric] for item in items])
+                    for metric in ('epoch', 'rank1', 'nauc')}}
+          for rule in value}
+    elif field == 'baselines':
+      merged[field] = {
+          name: _aggregate_metrics([item[field][name] for item in items])
+          for name in value}
+    elif field == 'num_unmatchable':
+      merged[field] = [item.get(field) for item in items]
+    else:
+      merged[field] = value
+  return merged
+
+
+def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """Combines per-seed results (same dataset, protocols, entries) into one."""
+  if not per_seed:
+    raise DataError('no per-seed results to aggregate')
+  first = per_seed[0]
+  for results in per_seed[1:]:
+    for field in ('dataset', 'selection', 'protocols'):
+      if results[field] != first[field]:
+        raise DataError(
+            f'cannot aggregate seeds with different {field}: '
+            f'{first[field]!r} (seed {first["seed"]}) vs {results[field]!r} '
+            f'(seed {results["seed"]})')
+    if list(results['entries']) != list(first['entries']):
+      raise DataError(
+          f'cannot aggregate seeds with different result entries: '
+          f'{list(first["entries"])} (seed {first["seed"]}) vs '
+          f'{list(results["entries"])} (seed {results["seed"]})')
+  seeds = [results['seed'] for results in per_seed]
+  notes = []
+  for results in per_seed:
+    for note in results.get('notes', []):
+      if note != plots_lib.NO_MATPLOTLIB_NOTE and note not in notes:
+        notes.append(note)
+  rn = first.get('rn')
+  if rn:
+    rn = {key: value for key, value in rn.items() if key != 'history'}
+    rn['train_seconds'] = _stat([(r.get('rn') or {}).get('train_seconds')
+                                 for r in per_seed])
+  merged = {
+      'schema': AGGREGATE_SCHEMA,
+      'dataset': first['dataset'],
+      'synthetic': any(r.get('synthetic') for r in per_seed),
+      'seeds': seeds,
+      'num_seeds': len(seeds),
+      'seed': None,
+      'protocols': first['protocols'],
+      'selection': first['selection'],
+      'selection_label': first['selection_label'],
+      'headline': first['headline'],
+      'protocol': first['protocol'],
+  }
+  head = first['headline']
+  head_entries = ([r['entries'][head] for r in per_seed] if head else [])
+  for metric in ('rank1', 'nauc', 'map'):
+    merged[metric] = (_stat([e.get(metric) for e in head_entries])
+                      if head_entries else None)
+  merged['cmc'] = (_curve_stat([e['cmc'] for e in head_entries])
+                   if head_entries and 'cmc' in head_entries[0] else None)
+  encodings = dict(first['encodings'])
+  encodings['encoder_seed'] = [r['encodings']['encoder_seed'] for r in per_seed]
+  merged.update({
+      'encodings': encodings,
+      'rn': rn,
+      'retrieval': first['retrieval'],
+      'distance': first['distance'],
+      'baselines': first['baselines'],
+      'entries': {key: _aggregate_metrics([r['entries'][key] for r in per_seed])
+                  for key in first['entries']},
+      'notes': notes,
+  })
+  return merged
+
+
+def write_aggregate_outputs(aggregate_results: dict[str, Any],
+                            workdir: pathlib.Path, plots: bool = True) -> None:
+  """results.json, report.md and mean ± std CMC plots of a multi-seed run."""
+  _write_outputs(aggregate_results, workdir, None, plots)

@@ -1,0 +1,220 @@
+"""Checkpoints: Orbax's CheckpointManager with StandardSave/StandardRestore, wrapped.
+
+One checkpoint is one pytree (the train state plus bookkeeping) saved under its
+step number. Orbax writes each step into a temporary directory and renames it
+when complete, so an interrupted save never leaves a half-written step behind.
+
+On top of Orbax:
+- typed PRNG keys are stored as their key data and re-wrapped on restore;
+- every checkpoint carries CRC32 checksums of its leaves, verified on restore, so
+  a damaged file is detected even where the storage layer would not notice;
+- ``restore_latest`` falls back to the next older step, with a warning, when the
+  newest cannot be read, and moves the damaged step aside for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import zlib
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from sge_jax.errors import CheckpointError, CheckpointMismatchError
+
+_CHECKSUMS = '__leaf_crc32__'
+
+
+def _is_key(leaf) -> bool:
+  return hasattr(leaf, 'dtype') and jax.dtypes.issubdtype(leaf.dtype,
+                                                          jax.dtypes.prng_key)
+
+
+def _keys_to_data(tree):
+  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _leaf_checksums(tree) -> np.ndarray:
+  leaves = jax.tree.leaves(jax.device_get(tree))
+  return np.asarray([zlib.crc32(np.ascontiguousarray(leaf).tobytes())
+                     for leaf in leaves], dtype=np.uint32)
+
+
+def _abstract(tree):
+  """ShapeDtypeStructs of a concrete or abstract tree, keys as key data."""
+  def describe(leaf):
+    if _is_key(leaf):
+      return jax.eval_shape(jax.random.key_data, leaf)
+    return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
+  return jax.tree.map(describe, tree)
+
+
+def _path_name(path) -> str:
+  parts = []
+  for key in path:
+    for attribute in ('key', 'name', 'idx'):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+  return '/'.join(parts)
+
+
+def _shapes_by_path(tree) -> dict[str, tuple]:
+  return {_path_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _rewrap_keys(restored, template):
+  return jax.tree.map(
+      lambda data, like: (jax.random.wrap_key_data(
+          data, impl=jax.random.key_impl(like)) if _is_key(like) else data),
+      restored, template)
+
+
+class CheckpointStore:
+  """Saves and restores one pytree per step in ``directory``.
+
+  Args:
+    directory: where the step directories go (created if needed).
+    max_to_keep: how many of the newest checkpoints to keep.
+  """
+
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
+    self.directory = pathlib.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True,
+        # Synchronous saves: a checkpoint is complete when save() returns, which
+        # is what "nothing lost on interruption" needs; they take well under a
+        # second at these model sizes.
+        enable_async_checkpointing=False,
+        # A save killed mid-way leaves a *.orbax-checkpoint-tmp directory;
+        # remove it on start so the step can be written again.
+        cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers=ocp.StandardCheckpointHandler())
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, step: int, tree: Any) -> None:
+    """Saves ``tree`` (leaves on any device, or NumPy) as checkpoint ``step``."""
+    savable = _keys_to_data(jax.device_get(tree))
+    payload = {'tree': savable, _CHECKSUMS: _leaf_checksums(savable)}
+    self._manager.save(step, args=ocp.args.StandardSave(payload), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, template: Any) -> Any:
+    """Restores checkpoint ``step`` into the structure of ``template``.
+
+    Args:
+      step: the step to restore.
+      template: a tree (concrete or of ShapeDtypeStructs) with the saved
+        structure; typed-key leaves come back as typed keys.
+
+    Raises:
+      CheckpointError: the checkpoint cannot be read or fails its checksums.
+      CheckpointMismatchError: it is readable but holds other arrays than
+        ``template`` describes.
+    """
+    abstract_tree = _abstract(template)
+    abstract = {'tree': abstract_tree,
+                _CHECKSUMS: jax.ShapeDtypeStruct(
+                    (len(jax.tree.leaves(abstract_tree)),), np.uint32)}
+    self._check_shapes(step, abstract)
+    try:
+      payload = self._manager.restore(step,
+                                      args=ocp.args.StandardRestore(abstract))
+    except Exception as error:  # Orbax/TensorStore raise many types here.
+      raise CheckpointError(
+          f'checkpoint {step} in {self.directory} cannot be read: '
+          f'{type(error).__name__}: {str(error)[:300]}') from error
+    restored = jax.device_get(payload['tree'])
+    if not np.array_equal(_leaf_checksums(restored),
+                          np.asarray(payload[_CHECKSUMS])):
+      raise CheckpointError(
+          f'checkpoint {step} in {self.directory} is damaged: its data do not '
+          'match the checksums written with it')
+    return _rewrap_keys(restored, template)
+
+  def _check_shapes(self, step: int, abstract: Any) -> None:
+    try:
+      saved = _shapes_by_path(self._manager.item_metadata(step).tree)
+    except Exception as error:  # unreadable metadata: a damaged checkpoint
+      raise CheckpointError(
+          f'checkpoint {step} in {self.directory} has unreadable metadata: '
+          f'{type(error).__name__}: {str(error)[:300]}') from error
+    expected = _shapes_by_path(abstract)
+    differences = [f'{path}: saved {saved.get(path)}, expected {shape}'
+                   for path, shape in expected.items() if saved.get(path) != shape]
+    differences += [f'{path}: saved but not expected'
+                    for path in saved if path not in expected]
+    if differences:
+      raise CheckpointMismatchError(
+          f'checkpoint {step} in {self.directory} was written for another '
+          'configuration (model size, joint count, pretext or length): '
+          + '; '.join(differences[:5])
+          + (f' (+{len(differences) - 5} more)' if len(differences) > 5 else ''))
+
+  def restore_latest(self, template: Any) -> Optional[tuple[int, Any]]:
+    """Restores the newest readable checkpoint.
+
+    A checkpoint that cannot be read is moved to ``<directory>/damaged_<step>``
+    with a warning, and the next older one is tried.
+
+    Returns:
+      (step, tree), or None when the directory holds no checkpoint.
+
+    Raises:
+      CheckpointError: checkpoints exist but none can be restored (nothing is
+        silently started over).
+    """
+    steps = self.steps()
+    if not steps:
+      return None
+    failures = []
+    for step in reversed(steps):
+      try:
+        return step, self.restore(step, template)
+      except CheckpointError as error:
+        failures.append(str(error))
+        logging.warning('%s; falling back to the previous checkpoint.', error)
+        self._move_aside(step)
+    raise CheckpointError(
+        'No checkpoint could be restored:\n  ' + '\n  '.join(failures)
+        + f'\nThe damaged steps were moved to {self.directory}/damaged_<step>. '
+        'Delete the checkpoints directory to start training from scratch.')
+
+  def _move_aside(self, step: int) -> None:
+    step_dir = self.directory / str(step)
+    if step_dir.exists():
+      # A step can be damaged again after being rewritten: never overwrite.
+      target = self.directory / f'damaged_{step}'
+      copy = 1
+      while target.exists():
+        copy += 1
+        target = self.directory / f'damaged_{step}_{copy}'
+      step_dir.rename(target)
+    self._manager.reload()
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def __enter__(self) -> 'CheckpointStore':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def has_checkpoints(directory: str | pathlib.Path) -> bool:
+  """Whether ``directory`` holds at least one saved step (without creating it)."""
+  directory = pathlib.Path(directory)
+  return directory.is_dir() and any(
+      entry.name.isdigit() for entry in directory.iterdir())

@@ -1,0 +1,281 @@
+"""Self-supervised training of the stacked axis models (the ``train`` stage).
+
+The training sequences live on the devices for the whole run. One compiled call
+runs up to ``train.log_every_steps`` optimizer steps as a ``lax.scan``, picking
+each step's batch on the device from the step counter, and stops at epoch ends
+(the step count is an argument, so every call shares one program whatever the
+epoch length), so the host only dispatches calls, logs, validates at epoch ends
+and writes checkpoints. Batches are contiguous
+slices of the stored order (the contrastive loss needs stored-order neighbours);
+the incomplete last batch is dropped, as the authors do.
+
+Resumption: the state (parameters, optimizer, step, root key) and the early
+stopping bookkeeping are checkpointed together; the step counter is the data
+position, so a resumed run replays exactly the calls an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pathlib
+import time
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax import lax
+
+from sge_jax import workdir as workdir_lib
+from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.loading import check_trainable
+from sge_jax.errors import NonFiniteLossError
+from sge_jax.train import losses, pretext
+from sge_jax.train.checkpoints import CheckpointStore
+from sge_jax.train.devices import replicate, resident_batches, unreplicate
+from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
+from sge_jax.train.progress import progress_line
+from sge_jax.train.setup import (build_definition, encoder_tasks,
+                                 encoder_training_split, initial_state)
+from sge_jax.train.state import TrainState
+from sge_jax.train.step import AXIS_NAME, LOSS_TERMS, StepDefinition, train_step
+
+STAGE = 'train'
+_SHUFFLE_STREAM = 1
+
+
+def batch_index(step: jax.Array, rng: jax.Array, num_batches: int,
+                shuffle: bool) -> jax.Array:
+  """Which batch step ``step`` trains on: in order, or in a per-epoch seeded order."""
+  position = step % num_batches
+  if not shuffle:
+    return position
+  epoch = step // num_batches
+  order = jax.random.permutation(
+      jax.random.fold_in(jax.random.fold_in(rng, _SHUFFLE_STREAM), epoch),
+      num_batches)
+  return order[position]
+
+
+# ----------------------------------------------------------------- compiled calls
+
+
+def _keep_frozen(active: jax.Array, new: TrainState, old: TrainState) -> TrainState:
+  """Leaves the parameters of early-stopped models ([M] ``active`` False) as they were.
+
+  Their Adam moments keep moving (the step is shared by all M models); a stopped
+  model never trains again, so only its parameters matter.
+  """
+  def select(new_leaf, old_leaf):
+    mask = active.reshape(active.shape + (1,) * (new_leaf.ndim - 1))
+    return jnp.where(mask, new_leaf, old_leaf)
+  return new.replace(params=jax.tree.map(select, new.params, old.params))
+
+
+def _train_calls(state: TrainState, data: dict, active: jax.Array,
+                 num_steps: jax.Array, *, definition: StepDefinition,
+                 max_steps: int, num_batches: int, shuffle: bool):
+  """Up to ``max_steps`` steps on this device's shards (the body of the pmap).
+
+  The scan always has ``max_steps`` iterations; those past the traced
+  ``num_steps`` skip the step (``lax.cond``), so a call can stop at an epoch end
+  or at the end of training without a second compiled program. Their metrics
+  are zeros.
+  """
+
+  def one_step(state):
+    index = batch_index(state.step, state.rng, num_batches, shuffle)
+    batch = jax.tree.map(
+        lambda a: lax.dynamic_index_in_dim(a, index, axis=1, keepdims=False),
+        data)
+    new_state, metrics = train_step(state, batch, state.rng,
+                                    definition=definition, axis_name=AXIS_NAME)
+    return _keep_frozen(active, new_state, state), metrics
+
+  def skip(state):
+    return state, {term: jnp.zeros(active.shape, jnp.float32)
+                   for term in LOSS_TERMS + ('total',)}
+
+  def maybe_step(state, iteration):
+    return lax.cond(iteration < num_steps, one_step, skip, state)
+
+  return lax.scan(maybe_step, state, jnp.arange(max_steps))
+
+
+@functools.lru_cache(maxsize=None)
+def make_train_calls(definition: StepDefinition, devices: tuple[jax.Device, ...],
+                     max_steps: int, num_batches: int, shuffle: bool):
+  """Compiled multi-step call: (replicated state, resident data, active [M],
+  number of steps <= max_steps) -> (state, metrics of each step [n_dev, L, M]).
+  The state is donated."""
+  return jax.pmap(
+      functools.partial(_train_calls, definition=definition,
+                        max_steps=max_steps, num_batches=num_batches,
+                        shuffle=shuffle),
+      axis_name=AXIS_NAME, in_axes=(0, 0, None, None), donate_argnums=(0,),
+      devices=list(devices))
+
+
+def _first_batch_reconstruction(state: TrainState, data: dict, *,
+                                definition: StepDefinition) -> jax.Array:
+  """Reconstruction loss [M] of each model on training batch 0 (global sum)."""
+  batch = jax.tree.map(lambda a: a[:, 0], data)
+
+  def per_model(params, inputs, targets):
+    outputs = definition.model.apply({'params': params}, inputs, targets,
+                                     project=False)
+    return losses.reconstruction_loss(outputs['reconstruction'], targets)
+
+  per_device = jax.vmap(per_model)(state.params, batch['inputs'],
+                                   batch['targets'])
+  return lax.psum(per_device, AXIS_NAME)
+
+
+@functools.lru_cache(maxsize=None)
+def make_validation(definition: StepDefinition, devices: tuple[jax.Device, ...]):
+  return jax.pmap(
+      functools.partial(_first_batch_reconstruction, definition=definition),
+      axis_name=AXIS_NAME, devices=list(devices))
+
+
+# ----------------------------------------------------------------- the stage
+
+
+def steps_in_next_call(step: int, max_steps: int, num_batches: int,
+                       total_steps: int) -> int:
+  """Steps of the next call: at most ``max_steps``, ending at the epoch's end."""
+  return min(max_steps, num_batches - step % num_batches, total_steps - step)
+
+
+def _check_finite(metrics: dict[str, np.ndarray], names: list[str],
+                  first_step: int, checkpoints: CheckpointStore) -> None:
+  for term, values in metrics.items():
+    bad = ~np.isfinite(values)                      # [L, M]
+    if bad.any():
+      step_offset, model = map(int, np.argwhere(bad)[0])
+      last = checkpoints.latest_step()
+      kept = (f'the last good checkpoint (step {last}) in {checkpoints.directory} '
+              'is kept' if last is not None else 'no checkpoint had been written yet')
+      raise NonFiniteLossError(
+          f'The {term} loss of model {names[model]} became {values[step_offset, model]} '
+          f'at step {first_step + step_offset + 1}; training stopped and {kept}. '
+          'Check the data for outliers, or lower --config.train.learning_rate.')
+
+
+def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+                   workdir: str | pathlib.Path,
+                   devices: Optional[Sequence[jax.Device]] = None) -> TrainState:
+  """Runs (or resumes, or skips if finished) the self-supervised training.
+
+  Args:
+    config: the job config (model, train, seed).
+    dataset: the loaded dataset; trains on ``encoder_training_split(dataset)``.
+    workdir: run directory; checkpoints go to ``<workdir>/checkpoints`` and
+      metrics to ``<workdir>/metrics.jsonl``.
+    devices: devices to train on (default: all local devices).
+
+  Returns:
+    The final train state (unreplicated).
+  """
+  workdir = pathlib.Path(workdir)
+  devices = tuple(devices or jax.local_devices())
+  split_name = encoder_training_split(dataset)
+  check_trainable(dataset, int(config.train.batch_size), split_name)
+  with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
+                       int(config.train.keep_checkpoints)) as checkpoints:
+    return _train_loop(config, dataset, split_name, workdir, devices,
+                       checkpoints)
+
+
+def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+                split_name: str, workdir: pathlib.Path,
+                devices: tuple[jax.Device, ...],
+                checkpoints: CheckpointStore) -> TrainState:
+  """The body of ``train_encoders``, with an open checkpoint store."""
+  train = config.train
+  split = dataset.split(split_name)
+  tasks = encoder_tasks(config.model)
+  names = pretext.model_names(tasks)
+  definition = build_definition(config, dataset.num_joints)
+  data = pretext.stacked_pretext_data(split.sequences, tasks, int(config.seed),
+                                      split_name)
+  resident, num_batches = resident_batches(data, int(train.batch_size), devices)
+  total_steps = int(train.epochs) * num_batches
+  max_steps = max(1, min(num_batches, int(train.log_every_steps)))
+
+  log = workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE)
+  state = initial_state(config, definition, dataset.length, dataset.num_joints)
+  stopping = EarlyStopping.start(len(names))
+  restored = checkpoints.restore_latest({'state': state,
+                                         'early_stopping': stopping.as_tree()})
+  if restored is not None:
+    step, tree = restored
+    state, stopping = tree['state'], EarlyStopping(**tree['early_stopping'])
+    log.drop_after(STAGE, step)
+    logging.info('[train] resumed from checkpoint step %d in %s', step,
+                 checkpoints.directory)
+  start_step = int(state.step)
+  if start_step >= total_steps or not stopping.active.any():
+    logging.info('[train] already finished at step %d (of %d); nothing to train.',
+                 start_step, total_steps)
+    return state
+  logging.info('[train] %d sequences of %s -> %d batches of %d per epoch, %d '
+               'models (%s), %d epochs, up to %d steps per call, %d device(s)',
+               split.num_sequences, dataset.name, num_batches, train.batch_size,
+               len(names), ', '.join(names), train.epochs, max_steps,
+               len(devices))
+
+  run_calls = make_train_calls(definition, devices, max_steps, num_batches,
+                               bool(train.shuffle_batches))
+  validate = make_validation(definition, devices)
+  replicated = replicate(state, devices)
+  last_saved = start_step
+  step = start_step
+  timed_steps, timed_seconds = 0, 0.0      # excludes the first, compiling call
+  while step < total_steps and stopping.active.any():
+    num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
+    call_start = time.perf_counter()
+    replicated, metrics = run_calls(replicated, resident, stopping.active,
+                                    np.int32(num_steps))
+    metrics = {term: np.asarray(values[0])[:num_steps]
+               for term, values in metrics.items()}
+    _check_finite(metrics, names, step, checkpoints)
+    elapsed = time.perf_counter() - call_start
+    if step > start_step:
+      timed_steps, timed_seconds = timed_steps + num_steps, timed_seconds + elapsed
+    rate = timed_steps / timed_seconds if timed_steps else num_steps / elapsed
+    step += num_steps
+    epoch = -(-step // num_batches)
+    means = {term: metrics[term].mean(axis=0) for term in metrics}
+    log.write({'stage': STAGE, 'step': step, 'epoch': epoch,
+               **{f'loss/{term}': dict(zip(names, means[term])) for term in means},
+               'loss/total_all_models': float(means['total'].sum()),
+               'steps_per_s': rate,
+               'sequences_per_s': rate * int(train.batch_size)})
+    sums = {term: float(means[term].sum()) for term in LOSS_TERMS + ('total',)}
+    logging.info(progress_line(epoch, int(train.epochs), step, total_steps, sums,
+                                rate, (total_steps - step) / max(rate, 1e-9)))
+    if step % num_batches == 0:
+      validation = np.asarray(validate(replicated, resident)[0])
+      stopping = update_early_stopping(stopping, validation,
+                                       train.early_stopping)
+      log.write({'stage': STAGE, 'step': step, 'epoch': epoch,
+                 'validation/reconstruction': dict(zip(names, validation)),
+                 'active': dict(zip(names, stopping.active))})
+      if not stopping.active.all():
+        logging.info('[train] early stopping: %s stopped',
+                     ', '.join(n for n, a in zip(names, stopping.active) if not a))
+    if step - last_saved >= int(train.checkpoint_every_steps):
+      checkpoints.save(step, {'state': unreplicate(replicated),
+                              'early_stopping': stopping.as_tree()})
+      last_saved = step
+  state = unreplicate(replicated)
+  if last_saved != step:
+    checkpoints.save(step, {'state': state, 'early_stopping': stopping.as_tree()})
+  logging.info('[train] done at step %d; checkpoints in %s', step,
+               checkpoints.directory)
+  return state
+
+

@@ -1,0 +1,87 @@
+"""What a config makes for the train stage: model, step definition, optimizer,
+initial state; and the trained parameters of a finished run."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import ml_collections
+
+from sge_jax import workdir as workdir_lib
+from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.errors import DataError
+from sge_jax.models import GaitEncodingModel
+from sge_jax.train import optim, pretext
+from sge_jax.train.checkpoints import CheckpointStore, has_checkpoints
+from sge_jax.train.early_stopping import EarlyStopping
+from sge_jax.train.state import TrainState, create_train_state
+from sge_jax.train.step import LossSettings, StepDefinition
+
+
+def build_model(model_config: ml_collections.ConfigDict,
+                num_joints: int) -> GaitEncodingModel:
+  return GaitEncodingModel(hidden=int(model_config.hidden), num_joints=num_joints,
+                           num_layers=int(model_config.num_layers),
+                           decoder_input=model_config.decoder_input)
+
+
+def encoder_tasks(model_config) -> tuple[pretext.PretextTask, ...]:
+  return pretext.pretext_tasks(model_config.pretext, model_config.attention)
+
+
+def build_definition(config: ml_collections.ConfigDict,
+                     num_joints: int) -> StepDefinition:
+  return StepDefinition(
+      model=build_model(config.model, num_joints),
+      model_tasks=pretext.per_model_tasks(encoder_tasks(config.model)),
+      loss=LossSettings(temperature=float(config.train.temperature),
+                        weight_decay=float(config.train.weight_decay),
+                        contrastive_weight=float(config.model.contrastive_weight)))
+
+
+def build_optimizer(train_config):
+  return optim.tf_adam_with_value_clipping(float(train_config.learning_rate),
+                                           float(train_config.clip_value))
+
+
+def encoder_training_split(dataset: SkeletonDataset) -> str:
+  """The split the encoders learn from: ``train``, else ``gallery`` (CASIA-B CME,
+  whose folders hold only gallery and probe: the probe stays unseen)."""
+  for name in ('train', 'gallery'):
+    if name in dataset.splits:
+      return name
+  raise DataError(f'dataset {dataset.name!r} ({dataset.source}) has neither a '
+                  f'train nor a gallery split to train the encoders on; it has '
+                  f'{", ".join(dataset.splits)}')
+
+
+def initial_state(config: ml_collections.ConfigDict, definition: StepDefinition,
+                  length: int, num_joints: int) -> TrainState:
+  """Fresh state from the root seed (typed key; init and step keys split off)."""
+  return create_train_state(definition.model, build_optimizer(config.train),
+                            jax.random.key(int(config.seed)),
+                            len(definition.model_tasks), length, num_joints)
+
+
+def restore_trained_params(config: ml_collections.ConfigDict,
+                           workdir: str | pathlib.Path, length: int,
+                           num_joints: int):
+  """The stacked parameters of the newest checkpoint in ``<workdir>/checkpoints``.
+
+  Raises:
+    DataError: there is no checkpoint (the train stage has not run there).
+  """
+  definition = build_definition(config, num_joints)
+  template = {'state': initial_state(config, definition, length, num_joints),
+              'early_stopping': EarlyStopping.start(
+                  len(definition.model_tasks)).as_tree()}
+  directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
+  restored = None
+  if has_checkpoints(directory):
+    with CheckpointStore(directory) as checkpoints:
+      restored = checkpoints.restore_latest(template)
+  if restored is None:
+    raise DataError(f'No trained encoders in {workdir}/checkpoints: run the train '
+                    'stage there first (--config.stages=train,...).')
+  return restored[1]['state'].params

@@ -1,0 +1,159 @@
+"""Tests of ``python -m sge_jax.evaluate`` on fabricated workdirs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sge_jax.config import get_config
+from sge_jax import pipeline
+from sge_jax.encode import encodings as encodings_lib
+from sge_jax.data import joints
+from sge_jax.errors import ConfigError, DataError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAYOUT = joints.KINECT_V1
+
+
+def _encoding_set(seed=0):
+  """train + test of three people with separable CAGEs [n, 3, 6]."""
+  rng = np.random.default_rng(seed)
+  centres = 3.0 * rng.normal(size=(3, 6))
+
+  def split(per_person):
+    labels = np.repeat([11, 22, 33], per_person)
+    encodings = (np.repeat(centres, per_person, axis=0)[:, None]
+                 + 0.2 * rng.normal(size=(labels.size, 3, 6)))
+    sequences = rng.normal(size=(labels.size, 3, LAYOUT.num_joints, 3))
+    return encodings_lib.SplitEncodings(
+        encodings.astype(np.float32), labels, sequences.astype(np.float32),
+        np.full(labels.size, -1))
+
+  metadata = encodings_lib.EncodingMetadata(
+      dataset='KS20', length=3, attention='LA', pretext='rev_rec', hidden=2,
+      seed=seed, config_hash='cli', model_names=('rev_rec/x',),
+      joint_names=LAYOUT.joint_names, bones=LAYOUT.bones)
+  return encodings_lib.combine_splits([('train', split(5)), ('test', split(2))],
+                                      metadata)
+
+
+def _write_run(run_dir, seed=0, encodings=True):
+  run_dir.mkdir(parents=True, exist_ok=True)
+  config = get_config()
+  config.seed = seed
+  config.rn.epochs = 4
+  config.rn.hidden = 8
+  config.rn.batch_size = 16
+  (run_dir / 'config.json').write_text(config.to_json())
+  if encodings:
+    encodings_lib.save_encodings(run_dir / 'encodings.npz',
+                                 _encoding_set(seed))
+
+
+def _run_cli(*arguments):
+  return subprocess.run(
+      [sys.executable, '-m', 'sge_jax.evaluate', *arguments],
+      capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+
+
+def test_cli_reevaluates_with_overrides(tmp_path):
+  _write_run(tmp_path)
+  saved_config = (tmp_path / 'config.json').read_text()
+  completed = _run_cli(f'--workdir={tmp_path}', '--config.rn.selection=fixed',
+                       '--config.rn.epochs=3', '--config.eval.baselines=false')
+  assert completed.returncode == 0, completed.stderr
+  assert 'A/test' in completed.stdout and 'Rank-1' in completed.stdout
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['selection'] == 'fixed'
+  assert results['rn']['epochs'] == 3
+  assert 'baselines' not in results['entries']['A/test']
+  assert (tmp_path / 'report.md').exists()
+  # The saved config is the run's record; re-evaluation does not rewrite it.
+  assert (tmp_path / 'config.json').read_text() == saved_config
+
+
+def test_cli_missing_files_are_named(tmp_path):
+  completed = _run_cli(f'--workdir={tmp_path}')
+  assert completed.returncode == 2
+  assert 'config.json' in completed.stderr
+  assert 'Traceback' not in completed.stderr
+  _write_run(tmp_path, encodings=False)
+  completed = _run_cli(f'--workdir={tmp_path}')
+  assert completed.returncode == 2
+  assert 'encodings.npz' in completed.stderr
+  assert 'encode stage' in completed.stderr
+
+
+def test_missing_encodings_error_in_process(tmp_path):
+  _write_run(tmp_path, encodings=False)
+  with pytest.raises(DataError, match='encode stage'):
+    pipeline.reevaluate(tmp_path)
+
+
+def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
+  encodings_lib.save_encodings(tmp_path / 'encodings.npz', _encoding_set())
+  with np.load(tmp_path / 'encodings.npz') as data:
+    arrays = {name: data[name] for name in data.files if name != 'pretext'}
+  np.savez(tmp_path / 'other.npz', **arrays)
+  with pytest.raises(DataError, match='other.npz is not an sge-jax encodings '
+                     'file: it lacks pretext'):
+    encodings_lib.load_encodings(tmp_path / 'other.npz')
+
+
+def test_multi_seed_workdir_is_aggregated(tmp_path):
+  for seed in (0, 1):
+    _write_run(tmp_path / f'seed_{seed}', seed=seed)
+  aggregate = pipeline.reevaluate(tmp_path, {'rn.epochs': 3,
+                                             'eval.protocols': 'A'})
+  per_seed = [json.loads((tmp_path / f'seed_{s}' / 'results.json').read_text())
+              for s in (0, 1)]
+  assert [r['seed'] for r in per_seed] == [0, 1]
+  assert all(r['rn']['epochs'] == 3 for r in per_seed)
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert saved == json.loads(json.dumps(saved))  # plain JSON
+  assert saved['seeds'] == [0, 1]
+  values = [r['entries']['A/test']['rank1'] for r in per_seed]
+  stat = saved['entries']['A/test']['rank1']
+  assert stat['values'] == pytest.approx(values)
+  assert stat['mean'] == pytest.approx(np.mean(values))
+  assert stat['std'] == pytest.approx(np.std(values, ddof=1))
+  assert aggregate['rank1']['mean'] == pytest.approx(np.mean(values))
+  assert '±' in (tmp_path / 'report.md').read_text()
+
+
+class TestOverrides:
+
+  def test_applied_to_a_copy_of_the_saved_config(self):
+    config = get_config()
+    updated = pipeline.apply_overrides(config, {
+        'rn.epochs': 5, 'rn.learning_rate': 1e-3, 'eval.baselines': False,
+        'rn.selection': 'paper'})
+    assert updated.rn.epochs == 5
+    assert updated.rn.learning_rate == 1e-3
+    assert updated.eval.baselines is False
+    assert updated.rn.selection == 'paper'
+    assert config.rn.epochs == 300  # the input is not modified
+
+  def test_fields_that_made_the_encodings_are_refused_by_name(self):
+    with pytest.raises(ConfigError, match=r'--config\.data\.length, '
+                       r'--config\.model\.hidden'):
+      pipeline.apply_overrides(get_config(), {'model.hidden': 64,
+                                              'data.length': 4,
+                                              'rn.epochs': 3})
+
+  @pytest.mark.parametrize('argument, message', [
+      ('--config.rn.epoch=5', 'epochs'),          # did you mean
+      ('--config.nope.epochs=5', 'nope'),
+      ('--config.rn.epochs=many', 'many'),
+      ('--config.model.hidden=64', 'model.hidden')])
+  def test_command_line_errors_are_one_line_with_status_2(
+      self, tmp_path, argument, message):
+    _write_run(tmp_path)
+    completed = _run_cli(f'--workdir={tmp_path}', argument)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+    assert 'Traceback' not in completed.stderr
+    assert not (tmp_path / 'results.json').exists()

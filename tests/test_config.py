@@ -1,0 +1,80 @@
+"""Every bad config value is named in a clear error before any work starts."""
+
+import pytest
+
+from sge_jax.config import get_config
+from sge_jax import config as config_lib
+from sge_jax.errors import ConfigError
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('data.format', 'csv', 'one of authors, npz, synthetic'),
+    ('data.length', 1, 'an integer >= 2'),
+    ('model.attention', 'local', 'one of LA, BA'),
+    ('model.pretext', 'reverse', 'rev_rec_plus'),
+    ('model.decoder_input', 'teacher', 'shifted_target'),
+    ('model.hidden', 0, 'an integer >= 1'),
+    ('train.epochs', 0, 'an integer >= 1'),
+    ('train.batch_size', 1, 'an integer >= 2'),
+    ('train.learning_rate', -1.0, '> 0'),
+    ('train.learning_rate', float('nan'), 'finite'),
+    ('train.temperature', 0.0, '> 0'),
+    ('train.early_stopping', 'auto', 'none, paper'),
+    ('rn.manner', 'avg', 'ap, sc'),
+    ('rn.selection', 'best', 'val, fixed, paper'),
+    ('rn.epochs', 0, 'an integer >= 1'),
+    ('rn.learning_rate', 0.0, '> 0'),
+    ('eval.distance', 'manhattan', 'euclidean, cosine'),
+    ('eval.protocols', 'A,C', 'A, B, CME'),
+    ('eval.retrieval_features', 'max', 'concat'),
+])
+def test_bad_values_name_the_field(field, value, message):
+  config = get_config()
+  config.update_from_flattened_dict({field: value})
+  with pytest.raises(ConfigError, match=f'config.{field}=') as error:
+    config_lib.validate_config(config, num_devices=1)
+  assert message in str(error.value)
+  assert f'--config.{field}=' in str(error.value)
+
+
+def test_batch_must_split_over_devices():
+  config = get_config()
+  config.train.batch_size = 127
+  with pytest.raises(ConfigError, match='multiple of the 2 devices'):
+    config_lib.validate_config(config, num_devices=2)
+
+
+def test_npz_format_needs_a_path():
+  config = get_config()
+  config.data.format = 'npz'
+  with pytest.raises(ConfigError, match='data.path'):
+    config_lib.validate_config(config, num_devices=1)
+
+
+def test_stages_and_seeds_parse():
+  assert config_lib.parse_stages('evaluate, train') == ['train', 'evaluate']
+  with pytest.raises(ConfigError, match='stages'):
+    config_lib.parse_stages('train,fit')
+  config = get_config()
+  assert config_lib.parse_seeds(config) == [0]
+  config.seeds = '3, 1,2'
+  assert config_lib.parse_seeds(config) == [3, 1, 2]
+  config.seeds = '1,x'
+  with pytest.raises(ConfigError, match='integers'):
+    config_lib.parse_seeds(config)
+  config.seeds = '1,1'
+  with pytest.raises(ConfigError, match='repeats'):
+    config_lib.parse_seeds(config)
+
+
+def test_defaults_are_valid():
+  config_lib.validate_config(get_config(), num_devices=2)
+
+
+def test_rev_rec_plus_fixes_its_attention():
+  config = get_config()
+  config.model.pretext = 'rev_rec_plus'
+  config_lib.validate_config(config, 1)
+  config.model.attention = 'BA'
+  with pytest.raises(ConfigError, match='config.model.attention'):
+    config_lib.validate_config(config, 1)

@@ -1,0 +1,134 @@
+"""The job's train and encode stages on real-format data: exports, transfer, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sge_jax import pipeline
+from sge_jax.encode.encodings import load_encodings
+from sge_jax.errors import ConfigError, DataError
+from tests.fixtures.pipeline import tiny_config, write_authors_dataset
+
+
+def _authors_config(root, name, **overrides):
+  config = tiny_config(**overrides)
+  config.data.format = 'authors'
+  config.data.root = str(root)
+  config.data.name = name
+  config.stages = 'train,encode'
+  return config
+
+
+def test_j18_dataset_with_non_contiguous_ids_trains_and_exports(tmp_path):
+  arrays = write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 18,
+                                 people=[3, 17, 42], per_person=8)
+  config = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  pipeline.run(config, tmp_path / 'run')
+  encodings = load_encodings(tmp_path / 'run' / 'encodings.npz')
+  assert encodings.split_names == ['train', 'test']
+  assert encodings.encodings.shape == (48, 6, 3 * 8)
+  train = encodings.select('train')
+  np.testing.assert_array_equal(train.labels, arrays['train'][1])
+  np.testing.assert_allclose(train.sequences, arrays['train'][0], rtol=1e-6)
+  assert np.isfinite(encodings.encodings).all()
+  meta = encodings.metadata
+  assert (meta.dataset, meta.length, meta.attention, meta.pretext) == (
+      'MYSET', 6, 'LA', 'rev_rec')
+  assert meta.model_names == ('rev_rec/x', 'rev_rec/y', 'rev_rec/z')
+  assert len(meta.config_hash) == 16
+  saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  assert saved['data']['name'] == 'MYSET'
+  raw = np.load(tmp_path / 'run' / 'encodings.npz')
+  assert {'encodings', 'labels', 'sequence_index', 'split', 'dataset', 'length',
+          'attention', 'pretext', 'config_hash'} <= set(raw.files)
+
+
+def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'SOURCE', 6, 20, [1, 2], 8)
+  write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20, [5, 6, 7], 8, seed=1)
+  write_authors_dataset(tmp_path / 'Datasets', 'OTHERJ', 6, 25, [5, 6], 8, seed=2)
+  pipeline.run(_authors_config(tmp_path / 'Datasets', 'SOURCE'), tmp_path / 'source')
+  transfer = _authors_config(tmp_path / 'Datasets', 'TARGET')
+  transfer.encoder_workdir = str(tmp_path / 'source')
+  pipeline.run(transfer, tmp_path / 'target')
+  assert not (tmp_path / 'target' / 'checkpoints').exists()     # nothing trained
+  encodings = load_encodings(tmp_path / 'target' / 'encodings.npz')
+  assert encodings.metadata.dataset == 'TARGET'
+  assert set(encodings.labels.tolist()) == {5, 6, 7}
+  wrong_joints = _authors_config(tmp_path / 'Datasets', 'OTHERJ')
+  wrong_joints.encoder_workdir = str(tmp_path / 'source')
+  with pytest.raises(ConfigError, match='same joint count'):
+    pipeline.run(wrong_joints, tmp_path / 'otherj')
+  assert (tmp_path / 'source' / 'checkpoints').exists()
+  assert not list((tmp_path / 'source' / 'checkpoints').glob('damaged_*'))
+
+
+def test_workdir_refuses_encoders_of_another_config(tmp_path):
+  config = tiny_config(**{'stages': 'train'})
+  pipeline.run(config, tmp_path)
+  longer = tiny_config(**{'stages': 'train', 'train.epochs': 3})
+  pipeline.run(longer, tmp_path)                              # more epochs: resumes
+  bigger = tiny_config(**{'stages': 'train', 'model.hidden': 16})
+  with pytest.raises(ConfigError, match='model.hidden'):
+    pipeline.run(bigger, tmp_path)
+
+
+def test_rev_rec_plus_exports_nine_models(tmp_path):
+  config = tiny_config(**{'stages': 'train,encode', 'model.pretext': 'rev_rec_plus',
+                          'train.epochs': 1})
+  pipeline.run(config, tmp_path)
+  encodings = load_encodings(tmp_path / 'encodings.npz')
+  assert encodings.encodings.shape[-1] == 9 * 8
+  assert encodings.metadata.model_names[3:6] == ('prediction/x', 'prediction/y',
+                                                 'prediction/z')
+
+
+def test_encode_without_trained_encoders_says_what_to_run(tmp_path):
+  from sge_jax.errors import DataError
+  with pytest.raises(DataError, match='run the train stage'):
+    pipeline.run(tiny_config(**{'stages': 'encode'}), tmp_path)
+
+
+def test_center_sequences_option_removes_each_windows_position(tmp_path):
+  config = tiny_config(**{'stages': 'train,encode', 'train.epochs': 1,
+                          'data.center_sequences': True})
+  pipeline.run(config, tmp_path)
+  sequences = load_encodings(tmp_path / 'encodings.npz').sequences
+  np.testing.assert_allclose(sequences.mean(axis=(1, 2)), 0.0, atol=1e-5)
+  assert np.abs(sequences).max() > 0.1
+
+
+def test_sequence_cap_keeps_every_person_in_stored_order():
+  from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit, first_sequences
+  labels = np.repeat([7, 3, 9], 10)
+  sequences = np.arange(30, dtype=np.float32)[:, None, None, None] * np.ones(
+      (30, 2, 1, 3), np.float32)
+  dataset = SkeletonDataset('x', 2, {'train': SkeletonSplit(sequences, labels)})
+  capped = first_sequences(dataset, 6).split('train')
+  np.testing.assert_array_equal(capped.labels, [7, 7, 3, 3, 9, 9])
+  np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 11, 20, 21])
+  # A cap that is not a multiple of the number of people still keeps everyone.
+  capped = first_sequences(dataset, 4).split('train')
+  np.testing.assert_array_equal(capped.labels, [7, 7, 3, 9])
+  np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 20])
+
+
+def test_encode_before_training_leaves_the_workdir_usable(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 8)
+  encode_only = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  encode_only.stages = 'encode'
+  with pytest.raises(DataError, match='No trained encoders'):
+    pipeline.run(encode_only, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+  # Nothing was trained, so another encoder config may still train there.
+  train = _authors_config(tmp_path / 'Datasets', 'MYSET', **{'model.hidden': 4})
+  pipeline.run(train, tmp_path / 'run')
+  assert (tmp_path / 'run' / 'encodings.npz').exists()
+
+
+def test_too_few_sequences_names_the_split_the_encoders_train_on(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 3)
+  config = _authors_config(tmp_path / 'Datasets', 'MYSET')
+  with pytest.raises(DataError, match='The train split of .* has 6 sequences'):
+    pipeline.run(config, tmp_path / 'run')

@@ -1,0 +1,171 @@
+"""The train stage: resumption, early stopping, multi-device, non-finite losses."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sge_jax.errors import NonFiniteLossError
+from sge_jax.train import loop, setup
+from sge_jax.train.checkpoints import CheckpointStore
+from sge_jax.train.devices import resident_batches
+from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
+from sge_jax.train.loop import steps_in_next_call, train_encoders
+from tests.fixtures.pipeline import tiny_config, tiny_dataset
+
+
+class _Interrupted(Exception):
+  pass
+
+
+def _assert_same_params(a, b, rtol=0.0):
+  """Bit-identical (rtol=0), or equal to rtol relative to each array's max-norm."""
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    x, y = np.asarray(x), np.asarray(y)
+    if rtol:
+      assert np.max(np.abs(x - y)) <= rtol * np.max(np.abs(y))
+    else:
+      np.testing.assert_array_equal(x, y)
+
+
+def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
+    tmp_path, monkeypatch):
+  config = tiny_config(**{'train.shuffle_batches': True})
+  dataset = tiny_dataset(config)
+  straight = train_encoders(config, dataset, tmp_path / 'straight')
+  assert int(straight.step) == 12
+
+  original_save = CheckpointStore.save
+
+  def save_then_crash(self, step, tree):
+    original_save(self, step, tree)
+    if step == 6:
+      raise _Interrupted()
+
+  monkeypatch.setattr(CheckpointStore, 'save', save_then_crash)
+  with pytest.raises(_Interrupted):
+    train_encoders(config, dataset, tmp_path / 'resumed')
+  monkeypatch.setattr(CheckpointStore, 'save', original_save)
+  resumed = train_encoders(config, dataset, tmp_path / 'resumed')
+  assert int(resumed.step) == 12
+  _assert_same_params(resumed.params, straight.params)
+  np.testing.assert_array_equal(jax.random.key_data(resumed.rng),
+                                jax.random.key_data(straight.rng))
+  # metrics.jsonl describes one run: every step logged once.
+  steps = [r['step'] for r in map(json.loads, (tmp_path / 'resumed' / 'metrics.jsonl')
+                                  .read_text().splitlines()) if 'loss/total' in r]
+  assert steps == [3, 6, 9, 12]
+  # Running again finds the run finished.
+  again = train_encoders(config, dataset, tmp_path / 'resumed')
+  _assert_same_params(again.params, straight.params)
+
+
+def test_two_devices_train_like_one(tmp_path):
+  config = tiny_config()
+  dataset = tiny_dataset(config)
+  one = train_encoders(config, dataset, tmp_path / 'one', jax.devices()[:1])
+  two = train_encoders(config, dataset, tmp_path / 'two', jax.devices()[:2])
+  # 12 Adam steps amplify rounding in near-zero gradients (biases start at 0);
+  # the 1e-5 single-step equivalence is tested in test_train_step.py.
+  _assert_same_params(two.params, one.params, rtol=1e-4)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = tiny_config(**{'train.epochs': 1})
+  dataset = tiny_dataset(config)
+  good = train_encoders(config, dataset, tmp_path)
+  exploding = tiny_config(**{'train.epochs': 2, 'train.learning_rate': 1e38})
+  with pytest.raises(NonFiniteLossError,
+                     match=r'became nan at step 8.*last good checkpoint \(step 6\)'):
+    train_encoders(exploding, dataset, tmp_path)
+  store = CheckpointStore(tmp_path / 'checkpoints')
+  assert store.latest_step() == 6
+  restored = setup.restore_trained_params(config, tmp_path, 6, 20)
+  _assert_same_params(restored, good.params)
+
+
+def test_paper_early_stopping_counts_a_plateau_then_stops_on_a_rise():
+  state = EarlyStopping.start(2)
+  losses = [[5.0, 5.0], [4.0, 3.0], [3.000001, 2.0], [3.000002, 1.0],
+            [3.000003, 0.5], [3.1, 0.4]]
+  for epoch_losses in losses:
+    state = update_early_stopping(state, np.array(epoch_losses), 'paper')
+  # Model 0: 4.0 then three values equal to 5 decimals (plateau), then a rise.
+  assert state.plateaus.tolist() == [1, 0]
+  assert state.active.tolist() == [False, True]
+  never = EarlyStopping.start(2)
+  for epoch_losses in losses:
+    never = update_early_stopping(never, np.array(epoch_losses), 'none')
+  assert never.active.all()
+
+
+def test_stopped_models_are_frozen(tmp_path, monkeypatch):
+  config = tiny_config(**{'train.early_stopping': 'paper', 'train.epochs': 4})
+  dataset = tiny_dataset(config)
+
+  def stop_model_one_after_first_epoch(state, losses, rule):
+    del losses, rule
+    return EarlyStopping(state.history, state.plateaus, np.array([True, False, True]))
+
+  monkeypatch.setattr(loop, 'update_early_stopping',
+                      stop_model_one_after_first_epoch)
+  frozen = train_encoders(config, dataset, tmp_path)
+  metrics = [json.loads(line) for line in
+             (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert metrics[-1]['active'] == {'rev_rec/x': True, 'rev_rec/y': False,
+                                   'rev_rec/z': True}
+  after_one_epoch = train_encoders(tiny_config(**{'train.epochs': 1}), dataset,
+                                   tmp_path / 'one_epoch')
+  _assert_same_params(jax.tree.map(lambda p: p[1], frozen.params),
+                      jax.tree.map(lambda p: p[1], after_one_epoch.params))
+  moved = jax.tree.map(lambda a, b: np.abs(a[0] - b[0]).max(), frozen.params,
+                       after_one_epoch.params)
+  assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_calls_end_at_epoch_ends_and_at_the_last_step():
+  assert steps_in_next_call(0, 5, 7, 70) == 5
+  assert steps_in_next_call(5, 5, 7, 70) == 2          # a prime epoch of 7
+  assert steps_in_next_call(7, 5, 7, 70) == 5
+  assert steps_in_next_call(68, 5, 7, 70) == 2
+
+
+def test_a_prime_number_of_batches_trains_with_one_program(tmp_path,
+                                                           compile_counter):
+  # 84 sequences in batches of 12: 7 per epoch; up to 3 steps per call gives
+  # calls of 3, 3, 1 per epoch.
+  prime = {'data.synthetic.num_people': 7, 'train.batch_size': 12,
+           'train.log_every_steps': 3}
+  config = tiny_config(**prime, **{'train.epochs': 2})
+  dataset = tiny_dataset(config)
+  state = train_encoders(config, dataset, tmp_path / 'a')
+  assert int(state.step) == 14
+  steps = [json.loads(line)['step'] for line in
+           (tmp_path / 'a' / 'metrics.jsonl').read_text().splitlines()
+           if 'loss/total' in line]
+  assert steps == [3, 6, 7, 10, 13, 14]
+  compiled = compile_counter()
+  train_encoders(tiny_config(**prime, **{'train.epochs': 3}), dataset,
+                 tmp_path / 'a')
+  assert compile_counter() == compiled
+
+
+def test_resident_batches_are_contiguous_device_shards():
+  data = {'inputs': np.arange(3 * 10).reshape(3, 10, 1, 1).astype(np.float32),
+          'targets': np.zeros((3, 10, 1, 1), np.float32)}
+  resident, num_batches = resident_batches(data, 4, jax.devices()[:2])
+  assert num_batches == 2                      # sequences 8 and 9 are dropped
+  inputs = np.asarray(resident['inputs'])      # [n_dev, M, batches, B/n_dev, ...]
+  assert inputs.shape == (2, 3, 2, 2, 1, 1)
+  np.testing.assert_array_equal(inputs[1, 0, 1, :, 0, 0], [6, 7])
+  np.testing.assert_array_equal(inputs[0, 2, 0, :, 0, 0], [20, 21])
+
+
+def test_later_epochs_compile_nothing(tmp_path, compile_counter):
+  dataset = tiny_dataset(tiny_config())
+  train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
+  compiled_for_first_epoch = compile_counter()
+  state = train_encoders(tiny_config(**{'train.epochs': 3}), dataset, tmp_path)
+  assert int(state.step) == 18
+  assert compile_counter() == compiled_for_first_epoch
