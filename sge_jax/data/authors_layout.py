@@ -1,4 +1,4 @@
-"""The authors' preprocessed .npy layout (SPEC §2.2): loader and writer.
+"""The authors' preprocessed .npy layout (docs/method.md §2.2): loader and writer.
 
 On-disk layout, with f the sequence length, <DS> the dataset folder name and <TAG>
 the file tag (usually <DS>; see "File tags" below)::
@@ -43,7 +43,7 @@ View folders (``view`` argument):
 * CASIA-B CME, ``view='<probe>.<gallery>'`` (e.g. ``nm.bg``), two layouts:
 
   - ``<root>/CASIA_B_match/<f>/<probe>.<gallery>/CASIA_B_test_npy_data/`` with
-    sub-folders ``gallery/`` and ``probe/`` (SPEC §2.2), optionally with
+    sub-folders ``gallery/`` and ``probe/`` (docs/method.md §2.2), optionally with
     ``CASIA_B_train_npy_data/`` next to it;
   - ``<root>/CASIA_B_match/<f>/CASIA_B_test_npy_data/{nm,bg,cl}/`` with one folder
     per walking condition, as the authors' CME-CASIA-B.py reads it; the probe and
@@ -63,6 +63,7 @@ import numpy as np
 
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
+from sge_jax.data.safe_pickle import load_npy_safely
 from sge_jax.errors import DataError
 
 AXES = ('x', 'y', 'z')
@@ -542,9 +543,10 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
   return SkeletonSplit(sequences=sequences, labels=labels)
 
 
-def _load_npy(path: pathlib.Path, allow_pickle: bool):
+def _load_npy(path: pathlib.Path):
+  """A pickle-free .npy file; pickled ids files go through ``_read_ids_file``."""
   try:
-    return np.load(path, allow_pickle=allow_pickle)
+    return np.load(path, allow_pickle=False)
   except Exception as error:  # numpy raises ValueError/OSError/EOFError/...
     raise DataError(
         f'Cannot read {path}: {type(error).__name__}: {error}. The file is '
@@ -553,7 +555,7 @@ def _load_npy(path: pathlib.Path, allow_pickle: bool):
 
 def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
   """One coordinate file -> [N, f, J] float32, checked for shape and finiteness."""
-  raw = _load_npy(path, allow_pickle=False)
+  raw = _load_npy(path)
   if not isinstance(raw, np.ndarray) or not (
       np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
     raise DataError(
@@ -612,7 +614,12 @@ def _check_target(path: pathlib.Path, source: np.ndarray, length: int) -> None:
 
 
 def _read_ids_file(path: pathlib.Path) -> Mapping:
-  raw = _load_npy(path, allow_pickle=True)
+  """The pickled ids dict, read without running code from the file.
+
+  ``load_npy_safely`` accepts only what ``np.save`` of a dict of integer index
+  lists or arrays writes and raises DataError naming the file otherwise.
+  """
+  raw = load_npy_safely(path, kind='ids file')
   ids = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and (
       raw.ndim == 0) else raw
   if not isinstance(ids, Mapping):
