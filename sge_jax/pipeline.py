@@ -30,6 +30,7 @@ from sge_jax.evaluate import aggregate_seed_results, evaluate_run
 from sge_jax.train import train_encoders
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import encoder_training_split
+from sge_jax.workdir_lock import hold_workdir_lock
 
 Results = Optional[dict[str, Any]]
 
@@ -100,19 +101,21 @@ def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
         ) -> Results:
-  """Validates the config and runs the job once, or once per seed."""
+  """Validates the config and runs the job once, or once per seed, holding
+  the workdir's lock throughout (a second run on it stops at once)."""
   config_lib.validate_config(config, jax.local_device_count())
   workdir = pathlib.Path(workdir)
-  if not config_lib.is_multi_seed(config):
-    return run_single(config, workdir)
-  runs = []
-  for seed in config_lib.parse_seeds(config):
-    seed_config = config.copy_and_resolve_references()
-    with seed_config.unlocked():
-      seed_config.seed = seed
-      seed_config.seeds = ''
-    runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
-  return _over_seeds(runs, workdir, run_single)
+  with hold_workdir_lock(workdir):
+    if not config_lib.is_multi_seed(config):
+      return run_single(config, workdir)
+    runs = []
+    for seed in config_lib.parse_seeds(config):
+      seed_config = config.copy_and_resolve_references()
+      with seed_config.unlocked():
+        seed_config.seed = seed
+        seed_config.seeds = ''
+      runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
+    return _over_seeds(runs, workdir, run_single)
 
 
 # ----------------------------------------------------------------- re-evaluation
@@ -188,9 +191,10 @@ def reevaluate(workdir: str | pathlib.Path,
   overrides = dict(overrides or {})
   if not workdir.is_dir():
     raise DataError(f'--workdir={workdir} is not a directory')
-  seed_dirs = workdir_lib.seed_directories(workdir)
-  if not seed_dirs:
-    return _evaluate_saved(_saved_run(workdir, overrides), workdir)
-  runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
-          for seed_workdir in seed_dirs]
-  return _over_seeds(runs, workdir, _evaluate_saved)
+  with hold_workdir_lock(workdir):
+    seed_dirs = workdir_lib.seed_directories(workdir)
+    if not seed_dirs:
+      return _evaluate_saved(_saved_run(workdir, overrides), workdir)
+    runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
+            for seed_workdir in seed_dirs]
+    return _over_seeds(runs, workdir, _evaluate_saved)

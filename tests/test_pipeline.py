@@ -1,13 +1,16 @@
 """The job's train and encode stages on real-format data: exports, transfer, errors."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from sge_jax import pipeline
 from sge_jax.encode.encodings import load_encodings
-from sge_jax.errors import ConfigError, DataError
+from sge_jax.errors import (ConfigError, DataError, WorkdirBusyError,
+                            WorkdirError)
 from tests.fixtures.pipeline import tiny_config, write_authors_dataset
 
 
@@ -132,3 +135,62 @@ def test_too_few_sequences_names_the_split_the_encoders_train_on(tmp_path):
   config = _authors_config(tmp_path / 'Datasets', 'MYSET')
   with pytest.raises(DataError, match='The train split of .* has 6 sequences'):
     pipeline.run(config, tmp_path / 'run')
+
+
+def _smoke_config(**overrides):
+  config = tiny_config(**overrides)
+  config.stages = 'train,encode'
+  return config
+
+
+def test_a_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path):
+  workdir = tmp_path / 'run'
+  holder = subprocess.Popen(
+      [sys.executable, '-c', _HOLD_LOCK, str(workdir)], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held', holder.stderr.read()
+    with pytest.raises(WorkdirBusyError, match=rf'PID {holder.pid}'):
+      pipeline.run(_smoke_config(), workdir)
+    with pytest.raises(WorkdirBusyError, match='the first run'):
+      pipeline.reevaluate(workdir)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert not (workdir / 'config.json').exists()
+  assert not (workdir / 'checkpoints').exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from sge_jax.workdir_lock import hold_workdir_lock
+with hold_workdir_lock(sys.argv[1], command='python launch.py (the first run)'):
+  print('held', flush=True)
+  time.sleep(120)
+"""
+
+
+def test_unusable_workdirs_are_refused_before_any_work(tmp_path):
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('not a directory')
+  for workdir in (a_file, a_file / 'below'):
+    with pytest.raises(WorkdirError, match='a_file'):
+      pipeline.run(_smoke_config(), workdir)
+
+
+def test_a_rejected_run_writes_no_config(tmp_path):
+  workdir = tmp_path / 'run'
+  pipeline.run(_smoke_config(), workdir)
+  (workdir / 'config.json').unlink()
+  pipeline.run(_smoke_config(), workdir)              # rewrites it
+  saved = (workdir / 'config.json').read_text()
+  with pytest.raises(ConfigError, match='model.hidden'):
+    pipeline.run(_smoke_config(**{'model.hidden': 16}), workdir)
+  assert (workdir / 'config.json').read_text() == saved
+  # A data error (no batch fits) comes before config.json too.
+  fresh = tmp_path / 'fresh'
+  too_big = _smoke_config()
+  too_big.train.batch_size = 4096
+  with pytest.raises(DataError, match='fewer than one batch'):
+    pipeline.run(too_big, fresh)
+  assert not (fresh / 'config.json').exists()
