@@ -89,6 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Keep at most N sequences of every split, the first N/P of each of its P
   # people (stored order kept); 0 = all. For quick smoke runs on a full dataset.
   config.data.max_sequences = 0
+  # Seed of everything the data draws (the synthetic walkers); -1 = the root
+  # `seed`. A multi-seed run (`seeds`) keeps the data of the root seed, so its
+  # mean ± std shows the variation of the models and the RN only.
+  config.data.seed = -1
   # Subtract each sequence's mean position (per axis, over its f frames and J
   # joints) before training and encoding. Not in the authors' code, which feeds
   # raw camera coordinates: there, where in the room a window was recorded is
@@ -280,6 +284,12 @@ def is_multi_seed(config: ml_collections.ConfigDict) -> bool:
   return bool(parse_list(config.seeds))
 
 
+def data_seed(config: ml_collections.ConfigDict) -> int:
+  """The seed the data is drawn with: ``data.seed``, or the root ``seed``."""
+  seed = int(config.data.get('seed', -1))
+  return int(config.seed) if seed < 0 else seed
+
+
 def _require(condition: bool, field: str, value: Any, expected: str) -> None:
   if not condition:
     raise invalid(field, value, expected)
@@ -420,6 +430,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if data.format == 'npz':
     _require(bool(data.path), 'data.path', data.path, 'the .npz file to read')
   _int_at_least(data.max_sequences, 'data.max_sequences', 0)
+  _int_at_least(data.seed, 'data.seed', -1)
   _one_of(model.attention, 'model.attention', ATTENTION_TYPES)
   _one_of(model.pretext, 'model.pretext', PRETEXTS)
   # rev_rec_plus fixes its tasks' attention (rev_rec LA, prediction and sorting
@@ -478,7 +489,10 @@ def flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
 
 
 def _encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  flat = flatten(json.loads(config.to_json()))
+  """The encoder-defining fields; a field the config predates counts as its
+  default (fields are only added with defaults that keep the old behaviour)."""
+  flat = flatten(json.loads(base_config().to_json()))
+  flat.update(flatten(json.loads(config.to_json())))
   return {field: value for field, value in flat.items()
           if field.split('.')[0] in ENCODER_SECTIONS}
 

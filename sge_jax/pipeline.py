@@ -62,7 +62,7 @@ def run_single(config: ml_collections.ConfigDict,
   train = 'train' in stages and not config.encoder_workdir
   dataset = None
   if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
-    dataset = prepare_dataset(config.data, int(config.seed))
+    dataset = prepare_dataset(config.data, config_lib.data_seed(config))
     logging.info('[data] %s', dataset_summary(dataset))
     if train:
       check_trainable(dataset, int(config.train.batch_size),
@@ -79,8 +79,7 @@ def run_single(config: ml_collections.ConfigDict,
     encode_stage(config, dataset, workdir, trained_params)
   if 'evaluate' not in stages:
     return None
-  return evaluate_run(config, load_encodings(workdir / workdir_lib.ENCODINGS_FILE),
-                      workdir)
+  return _evaluate_saved(config, workdir)
 
 
 def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
@@ -114,6 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
       with seed_config.unlocked():
         seed_config.seed = seed
         seed_config.seeds = ''
+        seed_config.data.seed = config_lib.data_seed(config)
       runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
     return _over_seeds(runs, workdir, run_single)
 
@@ -171,8 +171,11 @@ def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
 
 def _evaluate_saved(config: ml_collections.ConfigDict,
                     run_dir: pathlib.Path) -> Results:
+  """The evaluate stage on a run directory's encodings.npz (and the train
+  stage's warnings from its metrics log)."""
+  log = workdir_lib.MetricsLog(run_dir / workdir_lib.METRICS_FILE)
   return evaluate_run(config, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
-                      run_dir)
+                      run_dir, training_warnings=log.warnings())
 
 
 def reevaluate(workdir: str | pathlib.Path,

@@ -127,6 +127,19 @@ class MetricsLog:
       f.write(json.dumps(json_safe(record, non_finite_as_text=True),
                          sort_keys=False) + '\n')
 
+  def warnings(self) -> list[str]:
+    """The ``warning`` texts of the records so far, in order, each once."""
+    found = []
+    if self.path.exists():
+      for line in self.path.read_text().splitlines():
+        try:
+          warning = json.loads(line).get('warning')
+        except (json.JSONDecodeError, AttributeError):
+          continue
+        if warning and warning not in found:
+          found.append(warning)
+    return found
+
   def drop_after(self, stage: str, step: int) -> None:
     """Removes ``stage`` records with a step beyond ``step`` (a resumed stage)."""
     if not self.path.exists():

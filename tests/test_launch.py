@@ -3,15 +3,19 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sge_jax import pipeline
 from tests.fixtures.pipeline import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+BAD_CONFIG_SYNTAX = 'def get_config(arg=None:\n'
+NO_GET_CONFIG = 'x = 1\n'
 GIST = REPO.parent / 'shared' / 'data' / 'real_kinect_gait' / 'gist_gait_normal.npz'
 
 
@@ -45,6 +49,53 @@ def test_bad_config_value_is_one_clear_line(tmp_path):
   assert not (tmp_path / 'checkpoints').exists()
 
 
+@pytest.mark.parametrize('arguments, message', [
+    (['--config=configs/demo.py:smoke', '--config.train.epoch=3'],
+     "unknown config field 'epoch' (did you mean 'epochs'?)"),
+    (['--config=configs/demo.py:smok'], "unknown config variant 'smok'"),
+    (['--config=configs/nope.py'], 'no config file at configs/nope.py'),
+    (['--config={bad}'], 'does not parse'),
+    (['--config={empty}'], 'has no get_config'),
+    (['--config=configs/demo.py:smoke', '--config.train.epochs=many'], 'many'),
+    (['--config=configs/demo.py:smoke', '--workdir={a_file}'], 'a_file'),
+    (['--config=configs/demo.py:smoke', '--workdir={a_file}/below'], 'a_file'),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
+  bad, empty, a_file = tmp_path / 'bad.py', tmp_path / 'empty.py', tmp_path / 'a_file'
+  bad.write_text(BAD_CONFIG_SYNTAX)
+  empty.write_text(NO_GET_CONFIG)
+  a_file.write_text('not a directory')
+  arguments = [a.format(bad=bad, empty=empty, a_file=a_file) for a in arguments]
+  if not any(a.startswith('--workdir') for a in arguments):
+    arguments.append(f'--workdir={tmp_path / "run"}')
+  run = _launch(*arguments)
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines() if 'error' in line.lower()]
+  assert len(errors) == 1 and errors[0].startswith('error: '), run.stderr
+  assert message in errors[0]
+  assert 'Traceback' not in run.stderr
+  assert "backend 'tpu'" not in run.stderr
+  assert not (tmp_path / 'run' / 'config.json').exists()
+
+
+def test_ctrl_c_during_training_says_how_to_resume_and_exits_130(tmp_path):
+  process = subprocess.Popen(
+      [sys.executable, str(REPO / 'launch.py'), '--config=configs/demo.py:smoke',
+       f'--workdir={tmp_path}', '--config.train.epochs=200'],
+      stderr=subprocess.PIPE, text=True, cwd=REPO,
+      env=dict(os.environ, PYTHONPATH=str(REPO)))
+  lines = []
+  for line in process.stderr:                 # wait for training to run
+    lines.append(line)
+    if '[train] epoch' in line:
+      break
+  process.send_signal(signal.SIGINT)
+  rest = process.stderr.read()
+  assert process.wait(timeout=120) == 130, rest[-2000:]
+  assert 'run the same command again to resume' in rest
+  assert 'Traceback' not in rest
+
+
 def test_missing_dataset_names_the_expected_paths(tmp_path):
   run = _launch('--config=configs/kgbd.py:smoke', f'--workdir={tmp_path}',
                 f'--config.data.root={tmp_path / "Datasets"}')
@@ -65,6 +116,11 @@ def test_multi_seed_runs_each_seed_and_aggregates(tmp_path):
   seed_configs = [json.loads((tmp_path / f'seed_{s}' / 'config.json').read_text())
                   for s in (0, 1)]
   assert [c['seed'] for c in seed_configs] == [0, 1]
+  # Only the models and the RN vary: both seeds encode the same data.
+  assert [c['data']['seed'] for c in seed_configs] == [0, 0]
+  sequences = [np.load(tmp_path / f'seed_{s}' / 'encodings.npz')['sequences']
+               for s in (0, 1)]
+  np.testing.assert_array_equal(sequences[0], sequences[1])
 
 
 @pytest.mark.slow

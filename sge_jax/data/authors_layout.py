@@ -55,6 +55,7 @@ View folders (``view`` argument):
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import re
 from typing import Iterable, Mapping, Optional, Sequence
@@ -64,6 +65,7 @@ import numpy as np
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.safe_pickle import load_npy_safely
+from sge_jax.data.units import integer_coordinates_warning
 from sge_jax.errors import DataError
 
 AXES = ('x', 'y', 'z')
@@ -305,6 +307,9 @@ def _listing(items: Iterable[str]) -> str:
 
 def _length_dir(root: pathlib.Path, name: str, length: int) -> pathlib.Path:
   """<root>/<name>/<length>, with errors that list what exists instead."""
+  if root.exists() and not root.is_dir():
+    raise DataError(f'Data root {root} (config.data.root) is a file, not the '
+                    "folder holding the authors' <name>/<length>/ layout.")
   if not root.is_dir():
     tag = _TAG_ALIASES.get(name, name)
     raise DataError(
@@ -561,9 +566,14 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
     raise DataError(
         f'{path}: expected a numeric array, got '
         f'{getattr(raw, "dtype", type(raw).__name__)}.')
+  if np.issubdtype(raw.dtype, np.integer):
+    logging.warning('[data] %s', integer_coordinates_warning(str(path), raw.dtype))
   if raw.ndim == 2:
     rows, num_joints = raw.shape
-    if rows == 0 or rows % length:
+    if rows == 0:
+      raise DataError(f'{path} is empty: it holds no sequences (0 rows). '
+                      'Rebuild the split, or drop it with config.data.probe.')
+    if rows % length:
       raise DataError(
           f'{path}: {rows} rows is not a positive multiple of f={length} '
           f'(config.data.length), so the file does not hold {length}-frame '
@@ -571,7 +581,8 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
     series = raw.reshape(rows // length, length, num_joints)
   elif raw.ndim == 3:
     if raw.shape[0] == 0:
-      raise DataError(f'{path}: shape {raw.shape} holds no sequences.')
+      raise DataError(f'{path} is empty: shape {raw.shape} holds no sequences. '
+                      'Rebuild the split, or drop it with config.data.probe.')
     if raw.shape[1] != length:
       raise DataError(
           f'{path}: shape {raw.shape} holds sequences of f={raw.shape[1]} '

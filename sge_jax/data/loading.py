@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
 from sge_jax.data.dataset import SkeletonDataset, first_sequences
 from sge_jax.data.normalize import center_sequences
+from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
 from sge_jax.config import FORMATS
@@ -108,6 +110,8 @@ def prepare_dataset(data_config, seed: int) -> SkeletonDataset:
   ``data.max_sequences`` per split, and normalised as ``data`` asks."""
   dataset = first_sequences(load_dataset(data_config, seed),
                             int(data_config.max_sequences))
+  for warning in unit_warnings(dataset):
+    logging.warning('[data] %s', warning)
   if data_config.center_sequences:
     dataset = center_sequences(dataset)
   return dataset

@@ -31,6 +31,7 @@ from absl import logging
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
+from sge_jax.data.units import integer_coordinates_warning
 from sge_jax.errors import DataError
 
 REQUIRED_FIELDS = ('positions', 'seq_offsets', 'seq_person')
@@ -131,10 +132,14 @@ def load_npz_dataset(path: str | pathlib.Path,
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+  if path.is_dir():
+    raise DataError(
+        f'config.data.path={str(path)!r} is a directory; point it at the .npz '
+        'file itself (e.g. .../gist_gait_normal.npz).')
   if not path.is_file():
     raise DataError(
         f'npz file {path} (config.data.path) does not exist. It must hold '
-        f'{", ".join(REQUIRED_FIELDS)} (see sge_jax/data/npz_format.py).')
+        f'{", ".join(REQUIRED_FIELDS)} (see the README, "Generic skeleton .npz").')
   try:
     with np.load(path, allow_pickle=False) as archive:
       fields = {key: archive[key] for key in archive.files}
@@ -158,6 +163,9 @@ def _positions(fields: dict[str, np.ndarray], path: pathlib.Path) -> np.ndarray:
     raise DataError(
         f'{path}: positions must be a numeric [T, J, 3] array, got '
         f'{positions.dtype} {positions.shape}.')
+  if np.issubdtype(positions.dtype, np.integer):
+    logging.warning('[data] %s', integer_coordinates_warning(
+        f'{path} (positions)', positions.dtype))
   finite = np.isfinite(positions)
   if not finite.all():
     frame, joint, axis = (int(i) for i in np.argwhere(~finite)[0])

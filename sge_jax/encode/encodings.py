@@ -144,19 +144,48 @@ def load_encodings(path: str | pathlib.Path) -> EncodingSet:
   if not path.exists():
     raise DataError(f'No encodings file at {path}. Run the encode stage first '
                     '(--config.stages=encode) or point --workdir at a finished run.')
-  with np.load(path, allow_pickle=False) as data:
-    required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
-                + _STRING_METADATA + _INT_METADATA)
-    missing = [name for name in required if name not in data.files]
-    if missing:
-      raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
-                      f'{", ".join(missing)}')
-    joint_names = tuple(str(n) for n in data['joint_names']) or None
-    bones = tuple(tuple(int(i) for i in b) for b in data['bones']) or None
+  rebuild = ('rebuild it with --config.stages=encode (the trained checkpoints '
+             'are kept)')
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
+                  + _STRING_METADATA + _INT_METADATA)
+      missing = [name for name in required if name not in data.files]
+      if missing:
+        raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
+                        f'{", ".join(missing)}')
+      arrays = {name: data[name] for name in data.files}
+  except DataError:
+    raise
+  except Exception as error:  # zipfile/numpy raise many types for bad files
+    raise DataError(f'Cannot read {path} ({type(error).__name__}: {error}); '
+                    f'the file is truncated or corrupt: {rebuild}.') from None
+  return _encoding_set(arrays, path, rebuild)
+
+
+def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
+                  rebuild: str) -> EncodingSet:
+  """The EncodingSet of a loaded file's arrays, each field checked."""
+  def field_error(name: str, problem: str) -> DataError:
+    return DataError(f'{path}: field {name!r} {problem}: {rebuild}.')
+
+  encodings = arrays['encodings']
+  if encodings.ndim != 3 or not np.issubdtype(encodings.dtype, np.floating):
+    raise field_error('encodings', f'must be a float [N, f, D] array, not '
+                      f'{encodings.dtype} {encodings.shape}')
+  for name in _ARRAY_FIELDS:
+    if arrays[name].ndim == 0 or arrays[name].shape[0] != encodings.shape[0]:
+      raise field_error(name, f'has shape {arrays[name].shape} but encodings '
+                        f'has {encodings.shape[0]} rows')
+  try:
+    joint_names = tuple(str(n) for n in arrays['joint_names']) or None
+    bones = tuple(tuple(int(i) for i in b) for b in arrays['bones']) or None
     metadata = EncodingMetadata(
-        model_names=tuple(str(n) for n in data['model_names']),
+        model_names=tuple(str(n) for n in arrays['model_names']),
         joint_names=joint_names, bones=bones,
-        **{name: str(data[name]) for name in _STRING_METADATA},
-        **{name: int(data[name]) for name in _INT_METADATA})
-    return EncodingSet(metadata=metadata,
-                       **{name: data[name] for name in _ARRAY_FIELDS})
+        **{name: str(arrays[name]) for name in _STRING_METADATA},
+        **{name: int(arrays[name]) for name in _INT_METADATA})
+  except (TypeError, ValueError) as error:
+    raise DataError(f'{path}: malformed metadata ({error}): {rebuild}.') from None
+  return EncodingSet(metadata=metadata,
+                     **{name: arrays[name] for name in _ARRAY_FIELDS})

@@ -216,12 +216,29 @@ class _Outcome:
   entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   rocs: dict[str, dict[str, tuple]] = dataclasses.field(default_factory=dict)
   notes: list[str] = dataclasses.field(default_factory=list)
+  warnings: list[str] = dataclasses.field(default_factory=list)
   rn: Optional[dict[str, Any]] = None
 
 
 def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
+  """A remark for results.json; ``warn`` also puts it among the warnings that
+  the console summary repeats."""
   outcome.notes.append(message)
+  if warn:
+    outcome.warnings.append(message)
   (_log.warning if warn else _log.info)('[eval] %s', message)
+
+
+MIN_CLASSES = 2
+
+
+def _require_classes(people: np.ndarray, what: str, dataset: str) -> None:
+  """Re-identification needs at least two people to tell apart."""
+  if np.unique(people).size < MIN_CLASSES:
+    raise DataError(
+        f'{dataset}: {what} holds {np.unique(people).size} person; telling '
+        f'people apart needs at least {MIN_CLASSES} (a score over one class '
+        'is 100 % whatever the encodings). Use data with more people.')
 
 
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
@@ -234,6 +251,8 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           'train the recognition network on.', warn=True)
     return outcome
   train = encoding_set.select(TRAIN_SPLIT)
+  _require_classes(train.labels, 'the train split (the classes of protocol A)',
+                   dataset)
   classes = np.unique(train.labels)
   test_names = [s for s in encoding_set.split_names if s != TRAIN_SPLIT]
   if not test_names:
@@ -412,6 +431,8 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
   for probe_name, gallery_name in pairs:
     probe = encoding_set.select(probe_name)
     gallery = encoding_set.select(gallery_name)
+    _require_classes(gallery.labels, f'the {gallery_name} split (the gallery '
+                     'of protocol B)', dataset)
     keep, unknown = _keep_known_people(probe.labels, gallery.labels)
     label = (f'{split_label(dataset, probe_name)} -> '
              f'{split_label(dataset, gallery_name)}')

@@ -60,6 +60,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
   lines = [f'{results["dataset"]}: selection {results["selection_label"]}, '
            + (f'seeds {seeds} (mean ± std)' if seeds
               else f'seed {results["seed"]}')]
+  lines += [f'warning: {warning}' for warning in results.get('warnings', [])]
   for key, entry in results['entries'].items():
     if 'skipped' in entry:
       lines.append(f'{key} ({entry["label"]}): skipped, {entry["skipped"]}')

@@ -142,11 +142,14 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
           f'{list(first["entries"])} (seed {first["seed"]}) vs '
           f'{list(results["entries"])} (seed {results["seed"]})')
   seeds = [results['seed'] for results in per_seed]
-  notes = []
+  notes, warnings = [], []
   for results in per_seed:
     for note in results.get('notes', []):
       if note != plots_lib.NO_MATPLOTLIB_NOTE and note not in notes:
         notes.append(note)
+    for warning in results.get('warnings', []):
+      if warning not in warnings:
+        warnings.append(warning)
   rn = first.get('rn')
   if rn:
     rn = {key: value for key, value in rn.items() if key != 'history'}
@@ -182,6 +185,7 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
       'baselines': first['baselines'],
       'entries': {key: _aggregate_metrics([r['entries'][key] for r in per_seed])
                   for key in first['entries']},
+      'warnings': warnings,
       'notes': notes,
   })
   return merged

@@ -16,6 +16,7 @@ import numpy as np
 
 from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings
 from sge_jax.encode.encodings import EncodingSet
+from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import protocols, recognition, report
 from sge_jax.evaluate import results as results_lib
@@ -73,13 +74,20 @@ def _protocol_plan(config: ml_collections.ConfigDict,
 
 
 def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
-                 workdir: str | pathlib.Path) -> dict[str, Any]:
+                 workdir: str | pathlib.Path,
+                 training_warnings: Sequence[str] = ()) -> dict[str, Any]:
   """Runs the configured protocols and writes results.json, report.md, plots.
+
+  Raises DataError when no protocol can score anything (the reasons are the
+  warnings); a protocol that is skipped while another scores is a warning in
+  results.json and in the console summary.
 
   Args:
     config: the run's config (``seed``, ``data``, ``rn``, ``eval`` are read).
     encoding_set: the exported CAGEs of every split.
     workdir: where the result files go (created if missing).
+    training_warnings: warnings of the train stage (e.g. divergence), repeated
+      in results.json.
 
   Returns:
     The results dict, as written to ``results.json`` (schema in
@@ -102,12 +110,17 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     outcomes.append(protocols.protocol_cme(encoding_set, view, settings))
 
   entries, rocs, rn_summary = {}, {}, None
+  warnings = list(training_warnings)
   for outcome in outcomes:
     entries.update(outcome.entries)
     rocs.update(outcome.rocs)
     notes.extend(outcome.notes)
+    warnings.extend(outcome.warnings)
     rn_summary = outcome.rn or rn_summary
   headline = _headline_key(entries)
+  if headline is None:
+    raise DataError('Nothing could be evaluated: ' + ' '.join(
+        warnings or ['no protocol produced a score.']))
   head = entries.get(headline, {})
   synthetic = is_synthetic(config, encoding_set)
   if synthetic:
@@ -150,6 +163,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'baselines': {'enabled': settings.baselines, 'k': settings.baseline_k,
                     'names': list(baselines_lib.BASELINES)},
       'entries': entries,
+      'warnings': warnings,
       'notes': notes,
   }
   results_lib.write_run_outputs(results, workdir, rocs=rocs, plots=settings.plots)

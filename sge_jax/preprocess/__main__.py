@@ -9,12 +9,14 @@ says what was expected).
 from __future__ import annotations
 
 import argparse
-import sys
+import os
+import pathlib
 from typing import Optional, Sequence
 
 from absl import logging
 
-from sge_jax.errors import ConfigError, DataError
+from sge_jax import cli
+from sge_jax.errors import ConfigError
 from sge_jax.preprocess import pipeline
 from sge_jax.preprocess import recordings as rec_lib
 
@@ -75,21 +77,32 @@ def _summary_lines(result: pipeline.Result) -> list[str]:
   return lines
 
 
+def _check_out(out: str) -> None:
+  """--out must be a folder (or not exist yet) that we can write into."""
+  path = pathlib.Path(out)
+  for parent in (path, *path.parents):
+    if parent.exists():
+      if not parent.is_dir():
+        raise ConfigError(f'--out={out}: {parent} is a file; --out names the '
+                          "folder to write the authors' layout into")
+      if not os.access(parent, os.W_OK):
+        raise ConfigError(f'--out={out}: {parent} is not writable; choose '
+                          'another --out')
+      return
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
   logging.set_verbosity(logging.WARNING)
   progress = (lambda _: None) if args.quiet else (
       lambda line: print(line, flush=True))
-  try:
-    result = pipeline.run(args.dataset, args.raw, args.out, args.length,
-                          seed=args.seed, overwrite=args.overwrite,
-                          progress=progress)
-  except (ConfigError, DataError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  _check_out(args.out)
+  result = pipeline.run(args.dataset, args.raw, args.out, args.length,
+                        seed=args.seed, overwrite=args.overwrite,
+                        progress=progress)
   print('\n'.join(_summary_lines(result)))
   return 0
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_on_user_error(main)

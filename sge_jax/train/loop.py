@@ -36,7 +36,7 @@ from sge_jax.train import losses, pretext
 from sge_jax.train.checkpoints import CheckpointStore
 from sge_jax.train.devices import replicate, resident_batches, unreplicate
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
-from sge_jax.train.progress import progress_line
+from sge_jax.train.progress import LEGEND, divergence_warning, progress_line
 from sge_jax.train.setup import (build_definition, encoder_tasks,
                                  encoder_training_split, initial_state)
 from sge_jax.train.state import TrainState
@@ -234,6 +234,8 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   last_saved = start_step
   step = start_step
   timed_steps, timed_seconds = 0, 0.0      # excludes the first, compiling call
+  warned = False
+  logging.info('[train] %s', LEGEND)
   while step < total_steps and stopping.active.any():
     num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
     call_start = time.perf_counter()
@@ -245,7 +247,10 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     elapsed = time.perf_counter() - call_start
     if step > start_step:
       timed_steps, timed_seconds = timed_steps + num_steps, timed_seconds + elapsed
-    rate = timed_steps / timed_seconds if timed_steps else num_steps / elapsed
+    else:
+      first_losses = {term: values[0] for term, values in metrics.items()}
+      first_call_seconds = elapsed
+    rate = timed_steps / timed_seconds if timed_steps else None
     step += num_steps
     epoch = -(-step // num_batches)
     means = {term: metrics[term].mean(axis=0) for term in metrics}
@@ -253,10 +258,16 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                **{f'loss/{term}': dict(zip(names, means[term])) for term in means},
                'loss/total_all_models': float(means['total'].sum()),
                'steps_per_s': rate,
-               'sequences_per_s': rate * int(train.batch_size)})
+               'sequences_per_s': rate and rate * int(train.batch_size)})
     sums = {term: float(means[term].sum()) for term in LOSS_TERMS + ('total',)}
     logging.info(progress_line(epoch, int(train.epochs), step, total_steps, sums,
-                                rate, (total_steps - step) / max(rate, 1e-9)))
+                               rate, first_call_seconds))
+    warning = (None if warned else divergence_warning(
+        first_losses, metrics, names, int(train.batch_size)))
+    if warning:
+      warned = True
+      logging.warning('[train] %s', warning)
+      log.write({'stage': STAGE, 'step': step, 'warning': warning})
     if step % num_batches == 0:
       validation = np.asarray(validate(replicated, resident)[0])
       stopping = update_early_stopping(stopping, validation,

@@ -304,3 +304,25 @@ def test_check_trainable_without_train_split(tmp_path):
   dataset = load_authors_dataset(tmp_path, 'CASIA_B_match', 50, view='nm.nm')
   message = _message(DataError, check_trainable, dataset, 8)
   assert 'no train split' in message and '--config.encoder_workdir' in message
+
+
+def test_an_empty_split_is_called_empty(tmp_path):
+  write_dataset(tmp_path / 'X' / '6', 'X', 6, 20, test_tags=('X',))
+  path = tmp_path / 'X' / '6' / 'X_test_npy_data' / 't_source_x_X_6.npy'
+  for axis in 'xyz':
+    np.save(path.with_name(f't_source_{axis}_X_6.npy'),
+            np.zeros((0, 20), np.float32))
+  for target in path.parent.glob('t_target_*'):
+    target.unlink()
+  message = _message(DataError, load_authors_dataset, tmp_path, 'X', 6)
+  assert 'is empty' in message and 'rows is not' not in message
+
+
+def test_a_directory_or_a_file_where_the_other_is_expected(tmp_path):
+  config = get_config()
+  config.data.format = 'npz'
+  config.data.path = str(tmp_path)
+  assert 'is a directory' in _message(DataError, load_dataset, config.data, 0)
+  a_file = tmp_path / 'Datasets'
+  a_file.write_text('x')
+  assert 'is a file' in _message(DataError, load_authors_dataset, a_file, 'X', 6)

@@ -445,3 +445,36 @@ class TestAggregation:
     second = dict(first, seed=1, dataset='KGBD')
     with pytest.raises(DataError, match='dataset'):
       stage.aggregate_seed_results([first, second], tmp_path)
+
+
+class TestNothingSilent:
+
+  def test_a_single_training_person_is_refused(self, tmp_path):
+    people = _People()
+    encoding_set = encodings_lib.combine_splits(
+        [('train', people.split([1], 6)), ('test', people.split([1], 2))],
+        _metadata('ONE'))
+    with pytest.raises(DataError, match='holds 1 person'):
+      stage.evaluate_run(_config(), encoding_set, tmp_path)
+
+  def test_no_test_person_in_training_is_an_error_when_nothing_else_scores(
+      self, tmp_path):
+    people = _People()
+    encoding_set = encodings_lib.combine_splits(
+        [('train', people.split([1, 2], 6)), ('test', people.split([3, 4], 2))],
+        _metadata('DISJOINT'))
+    with pytest.raises(DataError, match='Nothing could be evaluated.*not among'):
+      stage.evaluate_run(_config(eval__protocols='A'), encoding_set, tmp_path)
+
+  def test_a_skipped_protocol_is_a_warning_in_results_and_summary(self, tmp_path):
+    people = _People()
+    encoding_set = encodings_lib.combine_splits(
+        [('train', people.split([1, 2, 3], 6)),
+         ('gallery', people.split([4, 5], 2)), ('probe', people.split([4, 5], 2))],
+        _metadata('GP'))
+    results = stage.evaluate_run(_config(eval__baselines=False), encoding_set,
+                                 tmp_path)
+    assert results['entries']['B/probe']['rank1'] is not None
+    assert any('not among' in w for w in results['warnings'])
+    assert any(line.startswith('warning: ')
+               for line in report.summary_lines(results))

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.fixtures import preprocess as fixtures
+from sge_jax.errors import DataError
 from sge_jax.preprocess import __main__ as cli
 
 
@@ -30,18 +31,32 @@ def test_cli_writes_data_and_reports_where_the_manifest_is(tmp_path, capsys):
                                      'manifest.json'))
 
   # A second run refuses to mix with the first unless told to replace it.
-  assert cli.main(args) == 2
-  assert '--overwrite' in capsys.readouterr().err
+  with pytest.raises(DataError, match='--overwrite'):
+    cli.main(args)
+  capsys.readouterr()
   assert cli.main(args + ['--overwrite', '--quiet']) == 0
   assert 'Person 15' not in capsys.readouterr().out
 
 
-def test_cli_missing_raw_folder(tmp_path, capsys):
-  code = cli.main(['--dataset=BIWI', f'--raw={tmp_path / "missing"}',
-                   f'--out={tmp_path / "out"}'])
-  assert code == 2
-  err = capsys.readouterr().err
-  assert 'does not exist' in err and 'Testing/Still/<person>' in err
+def test_cli_missing_raw_folder(tmp_path):
+  with pytest.raises(DataError, match='does not exist') as error:
+    cli.main(['--dataset=BIWI', f'--raw={tmp_path / "missing"}',
+              f'--out={tmp_path / "out"}'])
+  assert 'Testing/Still/<person>' in str(error.value)
+
+
+@pytest.mark.parametrize('below', ['', 'sub'])
+def test_out_that_is_or_lies_under_a_file_is_one_line_exit_2(tmp_path, below):
+  fixture = fixtures.write_kgbd(str(tmp_path))
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('x')
+  completed = subprocess.run(
+      [sys.executable, '-m', 'sge_jax.preprocess', '--dataset=KGBD',
+       f'--raw={fixture.raw}', f'--out={a_file / below}', '--quiet'],
+      capture_output=True, text=True, check=False, timeout=120)
+  assert completed.returncode == 2, completed.stderr
+  assert completed.stderr.startswith('error: --out=') and 'is a file' in completed.stderr
+  assert 'Traceback' not in completed.stderr
 
 
 def test_cli_rejects_unsupported_length(tmp_path):

@@ -1,0 +1,46 @@
+"""encodings.npz: damaged or inconsistent files are one clear error naming the field."""
+
+import numpy as np
+import pytest
+
+from sge_jax.encode import encodings as encodings_lib
+from sge_jax.errors import DataError
+
+
+def _encoding_set():
+  split = encodings_lib.SplitEncodings(
+      np.zeros((4, 3, 6), np.float32), np.array([1, 1, 2, 2]),
+      np.zeros((4, 3, 20, 3), np.float32), np.full(4, -1))
+  metadata = encodings_lib.EncodingMetadata(
+      dataset='X', length=3, attention='LA', pretext='rev_rec', hidden=2,
+      seed=0, config_hash='h', model_names=('rev_rec/x',))
+  return encodings_lib.combine_splits([('train', split)], metadata)
+
+
+def test_round_trip(tmp_path):
+  encodings_lib.save_encodings(tmp_path / 'e.npz', _encoding_set())
+  loaded = encodings_lib.load_encodings(tmp_path / 'e.npz')
+  np.testing.assert_array_equal(loaded.labels, [1, 1, 2, 2])
+
+
+@pytest.mark.parametrize('damage', ['random', 'truncated', 'empty'])
+def test_damaged_files_name_the_file(tmp_path, damage):
+  path = tmp_path / 'encodings.npz'
+  encodings_lib.save_encodings(path, _encoding_set())
+  data = path.read_bytes()
+  path.write_bytes({'random': np.random.default_rng(0).bytes(4000),
+                    'truncated': data[:len(data) // 2], 'empty': b''}[damage])
+  with pytest.raises(DataError, match='truncated or corrupt') as error:
+    encodings_lib.load_encodings(path)
+  assert str(path) in str(error.value) and '\n' not in str(error.value)
+
+
+def test_arrays_of_different_lengths_name_the_field(tmp_path):
+  path = tmp_path / 'encodings.npz'
+  encodings_lib.save_encodings(path, _encoding_set())
+  with np.load(path) as data:
+    arrays = {name: data[name] for name in data.files}
+  arrays['labels'] = arrays['labels'][:3]
+  np.savez(path, **arrays)
+  with pytest.raises(DataError, match="field 'labels' has shape"):
+    encodings_lib.load_encodings(path)
