@@ -14,8 +14,10 @@ requested.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pathlib
+import re
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -25,8 +27,10 @@ from sge_jax import config as config_lib
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
+from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
+from sge_jax.evaluate.saved_rn import RN_FILE
 from sge_jax.train import train_encoders
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import encoder_training_split
@@ -51,6 +55,18 @@ def check_workdir(config: ml_collections.ConfigDict,
         'or delete that one to start over.')
 
 
+def with_encoder_model(config: ml_collections.ConfigDict
+                       ) -> ml_collections.ConfigDict:
+  """A transfer run's config with the ``model`` section of the encoders it
+  uses (``encoder_workdir``), so config.json and the results record the
+  encoders that made the encodings, not this config's model fields."""
+  _, encoder_config = encoder_source(config, pathlib.Path(config.encoder_workdir))
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model = encoder_config.model
+  return config
+
+
 def run_single(config: ml_collections.ConfigDict,
                workdir: str | pathlib.Path) -> Results:
   """Runs the requested stages of one seed in ``workdir``; returns the results
@@ -59,6 +75,8 @@ def run_single(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
   stages = config_lib.parse_stages(config.stages)
   check_workdir(config, workdir)
+  if config.encoder_workdir:
+    config = with_encoder_model(config)
   train = 'train' in stages and not config.encoder_workdir
   dataset = None
   if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
@@ -83,11 +101,11 @@ def run_single(config: ml_collections.ConfigDict,
 
 
 def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
-                workdir: pathlib.Path,
+                aggregate_dir: pathlib.Path,
                 run_one: Callable[[ml_collections.ConfigDict, pathlib.Path],
                                   Results]) -> Results:
   """Runs each (config, seed directory) and aggregates their results into
-  ``workdir`` (None when a run has no results)."""
+  ``aggregate_dir`` (None when a run has no results)."""
   per_seed = []
   for index, (seed_config, seed_workdir) in enumerate(runs):
     logging.info('[seeds] seed %d (%d of %d) in %s', int(seed_config.seed),
@@ -95,7 +113,7 @@ def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
     per_seed.append(run_one(seed_config, seed_workdir))
   if any(results is None for results in per_seed):
     return None
-  return aggregate_seed_results(per_seed, workdir)
+  return aggregate_seed_results(per_seed, aggregate_dir)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
@@ -169,35 +187,60 @@ def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
   return config
 
 
-def _evaluate_saved(config: ml_collections.ConfigDict,
-                    run_dir: pathlib.Path) -> Results:
-  """The evaluate stage on a run directory's encodings.npz (and the train
-  stage's warnings from its metrics log)."""
+def _evaluate_saved(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
+                    output: Optional[str] = None) -> Results:
+  """The evaluate stage on a run directory's encodings.npz, re-scoring its
+  saved RN when that fits; results go to ``run_dir``, or with ``output`` to
+  ``run_dir/evaluations/<output>/`` (re-evaluation never replaces the run's
+  own results)."""
   log = workdir_lib.MetricsLog(run_dir / workdir_lib.METRICS_FILE)
+  out_dir = run_dir if output is None else workdir_lib.evaluation_dir(run_dir,
+                                                                      output)
   return evaluate_run(config, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
-                      run_dir, training_warnings=log.warnings())
+                      out_dir, training_warnings=log.warnings(),
+                      saved_rn_path=run_dir / RN_FILE)
+
+
+def evaluation_name(overrides: dict[str, Any]) -> str:
+  """A folder name for a re-evaluation: 'rn.selection-fixed_rn.epochs-3', or
+  'rescored' without overrides."""
+  parts = [f'{field}-{value}' for field, value in sorted(overrides.items())]
+  name = '_'.join(parts) or 'rescored'
+  return re.sub(r'[^A-Za-z0-9_.,-]+', '-', name)[:120]
 
 
 def reevaluate(workdir: str | pathlib.Path,
-               overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+               overrides: Optional[dict[str, Any]] = None,
+               name: Optional[str] = None) -> tuple[dict[str, Any], pathlib.Path]:
   """Re-evaluates one run, or every seed of a multi-seed run and aggregates.
+
+  The results go to ``<workdir>/evaluations/<name>/`` (per seed:
+  ``seed_<s>/evaluations/<name>/``); the run's own results are never replaced.
+  The RN is re-scored from the run's saved ``rn.npz`` when that can serve the
+  requested settings (same numbers as the run), else trained again (a note in
+  the results says why).
 
   Args:
     workdir: the workdir of a finished run.
     overrides: ``{'rn.selection': 'fixed', ...}`` on top of the saved config
       (rn.* and eval.* only).
+    name: the evaluation's folder name (default: from the overrides).
 
   Returns:
-    The results dict (the aggregate for a multi-seed workdir).
+    (the results dict, the aggregate for a multi-seed workdir; its folder).
   """
   workdir = pathlib.Path(workdir)
   overrides = dict(overrides or {})
+  name = name or evaluation_name(overrides)
   if not workdir.is_dir():
     raise DataError(f'--workdir={workdir} is not a directory')
   with hold_workdir_lock(workdir):
+    out_dir = workdir_lib.evaluation_dir(workdir, name)
     seed_dirs = workdir_lib.seed_directories(workdir)
     if not seed_dirs:
-      return _evaluate_saved(_saved_run(workdir, overrides), workdir)
+      return _evaluate_saved(_saved_run(workdir, overrides), workdir,
+                             name), out_dir
     runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
             for seed_workdir in seed_dirs]
-    return _over_seeds(runs, workdir, _evaluate_saved)
+    return _over_seeds(runs, out_dir, functools.partial(
+        _evaluate_saved, output=name)), out_dir

@@ -8,6 +8,9 @@ One run (one seed) writes into its workdir::
   encodings.npz    CAGEs of every split (``sge_jax.encode.encodings``)
   results.json     metrics of every protocol, split and baseline
   report.md        tables to paste; *.png plots
+  rn.npz           the trained recognition network (every rule's parameters)
+  evaluations/<name>/  re-evaluations (python -m sge_jax.evaluate), each with
+                   its own results.json, report.md and plots
 
 A multi-seed run has one such directory per seed, ``<workdir>/seed_<s>/``, and the
 aggregated ``results.json`` and ``report.md`` at the top. Every file is written
@@ -33,12 +36,19 @@ CHECKPOINT_DIR = 'checkpoints'
 ENCODINGS_FILE = 'encodings.npz'
 RESULTS_FILE = 'results.json'
 REPORT_FILE = 'report.md'
+RN_FILE = 'rn.npz'
+EVALUATIONS_DIR = 'evaluations'
 SEED_DIR_PATTERN = re.compile(r'seed_(-?\d+)')
 
 
 def seed_dir(workdir: pathlib.Path, seed: int) -> pathlib.Path:
   """Where seed ``seed`` of a multi-seed run lives."""
   return workdir / f'seed_{seed}'
+
+
+def evaluation_dir(run_dir: pathlib.Path, name: str) -> pathlib.Path:
+  """Where the re-evaluation ``name`` of a run writes its results."""
+  return run_dir / EVALUATIONS_DIR / name
 
 
 def seed_directories(workdir: pathlib.Path) -> list[pathlib.Path]:

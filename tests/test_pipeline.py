@@ -52,10 +52,21 @@ def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20, [5, 6, 7], 8, seed=1)
   write_authors_dataset(tmp_path / 'Datasets', 'OTHERJ', 6, 25, [5, 6], 8, seed=2)
   pipeline.run(_authors_config(tmp_path / 'Datasets', 'SOURCE'), tmp_path / 'source')
-  transfer = _authors_config(tmp_path / 'Datasets', 'TARGET')
+  transfer = _authors_config(tmp_path / 'Datasets', 'TARGET',
+                             **{'model.hidden': 32, 'eval.baselines': False})
   transfer.encoder_workdir = str(tmp_path / 'source')
-  pipeline.run(transfer, tmp_path / 'target')
+  transfer.stages = 'train,encode,evaluate'
+  results = pipeline.run(transfer, tmp_path / 'target')
   assert not (tmp_path / 'target' / 'checkpoints').exists()     # nothing trained
+  # The record names the encoders that made the encodings, not this config's
+  # model fields (k=32 here, k=8 in the source run).
+  saved = json.loads((tmp_path / 'target' / 'config.json').read_text())
+  assert saved['model']['hidden'] == 8
+  assert saved['encoder_workdir'] == str(tmp_path / 'source')
+  assert results['encodings']['hidden'] == 8
+  assert results['encodings']['encoder_workdir'] == str(tmp_path / 'source')
+  report = (tmp_path / 'target' / 'report.md').read_text()
+  assert f'k = 8, trained in {tmp_path / "source"} (transfer)' in report
   encodings = load_encodings(tmp_path / 'target' / 'encodings.npz')
   assert encodings.metadata.dataset == 'TARGET'
   assert set(encodings.labels.tolist()) == {5, 6, 7}

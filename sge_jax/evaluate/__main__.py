@@ -5,10 +5,13 @@ Usage::
   python -m sge_jax.evaluate --workdir=DIR [--config.<field>=<value> ...]
 
 Reads ``DIR/config.json`` and ``DIR/encodings.npz``, runs the evaluation
-protocols again (recognition network, retrieval, baselines) and rewrites
-``results.json``, ``report.md`` and the plots in DIR. The encoders are not
-touched, and ``config.json`` stays the record of the run (results.json says
-which settings the evaluation used). Overrides use launch.py's syntax and types
+protocols again (recognition network, retrieval, baselines) and writes
+``results.json``, ``report.md`` and the plots to ``DIR/evaluations/<name>/``
+(``--name``, default from the overrides): the run's own results are never
+replaced. The RN is re-scored from the run's saved ``rn.npz`` (every selection
+rule's parameters, so the numbers equal the run's) unless an override changes
+what the RN learns (rn.epochs, rn.hidden, ...), in which case it is trained
+again and the results say why. The encoders are not touched. Overrides use launch.py's syntax and types
 and may change ``rn.*`` and ``eval.*`` fields, e.g.::
 
   python -m sge_jax.evaluate --workdir=runs/kgbd --config.rn.selection=fixed \
@@ -35,6 +38,9 @@ from sge_jax.evaluate import report
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Workdir of a finished run (holds config.json and '
     'encodings.npz, or seed_<s>/ sub-directories).')
+_NAME = flags.DEFINE_string(
+    'name', None, 'Folder name of this evaluation under <workdir>/evaluations/ '
+    '(default: from the overrides, e.g. rn.selection-fixed; "rescored" without).')
 # The defaults only give every field its type; what applies is the saved config
 # with the fields given on the command line.
 _CONFIG = cli.define_config_flag(
@@ -44,11 +50,15 @@ _CONFIG = cli.define_config_flag(
 
 def _reevaluate() -> None:
   overrides = config_flags.get_override_values(flags.FLAGS['config'])
-  results = pipeline.reevaluate(_WORKDIR.value, overrides)
+  results, out_dir = pipeline.reevaluate(_WORKDIR.value, overrides,
+                                         _NAME.value)
   for line in report.summary_lines(results):
     print(line)
+  rn = results.get('rn') or {}
+  if rn.get('source'):
+    print(f'RN: {rn["source"]}')
   print(f'Wrote {workdir_lib.RESULTS_FILE} and {workdir_lib.REPORT_FILE} in '
-        f'{_WORKDIR.value}')
+        f'{out_dir} (the run\'s own results are unchanged)')
 
 
 def main(argv: Sequence[str]) -> None:

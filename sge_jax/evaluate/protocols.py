@@ -60,7 +60,7 @@ from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import baselines as baselines_lib
-from sge_jax.evaluate import metrics, recognition
+from sge_jax.evaluate import metrics, recognition, saved_rn
 
 RETRIEVAL_DESCRIPTIONS = {
     'concat': 'flattened f x D frame-level CAGEs (the sequence-level CAGE)',
@@ -218,6 +218,7 @@ class _Outcome:
   notes: list[str] = dataclasses.field(default_factory=list)
   warnings: list[str] = dataclasses.field(default_factory=list)
   rn: Optional[dict[str, Any]] = None
+  trained_rn: Optional[recognition.RNResult] = None
 
 
 def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
@@ -242,8 +243,14 @@ def _require_classes(people: np.ndarray, what: str, dataset: str) -> None:
 
 
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
-               settings: EvalSettings) -> _Outcome:
-  """RN classification of every non-train split (module docstring)."""
+               settings: EvalSettings,
+               saved: Optional[saved_rn.SavedRN] = None) -> _Outcome:
+  """RN classification of every non-train split (module docstring).
+
+  The RN is re-scored from ``saved`` when that can serve ``rn_settings`` on
+  these encodings (``saved_rn``), else trained; ``trained_rn`` of the outcome
+  is set when it was trained (to be saved).
+  """
   outcome = _Outcome()
   dataset = encoding_set.metadata.dataset
   if TRAIN_SPLIT not in encoding_set.split_names:
@@ -277,9 +284,25 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           'training person.', warn=True)
     return outcome
 
-  result = recognition.train_and_score(train.encodings, train.labels,
-                                       test_sets, rn_settings)
-  outcome.rn = _rn_summary(result, rn_settings, train)
+  digest = saved_rn.encodings_digest(encoding_set)
+  why_not = (saved.mismatch(rn_settings, digest) if saved is not None
+             else None)
+  if saved is not None and why_not is None:
+    result = saved_rn.rescore(saved, test_sets, rn_settings)
+    source = f're-scored from the saved RN {saved.path}'
+    val_fraction = saved.meta['fingerprint']['val_fraction']
+  else:
+    if saved is not None:
+      _note(outcome, f'The RN is trained again: the saved RN {saved.path} '
+            f'cannot serve this evaluation ({why_not}).')
+    result = recognition.train_and_score(train.encodings, train.labels,
+                                         test_sets, rn_settings)
+    outcome.trained_rn = result
+    source = 'trained in this evaluation'
+    val_fraction = (rn_settings.val_fraction if rn_settings.selection == 'val'
+                    else None)
+  outcome.rn = _rn_summary(result, rn_settings, train, val_fraction)
+  outcome.rn['source'] = source
   for name in test_names:
     split, keep, unknown = kept[name]
     key = f'A/{name}'
@@ -321,9 +344,11 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   return outcome
 
 
-def _rn_summary(result: recognition.RNResult,
-                rn_settings: RNSettings,
-                train: SplitEncodings) -> dict[str, Any]:
+def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
+                train: SplitEncodings, val_fraction: Optional[float]
+                ) -> dict[str, Any]:
+  """The ``rn`` section of results.json; ``val_fraction`` is the validation
+  hold-out the RN was trained with (None without one)."""
   history = result.history
   return {
       'manner': rn_settings.manner,
@@ -334,8 +359,7 @@ def _rn_summary(result: recognition.RNResult,
       'configured_batch_size': rn_settings.batch_size,
       'learning_rate': rn_settings.learning_rate,
       'hidden': rn_settings.hidden,
-      'val_fraction': (rn_settings.val_fraction
-                       if result.selection == 'val' else None),
+      'val_fraction': val_fraction,
       'rules_reported': list(result.rules),
       'num_classes': int(result.classes.size),
       'input_dim': int(recognition.rn_samples(train.encodings[:1],

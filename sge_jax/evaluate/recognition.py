@@ -33,8 +33,13 @@ device, and each rule keeps what it needs at its chosen epoch:
   remaining training sequences only.
 * ``fixed``: the last epoch.
 * ``paper``: per test split, the epoch with the best accuracy ON THAT TEST
-  SPLIT (the first such epoch), as the authors' code keeps its RN; its test
-  scores are kept. Optimistic: the test labels pick the model.
+  SPLIT (the first such epoch), as the authors' code keeps its RN; its
+  parameters are kept and score that split after training. Optimistic: the
+  test labels pick the model.
+
+Every rule's scores come from its kept parameters through one compiled scoring
+function (``score_tests``), so an RN saved with its parameters
+(``sge_jax.evaluate.saved_rn``) re-scores to exactly the same numbers.
 
 With ``track_test`` (always on for ``paper``) the test splits are scored after
 every epoch, which gives the ``paper`` rule and the test-accuracy curves next
@@ -55,7 +60,7 @@ import functools
 import logging
 import math
 import time
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -170,6 +175,8 @@ class RNResult:
     scores: test split -> [n, C] float64 scores under ``selection``.
     selected_epochs: test split -> 1-based epoch chosen by ``selection``.
     rules: every available rule -> its RuleSelection (same training run).
+    params: rule -> the RN parameters it keeps; for 'paper', test split ->
+      parameters.
     history: per-epoch curves.
     num_train_sequences: sequences the RN trained on.
     num_val_sequences: sequences held out for 'val' (0 otherwise).
@@ -190,6 +197,7 @@ class RNResult:
   batch_size: int
   batches_per_epoch: int
   train_seconds: float
+  params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,7 +293,7 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
         accuracies.append(accuracy)
         paper.append(_better(accuracy > best['accuracy'],
                              {'accuracy': accuracy, 'epoch': epoch,
-                              'scores': scores}, best))
+                              'params': params}, best))
       new['paper'] = tuple(paper)
       history['test_accuracy'] = (jnp.stack(accuracies) if accuracies
                                   else jnp.zeros((0,), jnp.float32))
@@ -317,10 +325,17 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
   return lax.scan(body, carry, epochs)
 
 
-@functools.partial(jax.jit, static_argnames=('program',))
-def _score_tests(params, tests, program: _Program):
-  """Sequence scores [n_k, C] of every test split under ``params``."""
-  return tuple(_sequence_scores(program.model, params, x) for x, _ in tests)
+@functools.partial(jax.jit, static_argnames=('model',))
+def _score_samples(params, samples, model: RecognitionNetwork):
+  """Sequence scores [n, C] of RN samples [n, r, D_in] under ``params``."""
+  return _sequence_scores(model, params, samples)
+
+
+def score_tests(params, test_samples: tuple[np.ndarray, ...],
+                model: RecognitionNetwork) -> tuple[np.ndarray, ...]:
+  """Sequence scores [n_k, C] float64 of every test split under ``params``."""
+  return tuple(np.asarray(_score_samples(params, jnp.asarray(x), model=model),
+                          np.float64) for x in test_samples)
 
 
 @functools.partial(jax.jit, static_argnames=('program', 'input_dim',
@@ -336,9 +351,8 @@ def _initial_carry(program: _Program, rn_key: jax.Array, input_dim: int,
   # Accuracy -1 so that the first epoch always becomes the best so far.
   if program.track_test:
     carry['paper'] = tuple(
-        {'accuracy': jnp.float32(-1), 'epoch': jnp.int32(0),
-         'scores': jnp.zeros((n, program.model.num_classes), jnp.float32)}
-        for n in test_sizes)
+        {'accuracy': jnp.float32(-1), 'epoch': jnp.int32(0), 'params': params}
+        for _ in test_sizes)
   if program.has_val:
     carry['val'] = {'accuracy': jnp.float32(-1), 'loss': jnp.float32(jnp.inf),
                     'epoch': jnp.int32(0), 'params': params}
@@ -437,33 +451,27 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
     _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
               settings.epochs, history['train_loss'][last], val_note,
               time.perf_counter() - started)
-  final_scores = _score_tests(carry['params'], data['tests'], program=program)
-  val_scores = (_score_tests(carry['val']['params'], data['tests'],
-                             program=program) if program.has_val else None)
-  carry, final_scores, val_scores = jax.device_get(
-      (carry, final_scores, val_scores))
+  carry = jax.device_get(carry)
+  kept = {'fixed': carry['params']}
+  if program.has_val:
+    kept['val'] = carry['val']['params']
+  if program.track_test:
+    kept['paper'] = {name: best['params']
+                     for name, best in zip(test_names, carry['paper'])}
   train_seconds = time.perf_counter() - started
 
   history = {name: np.concatenate([h[name] for h in histories]
                                   )[:settings.epochs].astype(np.float64)
              for name in histories[0]}
 
-  def scores_by_split(scores):
-    return {name: np.asarray(s, np.float64)
-            for name, s in zip(test_names, scores)}
-
-  rules = {'fixed': RuleSelection(
-      epochs={name: settings.epochs for name in test_names},
-      scores=scores_by_split(final_scores))}
-  if program.track_test:
-    rules['paper'] = RuleSelection(
-        epochs={name: int(best['epoch']) + 1
-                for name, best in zip(test_names, carry['paper'])},
-        scores=scores_by_split(best['scores'] for best in carry['paper']))
+  epochs = {'fixed': {name: settings.epochs for name in test_names}}
   if program.has_val:
-    rules['val'] = RuleSelection(
-        epochs={name: int(carry['val']['epoch']) + 1 for name in test_names},
-        scores=scores_by_split(val_scores))
+    epochs['val'] = {name: int(carry['val']['epoch']) + 1 for name in test_names}
+  if program.track_test:
+    epochs['paper'] = {name: int(best['epoch']) + 1
+                       for name, best in zip(test_names, carry['paper'])}
+  rules = rule_selections(kept, epochs, dict(zip(test_names, test_samples)),
+                          program.model)
   chosen = rules[settings.selection]
   return RNResult(
       classes=classes, selection=settings.selection, scores=chosen.scores,
@@ -478,4 +486,31 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
       num_train_sequences=int(train_rows.size),
       num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
       batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,
-      train_seconds=train_seconds)
+      train_seconds=train_seconds, params=kept)
+
+
+def rule_selections(params: Mapping[str, Any],
+                    epochs: Mapping[str, Mapping[str, int]],
+                    test_samples: Mapping[str, np.ndarray],
+                    model: RecognitionNetwork) -> dict[str, RuleSelection]:
+  """Each rule's scores of the test splits from its kept parameters.
+
+  Args:
+    params: rule -> parameters ('paper': test split -> parameters).
+    epochs: rule -> test split -> the 1-based epoch those parameters are from.
+    test_samples: test split -> RN samples [n, r, D_in].
+    model: the RN.
+  """
+  names = tuple(test_samples)
+  samples = tuple(test_samples.values())
+  rules = {}
+  for rule in ('fixed', 'paper', 'val'):
+    if rule not in params:
+      continue
+    if rule == 'paper':
+      scores = {name: score_tests(params[rule][name], (samples[k],), model)[0]
+                for k, name in enumerate(names)}
+    else:
+      scores = dict(zip(names, score_tests(params[rule], samples, model)))
+    rules[rule] = RuleSelection(epochs=dict(epochs[rule]), scores=scores)
+  return rules

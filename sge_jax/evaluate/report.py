@@ -90,6 +90,9 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
       ('sequence length f', encodings['length']),
       ('pretext / attention',
        f'{encodings["pretext"]} / {encodings["attention"]}'),
+      ('encoders', f'k = {encodings["hidden"]}, trained '
+       + (f'in {encodings["encoder_workdir"]} (transfer)'
+          if encodings.get('encoder_workdir') else 'in this run')),
       ('CAGE dimension per frame', encodings['feature_dim']),
       ('protocols', ', '.join(results['protocols'])),
       ('model selection', results['selection_label']),

@@ -18,7 +18,7 @@ from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
-from sge_jax.evaluate import protocols, recognition, report
+from sge_jax.evaluate import protocols, recognition, report, saved_rn
 from sge_jax.evaluate import results as results_lib
 
 # On this dataset protocol B runs as CME (module docstring of protocols.py).
@@ -75,7 +75,8 @@ def _protocol_plan(config: ml_collections.ConfigDict,
 
 def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
                  workdir: str | pathlib.Path,
-                 training_warnings: Sequence[str] = ()) -> dict[str, Any]:
+                 training_warnings: Sequence[str] = (),
+                 saved_rn_path: Optional[pathlib.Path] = None) -> dict[str, Any]:
   """Runs the configured protocols and writes results.json, report.md, plots.
 
   Raises DataError when no protocol can score anything (the reasons are the
@@ -88,6 +89,8 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     workdir: where the result files go (created if missing).
     training_warnings: warnings of the train stage (e.g. divergence), repeated
       in results.json.
+    saved_rn_path: an ``rn.npz`` to re-score from when it fits (default: the
+      one in ``workdir``). An RN trained here is saved to ``workdir/rn.npz``.
 
   Returns:
     The results dict, as written to ``results.json`` (schema in
@@ -102,7 +105,9 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
 
   outcomes = []
   if 'A' in plan:
-    outcomes.append(protocols.protocol_a(encoding_set, rn_settings, settings))
+    saved = saved_rn.load_rn(saved_rn_path or workdir / saved_rn.RN_FILE)
+    outcomes.append(protocols.protocol_a(encoding_set, rn_settings, settings,
+                                         saved))
   if 'B' in plan:
     outcomes.append(protocols.protocol_b(encoding_set, settings))
   if 'CME' in plan:
@@ -148,6 +153,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
           'feature_dim': int(encoding_set.encodings.shape[-1]),
           'model_names': list(meta.model_names),
           'encoder_seed': meta.seed, 'config_hash': meta.config_hash,
+          'encoder_workdir': str(config.get('encoder_workdir') or '') or None,
           'sge_jax_version': meta.sge_jax_version,
           'num_sequences': {name: int(np.count_nonzero(
               encoding_set.split == name)) for name in encoding_set.split_names},
@@ -167,6 +173,11 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'notes': notes,
   }
   results_lib.write_run_outputs(results, workdir, rocs=rocs, plots=settings.plots)
+  for outcome in outcomes:
+    if outcome.trained_rn is not None:
+      saved_rn.save_rn(workdir / saved_rn.RN_FILE, outcome.trained_rn,
+                       rn_settings, saved_rn.encodings_digest(encoding_set),
+                       rn_summary)
   for line in report.summary_lines(results):
     _log.info('[eval] %s', line)
   return results

@@ -11,6 +11,7 @@ import pytest
 from sge_jax.config import get_config
 from sge_jax import pipeline
 from sge_jax.encode import encodings as encodings_lib
+from sge_jax.evaluate import stage
 from sge_jax.data import joints
 from sge_jax.errors import ConfigError, DataError
 
@@ -51,6 +52,7 @@ def _write_run(run_dir, seed=0, encodings=True):
   if encodings:
     encodings_lib.save_encodings(run_dir / 'encodings.npz',
                                  _encoding_set(seed))
+  return config
 
 
 def _run_cli(*arguments):
@@ -66,13 +68,41 @@ def test_cli_reevaluates_with_overrides(tmp_path):
                        '--config.rn.epochs=3', '--config.eval.baselines=false')
   assert completed.returncode == 0, completed.stderr
   assert 'A/test' in completed.stdout and 'Rank-1' in completed.stdout
-  results = json.loads((tmp_path / 'results.json').read_text())
+  out_dir = tmp_path / 'evaluations' / 'eval.baselines-False_rn.epochs-3_rn.selection-fixed'
+  assert str(out_dir) in completed.stdout
+  results = json.loads((out_dir / 'results.json').read_text())
   assert results['selection'] == 'fixed'
   assert results['rn']['epochs'] == 3
   assert 'baselines' not in results['entries']['A/test']
-  assert (tmp_path / 'report.md').exists()
-  # The saved config is the run's record; re-evaluation does not rewrite it.
+  assert (out_dir / 'report.md').exists() and (out_dir / 'rn.npz').exists()
+  # The saved config is the run's record; re-evaluation does not rewrite it,
+  # and writes nothing over the run's own files.
   assert (tmp_path / 'config.json').read_text() == saved_config
+  assert not (tmp_path / 'results.json').exists()
+
+
+def test_reevaluation_rescored_from_the_saved_rn_reproduces_every_rule(tmp_path):
+  config = _write_run(tmp_path)
+  original = stage.evaluate_run(config, encodings_lib.load_encodings(
+      tmp_path / 'encodings.npz'), tmp_path)
+  assert original['rn']['source'] == 'trained in this evaluation'
+  original_bytes = (tmp_path / 'results.json').read_bytes()
+  entry = original['entries']['A/test']
+  for selection in ('val', 'fixed', 'paper'):
+    results, out_dir = pipeline.reevaluate(
+        tmp_path, {'rn.selection': selection})
+    assert results['rn']['source'].startswith('re-scored from the saved RN')
+    again = results['entries']['A/test']
+    assert again['by_selection'] == entry['by_selection']
+    assert again['rank1'] == entry['by_selection'][selection]['rank1']
+    assert results['rn']['num_val_sequences'] == original['rn']['num_val_sequences']
+    assert out_dir.name == f'rn.selection-{selection}'
+  assert (tmp_path / 'results.json').read_bytes() == original_bytes
+  # A field that changes what the RN learns trains it again, saying why.
+  results, _ = pipeline.reevaluate(tmp_path, {'rn.epochs': 2}, name='short')
+  assert results['rn']['source'] == 'trained in this evaluation'
+  assert any('rn.epochs differ from the saved RN' in note
+             for note in results['notes'])
 
 
 def test_cli_missing_files_are_named(tmp_path):
@@ -106,13 +136,14 @@ def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
 def test_multi_seed_workdir_is_aggregated(tmp_path):
   for seed in (0, 1):
     _write_run(tmp_path / f'seed_{seed}', seed=seed)
-  aggregate = pipeline.reevaluate(tmp_path, {'rn.epochs': 3,
-                                             'eval.protocols': 'A'})
-  per_seed = [json.loads((tmp_path / f'seed_{s}' / 'results.json').read_text())
-              for s in (0, 1)]
+  aggregate, out_dir = pipeline.reevaluate(
+      tmp_path, {'rn.epochs': 3, 'eval.protocols': 'A'}, name='three')
+  assert out_dir == tmp_path / 'evaluations' / 'three'
+  per_seed = [json.loads((tmp_path / f'seed_{s}' / 'evaluations' / 'three'
+                          / 'results.json').read_text()) for s in (0, 1)]
   assert [r['seed'] for r in per_seed] == [0, 1]
   assert all(r['rn']['epochs'] == 3 for r in per_seed)
-  saved = json.loads((tmp_path / 'results.json').read_text())
+  saved = json.loads((out_dir / 'results.json').read_text())
   assert saved == json.loads(json.dumps(saved))  # plain JSON
   assert saved['seeds'] == [0, 1]
   values = [r['entries']['A/test']['rank1'] for r in per_seed]
@@ -121,7 +152,7 @@ def test_multi_seed_workdir_is_aggregated(tmp_path):
   assert stat['mean'] == pytest.approx(np.mean(values))
   assert stat['std'] == pytest.approx(np.std(values, ddof=1))
   assert aggregate['rank1']['mean'] == pytest.approx(np.mean(values))
-  assert '±' in (tmp_path / 'report.md').read_text()
+  assert '±' in (out_dir / 'report.md').read_text()
 
 
 class TestOverrides:
