@@ -33,6 +33,12 @@ def _load_matplotlib():
   return Figure, FigureCanvasAgg
 
 
+def matplotlib_ticker():
+  """matplotlib.ticker (only called once matplotlib is known to import)."""
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+  return ticker
+
+
 def _file_stem(key: str) -> str:
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', key)
 
@@ -70,6 +76,7 @@ def _plot_cmc(matplotlib_api, key: str, entry: dict[str, Any],
       axes.fill_between(ranks, 100 * (mean - std), 100 * (mean + std),
                         alpha=0.2)
   axes.set_xlabel('rank k')
+  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('recognition rate (%)')
   axes.set_ylim(0, 101)
   axes.set_title(f'CMC, {entry["label"]}')
@@ -113,13 +120,14 @@ def _plot_rn_history(matplotlib_api, results: dict[str, Any],
     axes.plot(epochs, 100 * np.asarray(history['val_accuracy'], float),
               label='validation', color='black')
   for split, curve in history['test_accuracy'].items():
-    axes.plot(epochs, 100 * np.asarray(curve, float), label=f'test {split}',
-              alpha=0.8)
+    label = split if split == 'test' else f'test split {split}'
+    axes.plot(epochs, 100 * np.asarray(curve, float), label=label, alpha=0.8)
   for entry in results['entries'].values():
     if entry['protocol'] == 'A' and 'selected_epoch' in entry:
       axes.axvline(entry['selected_epoch'], color='grey', linestyle=':',
                    linewidth=0.8)
   axes.set_xlabel('RN epoch')
+  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('sequence accuracy (%)')
   axes.set_title(f'RN accuracy per epoch (dotted: {results["selection"]} '
                  'selection)')

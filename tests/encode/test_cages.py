@@ -23,10 +23,12 @@ def test_cages_match_direct_model_calls_for_any_batching(decoder_input):
     direct = model.apply({'params': jax.tree.map(lambda p: p[m], params)},
                          data['inputs'][m], data['targets'][m],
                          project=False)['cages']
+    # Batched vs per-model programs may sum in another order (float32, ~k
+    # terms per product over f steps): a few 1e-6 of the O(1) CAGEs.
     np.testing.assert_allclose(encodings[:, :, 4 * m:4 * (m + 1)], direct,
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(cages.compute_cages(params, model, data, batch_size=16),
-                             encodings, rtol=1e-6, atol=1e-7)
+                             encodings, rtol=1e-5, atol=1e-5)
 
 
 def test_config_hash_tracks_encoder_fields_only():

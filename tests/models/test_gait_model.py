@@ -106,8 +106,11 @@ def test_zero_input_mode_equals_teacher_forcing_on_zero_targets():
   variables = jax.jit(zeros_model.init)(jax.random.key(0), inputs)
   a = jax.jit(zeros_model.apply)(variables, inputs)
   b = jax.jit(forcing_model.apply)(variables, inputs, jnp.zeros_like(inputs))
+  # Two float32 code paths (rows skipped vs zeros multiplied): products over
+  # ~k + J = 21 terms, compounded over f = 6 recurrent steps, agree to a few
+  # 1e-6 of the O(1) outputs on any CPU.
   for name in a:
-    np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5)
 
 
 def test_projector_init_is_standard_normal():

@@ -66,9 +66,21 @@ def test_two_devices_train_like_one(tmp_path):
   dataset = tiny_dataset(config)
   one = train_encoders(config, dataset, tmp_path / 'one', jax.devices()[:1])
   two = train_encoders(config, dataset, tmp_path / 'two', jax.devices()[:2])
-  # 12 Adam steps amplify rounding in near-zero gradients (biases start at 0);
-  # the 1e-5 single-step equivalence is tested in test_train_step.py.
-  _assert_same_params(two.params, one.params, rtol=1e-4)
+  # Adam moves every parameter by about +/-lr per step whatever its gradient's
+  # size, so float32 rounding in a near-zero gradient (the summation order
+  # differs between 1 and 2 devices, and between CPUs) can flip a step: the
+  # parameters agree only to within those steps. The losses, smooth in the
+  # parameters, agree closely; the exact gradient equivalence is tested in
+  # tests/train/test_step.py.
+  steps = int(config.train.epochs) * (dataset.split('train').num_sequences
+                                      // int(config.train.batch_size))
+  adam_bound = 2 * 3.2 * float(config.train.learning_rate) * steps
+  for x, y in zip(jax.tree.leaves(two.params), jax.tree.leaves(one.params)):
+    assert np.max(np.abs(np.asarray(x) - np.asarray(y))) <= adam_bound
+  losses = [[r['loss/total_all_models'] for r in map(
+      json.loads, (tmp_path / run / 'metrics.jsonl').read_text().splitlines())
+             if 'loss/total_all_models' in r] for run in ('one', 'two')]
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

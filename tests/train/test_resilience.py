@@ -51,8 +51,10 @@ def test_sigkill_at_random_points_then_rerun_gives_identical_results(tmp_path):
           _command(killed), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
           stderr=log)
       start = time.time()
+      # Kill only once a checkpoint exists, so that every kill (however slow
+      # the machine) lands in a run that has something to resume from.
       while (time.time() - start < 300 and process.poll() is None
-             and '[train] epoch' not in log_path.read_text()):
+             and not glob.glob(str(killed / 'checkpoints' / '[0-9]*'))):
         time.sleep(0.1)
       time.sleep(rng.uniform(0.5, 4.0))
       if process.poll() is None:
