@@ -205,3 +205,14 @@ def test_a_rejected_run_writes_no_config(tmp_path):
   with pytest.raises(DataError, match='fewer than one batch'):
     pipeline.run(too_big, fresh)
   assert not (fresh / 'config.json').exists()
+
+
+@pytest.mark.parametrize('content', ['{"seed": 0, ', '[1, 2]', '\x00\xff'])
+def test_a_corrupt_config_json_is_named(tmp_path, content):
+  workdir = tmp_path / 'run'
+  pipeline.run(_smoke_config(), workdir)
+  (workdir / 'config.json').write_bytes(content.encode('latin-1'))
+  for attempt in (lambda: pipeline.run(_smoke_config(), workdir),
+                  lambda: pipeline.reevaluate(workdir)):
+    with pytest.raises(DataError, match='config.json'):
+      attempt()
