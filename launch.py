@@ -39,7 +39,9 @@ def _run(workdir: pathlib.Path) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    cli.exit_with_user_error(f'unexpected arguments: {" ".join(argv[1:])} '
+                             '(overrides are written --config.<field>=<value>)',
+                             flags_hint=True)
   cli.quiet_libraries()
   workdir = pathlib.Path(_WORKDIR.value
                          or default_workdir(flags.FLAGS['config'].serialize()

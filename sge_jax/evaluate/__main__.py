@@ -38,6 +38,7 @@ from sge_jax.evaluate import report
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Workdir of a finished run (holds config.json and '
     'encodings.npz, or seed_<s>/ sub-directories).')
+flags.mark_flag_as_required('workdir')
 _NAME = flags.DEFINE_string(
     'name', None, 'Folder name of this evaluation under <workdir>/evaluations/ '
     '(default: from the overrides, e.g. rn.selection-fixed; "rescored" without).')
@@ -63,9 +64,9 @@ def _reevaluate() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not _WORKDIR.value:
-    raise app.UsageError('--workdir is required')
+    cli.exit_with_user_error(f'unexpected arguments: {" ".join(argv[1:])} '
+                             '(overrides are written --config.<field>=<value>)',
+                             flags_hint=True)
   logging.getLogger().setLevel(logging.INFO)
   cli.quiet_libraries()
   cli.exit_on_user_error(_reevaluate)
