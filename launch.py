@@ -11,7 +11,9 @@ Many hosts: run the same command in every process with
 devices only.
 """
 
+import faulthandler
 import pathlib
+import signal
 
 from absl import app, flags, logging
 import jax
@@ -76,6 +78,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   settings = job_settings()
+  # A job that seems stuck: `kill -USR1 <pid>` prints every thread's stack.
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
   try:
     distributed.start(settings)     # before anything touches a device
   except USER_ERRORS as error:

@@ -168,6 +168,7 @@ def start(settings: JobSettings) -> None:
           '--coordinator_address, --num_processes and --process_id') from None
     return
   if settings.process_id != 0:
+    _log_warnings_only()        # before JAX's 'Connecting to ...' line
     wait_for_coordinator(settings.coordinator_address,
                          settings.coordinator_timeout)
   else:
@@ -203,6 +204,11 @@ def process_prefix() -> str:
   return f'[process {process_index()}] ' if process_count() > 1 else ''
 
 
+def _log_warnings_only() -> None:
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+
+
 class _ProcessPrefix(logging.Filter):
   """Prefixes every record with the process index."""
 
@@ -221,8 +227,7 @@ def quiet_other_processes() -> None:
   index (process 0 logs as a single process does)."""
   if process_count() == 1 or is_main_process():
     return
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.WARNING)
+  _log_warnings_only()
   prefix = process_prefix()
   for handler in logging.getLogger().handlers:
     handler.addFilter(_ProcessPrefix(prefix))

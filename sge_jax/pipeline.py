@@ -36,6 +36,7 @@ from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
 from sge_jax.train import train_encoders
+from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import encoder_training_split
 from sge_jax.workdir_lock import hold_workdir_lock
@@ -76,6 +77,8 @@ def run_single(config: ml_collections.ConfigDict,
       if train:
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
+  if train:
+    check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
   if distributed.is_main_process():
     workdir_lib.write_config(config, workdir)

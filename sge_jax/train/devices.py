@@ -118,5 +118,18 @@ def replicate(tree, devices: Devices):
 
 
 def unreplicate(tree):
-  """The first device's copy of a replicated tree."""
-  return jax.tree.map(lambda leaf: leaf[0], tree)
+  """The first local device's copy of a replicated tree (on that device).
+
+  Not ``leaf[0]``: indexing a pmap output runs a program over all local
+  devices, and a 2-process CPU job hung in one such slice before a checkpoint
+  save (the main thread waiting for its result; about one run in four).
+  ``addressable_data`` takes one device's buffer; the ``[0]`` then runs on that
+  device alone.
+  """
+  return jax.tree.map(lambda leaf: leaf.addressable_data(0)[0], tree)
+
+
+def first_device_values(array: jax.Array) -> np.ndarray:
+  """The first local device's row of a pmap output, as NumPy (no device
+  program, see ``unreplicate``)."""
+  return np.asarray(array.addressable_data(0))[0]

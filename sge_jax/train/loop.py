@@ -41,8 +41,9 @@ from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError
 from sge_jax.train import losses, pretext
 from sge_jax.train.checkpoints import CheckpointStore
-from sge_jax.train.devices import (Devices, global_device_count, pmap_devices,
-                                   replicate, resident_batches, unreplicate)
+from sge_jax.train.devices import (Devices, first_device_values,
+                                   global_device_count, pmap_devices, replicate,
+                                   resident_batches, unreplicate)
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
 from sge_jax.train.progress import progress_line
 from sge_jax.train.setup import (build_definition, encoder_tasks,
@@ -191,24 +192,33 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   Returns:
     The final train state (unreplicated; the same on every process).
 
-  Raises:
-    DistributedError: another process of the job loaded a different training
-      split.
+  In a multi-process job, ``check_same_training_split`` must have passed.
   """
   workdir = pathlib.Path(workdir)
   devices = None if devices is None else tuple(devices)
   split_name = encoder_training_split(dataset)
   check_trainable(dataset, int(config.train.batch_size), split_name)
+  with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
+                       int(config.train.keep_checkpoints)) as checkpoints:
+    return _train_loop(config, dataset, split_name, workdir, devices,
+                       checkpoints)
+
+
+def check_same_training_split(dataset: SkeletonDataset) -> None:
+  """Stops every process of the job when one loaded another training split (a
+  collective; nothing for a single process).
+
+  Raises:
+    DistributedError: naming the first process whose split differs from
+      process 0's.
+  """
+  split_name = encoder_training_split(dataset)
   split = dataset.split(split_name)
   distributed.check_same_on_every_process(
       f'training split ({split_name} of {dataset.name})',
       distributed.checksum(split.sequences, split.labels),
       'every process must load the same data: start each with the same command '
       'and config, and give every host the same data files')
-  with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
-                       int(config.train.keep_checkpoints)) as checkpoints:
-    return _train_loop(config, dataset, split_name, workdir, devices,
-                       checkpoints)
 
 
 def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
@@ -262,7 +272,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     call_start = time.perf_counter()
     replicated, metrics = run_calls(replicated, resident, stopping.active,
                                     np.int32(num_steps))
-    metrics = {term: np.asarray(values[0])[:num_steps]
+    metrics = {term: first_device_values(values)[:num_steps]
                for term, values in metrics.items()}
     _check_finite(metrics, names, step, checkpoints)
     elapsed = time.perf_counter() - call_start
@@ -281,7 +291,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     logging.info(progress_line(epoch, int(train.epochs), step, total_steps, sums,
                                 rate, (total_steps - step) / max(rate, 1e-9)))
     if step % num_batches == 0:
-      validation = np.asarray(validate(replicated, resident)[0])
+      validation = first_device_values(validate(replicated, resident))
       stopping = update_early_stopping(stopping, validation,
                                        train.early_stopping)
       log.write({'stage': STAGE, 'step': step, 'epoch': epoch,
