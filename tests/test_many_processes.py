@@ -45,13 +45,20 @@ PARAM_ATOL = 2e-5          # 1.4e-5 rounded up
 ENCODING_ATOL = 2e-4
 
 
-def _run(tmp_path_factory, layout, *extra, name=None):
+@pytest.fixture(scope='module')
+def compilation_cache(tmp_path_factory):
+  """Shared by the 2x2 runs of this module: the killed and the resumed run
+  reuse the straight run's programs instead of compiling them again."""
+  return tmp_path_factory.mktemp('xla_cache')
+
+
+def _run(tmp_path_factory, layout, compilation_cache):
   processes, devices = LAYOUTS[layout]
-  base = tmp_path_factory.mktemp(name or layout)
+  base = tmp_path_factory.mktemp(layout)
   workdir = base / 'run'
-  finished = run_job([*RUN_FLAGS, f'--workdir={workdir}', *extra],
+  finished = run_job([*RUN_FLAGS, f'--workdir={workdir}'],
                      base / 'logs', num_processes=processes,
-                     local_devices=devices)
+                     local_devices=devices, compilation_cache=compilation_cache)
   for index, result in enumerate(finished):
     assert result.returncode == 0, (
         f'{layout} process {index} exited with {result.returncode}:\n'
@@ -60,8 +67,9 @@ def _run(tmp_path_factory, layout, *extra, name=None):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-  return {layout: _run(tmp_path_factory, layout) for layout in LAYOUTS}
+def runs(tmp_path_factory, compilation_cache):
+  return {layout: _run(tmp_path_factory, layout, compilation_cache)
+          for layout in LAYOUTS}
 
 
 def _losses(workdir):
@@ -130,7 +138,7 @@ def _checkpoint_steps(workdir):
 
 @pytest.mark.slow
 def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
-    runs, tmp_path):
+    runs, compilation_cache, tmp_path):
   straight, _ = runs['2x2']
   workdir = tmp_path / 'run'
   # Checkpoint cadence changes no number (training calls end at epoch ends and
@@ -138,13 +146,15 @@ def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
   run_flags = [*RUN_FLAGS, f'--workdir={workdir}', '--config.stages=train,encode',
                '--config.train.checkpoint_every_steps=2']
   first_checkpoint = workdir / workdir_lib.CHECKPOINT_DIR / '4'
-  killed = start_job(run_flags, tmp_path / 'killed')
+  killed = start_job(run_flags, tmp_path / 'killed',
+                     compilation_cache=compilation_cache)
   killed.wait(timeout=300, until=first_checkpoint.exists)   # SIGKILLs both
   steps = _checkpoint_steps(workdir)
   assert steps and steps[-1] < 20, f'not killed during training: {steps}'
   assert not (workdir / workdir_lib.ENCODINGS_FILE).exists()
 
-  resumed = run_job(run_flags, tmp_path / 'resumed')
+  resumed = run_job(run_flags, tmp_path / 'resumed',
+                    compilation_cache=compilation_cache)
   for index, result in enumerate(resumed):
     assert result.returncode == 0, (index, result.stderr[-3000:])
   assert f'resumed from checkpoint step {steps[-1]}' in resumed[0].stderr
