@@ -212,6 +212,8 @@ def check_same_training_split(dataset: SkeletonDataset) -> None:
     DistributedError: naming the first process whose split differs from
       process 0's.
   """
+  if distributed.process_count() == 1:
+    return
   split_name = encoder_training_split(dataset)
   split = dataset.split(split_name)
   distributed.check_same_on_every_process(
