@@ -47,8 +47,9 @@ ENCODING_ATOL = 2e-4
 
 @pytest.fixture(scope='module')
 def compilation_cache(tmp_path_factory):
-  """Shared by the 2x2 runs of this module: the killed and the resumed run
-  reuse the straight run's programs instead of compiling them again."""
+  """Shared by the runs of this module, which then compile each single-device
+  program (encoder, recognition network) once; JAX does not cache the pmapped
+  training program."""
   return tmp_path_factory.mktemp('xla_cache')
 
 
@@ -108,6 +109,10 @@ def test_two_processes_train_encode_and_evaluate_like_one(runs, other):
   for name in ('config.json', 'metrics.jsonl', 'encodings.npz', 'results.json',
                'report.md'):
     assert (multi / name).exists(), name
+  # Checkpoint array data: written by process 0 alone (Orbax's protocol).
+  checkpoints = multi / workdir_lib.CHECKPOINT_DIR
+  assert list(checkpoints.glob('*/default/ocdbt.process_0'))
+  assert not list(checkpoints.glob('*/default/ocdbt.process_1'))
 
   multi_losses, single_losses = _losses(multi), _losses(single)
   assert multi_losses.keys() == single_losses.keys()
@@ -225,3 +230,10 @@ def test_incomplete_job_flags_name_the_missing_ones(tmp_path):
                      tmp_path / 'logs', num_processes=1,
                      per_process_args=[['--num_processes=2']], timeout=120)
   _assert_one_line_error(finished[0], '--coordinator_address, --process_id')
+
+
+def test_auto_detection_outside_a_cluster_is_one_line(tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                     tmp_path / 'logs', num_processes=1,
+                     per_process_args=[['--distributed=auto']], timeout=120)
+  _assert_one_line_error(finished[0], '--distributed=auto found no cluster')

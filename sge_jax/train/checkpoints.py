@@ -15,8 +15,9 @@ Many processes: every process calls ``save`` and ``restore`` (Orbax
 synchronises them; only process 0 writes the arrays, which are host NumPy
 copies, identical on every process), on one directory every process shares.
 ``restore_latest`` decides together: all processes must list the same steps,
-a step counts as damaged when any process cannot read it, and only process 0
-moves it aside; so every process restores the same step.
+a step counts as damaged when any process cannot read it, only process 0
+moves it aside, and the restored state is compared (a checksum) across
+processes.
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ class CheckpointStore:
         error = caught
       failed = distributed.gather(np.uint8(error is not None))
       if not failed.any():
+        distributed.check_same_on_every_process(
+            f'checkpoint {step} in {self.directory}',
+            distributed.checksum(_leaf_checksums(_keys_to_data(tree))),
+            'the workdir must be on a filesystem every process of the job shares')
         return step, tree
       message = str(error) if error else (
           f'checkpoint {step} in {self.directory} cannot be read on process '
