@@ -4,8 +4,10 @@ resumable stop (exit 130), and quiet third-party logs."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import traceback
 from typing import Any, Callable
 
 from sge_jax.errors import USER_ERRORS
@@ -37,22 +39,45 @@ def quiet_libraries() -> None:
 
 
 def exit_on_user_error(main: Callable[..., Any], *args: Any,
-                       interrupted_hint: str = '') -> None:
+                       interrupted_hint: str = '', multi_process: bool = False,
+                       prefix: str = '') -> None:
   """Runs ``main(*args)`` and exits with its integer result (0 for None).
 
   A user error (``sge_jax.errors.USER_ERRORS``) is printed once as
   ``error: <message>`` and exits with status 2; Ctrl-C prints
   ``interrupted_hint`` (what survives and how to go on) and exits with 130.
+
+  In a process of a multi-process job (``multi_process``), every line starts
+  with ``prefix`` (its index), and a crash or Ctrl-C ends the process at once
+  (``os._exit``): a normal exit would wait for the other processes at JAX's
+  shutdown barrier while they wait for this one in a collective. The others
+  then stop when JAX notices this process is gone (--peer_timeout). A user
+  error exits normally: the job's checks raise it on every process together.
   """
   try:
     result = main(*args)
   except USER_ERRORS as error:
-    exit_with_user_error(str(error))
+    exit_with_user_error(str(error), prefix=prefix)
   except KeyboardInterrupt:
-    print(f'\ninterrupted{": " + interrupted_hint if interrupted_hint else ""}',
+    print(f'\n{prefix}interrupted'
+          f'{": " + interrupted_hint if interrupted_hint else ""}',
           file=sys.stderr)
-    sys.exit(INTERRUPTED_STATUS)
+    _exit(INTERRUPTED_STATUS, at_once=multi_process)
+  except Exception:  # pylint: disable=broad-except
+    if not multi_process:
+      raise
+    print(f'{prefix}crashed:', file=sys.stderr)
+    traceback.print_exc()
+    _exit(1, at_once=True)
   sys.exit(result if isinstance(result, int) else 0)
+
+
+def _exit(status: int, at_once: bool) -> None:
+  if at_once:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  sys.exit(status)
 
 
 def _config_error_message(error: BaseException) -> str:
@@ -115,8 +140,9 @@ def define_config_flag(define: Callable[..., Any], *args: Any, **kwargs: Any):
     exit_with_user_error(_config_error_message(error), flags_hint=True)
 
 
-def exit_with_user_error(message: str, flags_hint: bool = False) -> None:
-  print(f'error: {message}', file=sys.stderr)
+def exit_with_user_error(message: str, flags_hint: bool = False,
+                         prefix: str = '') -> None:
+  print(f'{prefix}error: {message}', file=sys.stderr)
   if flags_hint:
     print('Pass --helpshort to see the flags.', file=sys.stderr)
   sys.exit(USER_ERROR_STATUS)

@@ -421,7 +421,11 @@ class EvalSettings:
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ConfigError naming the first bad field and the allowed values."""
+  """Raises ConfigError naming the first bad field and the allowed values.
+
+  ``num_devices`` is the global device count: every device of every process
+  of the job shares each batch of ``train.batch_size``.
+  """
   parse_stages(config.stages)
   parse_seeds(config)
   data, model, train = config.data, config.model, config.train
@@ -447,7 +451,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _int_at_least(train.epochs, 'train.epochs')
   _int_at_least(train.batch_size, 'train.batch_size', 2)
   _require(train.batch_size % num_devices == 0, 'train.batch_size',
-           train.batch_size, f'a multiple of the {num_devices} devices')
+           train.batch_size, f'a multiple of the {num_devices} devices (of '
+           'all processes) that share each batch')
   _positive_float(train.learning_rate, 'train.learning_rate')
   _positive_float(train.temperature, 'train.temperature')
   _positive_float(train.weight_decay, 'train.weight_decay', allow_zero=True)

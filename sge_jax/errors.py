@@ -32,10 +32,16 @@ class WorkdirError(ValueError):
   """The workdir cannot be used: it is a file, not writable, or cannot be locked."""
 
 
+class DistributedError(RuntimeError):
+  """A multi-process job cannot start or go on: bad or incomplete flags, an
+  unreachable coordinator, processes that loaded different data, or an error on
+  another process of the job (the message names it)."""
+
+
 class WorkdirBusyError(WorkdirError):
   """Another run holds the workdir's lock; the message names its PID and host."""
 
 
 # What the commands report as one line (exit status 2) instead of a traceback.
 USER_ERRORS = (ConfigError, DataError, CheckpointError, CheckpointMismatchError,
-               NonFiniteLossError, WorkdirError)
+               NonFiniteLossError, WorkdirError, DistributedError)

@@ -10,10 +10,17 @@ sge_jax.evaluate``). Both go through the one seed loop, ``_over_seeds``.
 Running the same command again resumes: training continues from the newest
 checkpoint, and encode and evaluate (cheap and deterministic) are redone when
 requested.
+
+In a multi-process job (``sge_jax.distributed``) every process runs ``run``:
+all load the data, train and compute the encodings together; process 0 alone
+takes the workdir lock, writes the files and evaluates, while the others wait
+for it. Checks that can fail on one process only (the lock, the data, the
+evaluation) stop every process together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import pathlib
@@ -24,6 +31,7 @@ import jax
 import ml_collections
 
 from sge_jax import config as config_lib
+from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
@@ -32,6 +40,7 @@ from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
 from sge_jax.evaluate.saved_rn import RN_FILE
 from sge_jax.train import train_encoders
+from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import encoder_training_split
 from sge_jax.workdir_lock import hold_workdir_lock
@@ -72,21 +81,25 @@ def run_single(config: ml_collections.ConfigDict,
   """Runs the requested stages of one seed in ``workdir``; returns the results
   (None when ``evaluate`` is not among the stages)."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   stages = config_lib.parse_stages(config.stages)
-  check_workdir(config, workdir)
-  if config.encoder_workdir:
-    config = with_encoder_model(config)
-  train = 'train' in stages and not config.encoder_workdir
   dataset = None
-  if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
-    dataset = prepare_dataset(config.data, config_lib.data_seed(config))
-    logging.info('[data] %s', dataset_summary(dataset))
-    if train:
-      check_trainable(dataset, int(config.train.batch_size),
-                      encoder_training_split(dataset))
+  with distributed.stop_together():
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir(config, workdir)
+    if config.encoder_workdir:
+      config = with_encoder_model(config)
+    train = 'train' in stages and not config.encoder_workdir
+    if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
+      dataset = prepare_dataset(config.data, config_lib.data_seed(config))
+      logging.info('[data] %s', dataset_summary(dataset))
+      if train:
+        check_trainable(dataset, int(config.train.batch_size),
+                        encoder_training_split(dataset))
+  if train:
+    check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
-  workdir_lib.write_config(config, workdir)
+  if distributed.is_main_process():
+    workdir_lib.write_config(config, workdir)
   trained_params = None
   if 'train' in stages and not train:
     logging.info('[train] skipped: encoders come from %s',
@@ -97,7 +110,11 @@ def run_single(config: ml_collections.ConfigDict,
     encode_stage(config, dataset, workdir, trained_params)
   if 'evaluate' not in stages:
     return None
-  return _evaluate_saved(config, workdir)
+  results = None
+  with distributed.stop_together():    # the other processes wait for process 0
+    if distributed.is_main_process():
+      results = _evaluate_saved(config, workdir)
+  return results
 
 
 def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
@@ -112,17 +129,21 @@ def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
                  index + 1, len(runs), seed_workdir)
     per_seed.append(run_one(seed_config, seed_workdir))
   if any(results is None for results in per_seed):
-    return None
+    return None     # also on every process but 0 of a multi-process job
   return aggregate_seed_results(per_seed, aggregate_dir)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
         ) -> Results:
   """Validates the config and runs the job once, or once per seed, holding
-  the workdir's lock throughout (a second run on it stops at once)."""
-  config_lib.validate_config(config, jax.local_device_count())
+  the workdir's lock throughout (a second run on it stops at once).
+
+  Returns the results (None on the processes other than 0 of a multi-process
+  job, and when ``evaluate`` is not among the stages).
+  """
+  config_lib.validate_config(config, jax.device_count())
   workdir = pathlib.Path(workdir)
-  with hold_workdir_lock(workdir):
+  with hold_job_lock(workdir):
     if not config_lib.is_multi_seed(config):
       return run_single(config, workdir)
     runs = []
@@ -134,6 +155,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
         seed_config.data.seed = config_lib.data_seed(config)
       runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
     return _over_seeds(runs, workdir, run_single)
+
+
+@contextlib.contextmanager
+def hold_job_lock(workdir: pathlib.Path):
+  """The workdir lock, taken once for the whole job, by process 0 (the other
+  processes of a multi-process job stop too when it is refused)."""
+  with contextlib.ExitStack() as held:
+    with distributed.stop_together():
+      if distributed.is_main_process():
+        held.enter_context(hold_workdir_lock(workdir))
+    yield
 
 
 # ----------------------------------------------------------------- re-evaluation

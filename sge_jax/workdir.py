@@ -126,13 +126,20 @@ class MetricsLog:
   Every record has ``stage`` and ``step``. When a stage resumes from a checkpoint
   at step s, the lines it wrote after s before the interruption are dropped, so
   the file describes the run that actually produced the final state.
+
+  With ``enabled`` False (the processes of a multi-process job other than
+  process 0) nothing is written.
   """
 
-  def __init__(self, path: str | pathlib.Path):
+  def __init__(self, path: str | pathlib.Path, enabled: bool = True):
     self.path = pathlib.Path(path)
-    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self.enabled = enabled
+    if enabled:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
 
   def write(self, record: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
     with self.path.open('a') as f:
       f.write(json.dumps(json_safe(record, non_finite_as_text=True),
                          sort_keys=False) + '\n')
@@ -152,7 +159,7 @@ class MetricsLog:
 
   def drop_after(self, stage: str, step: int) -> None:
     """Removes ``stage`` records with a step beyond ``step`` (a resumed stage)."""
-    if not self.path.exists():
+    if not self.enabled or not self.path.exists():
       return
     kept = []
     for line in self.path.read_text().splitlines():

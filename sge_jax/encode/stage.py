@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import ml_collections
 
+from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.cages import encode_dataset
@@ -34,6 +35,9 @@ def encoder_source(config: ml_collections.ConfigDict, workdir: pathlib.Path
 def encode_stage(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                  workdir: pathlib.Path, params: Optional[Any] = None) -> None:
   """Writes ``<workdir>/encodings.npz``.
+
+  In a multi-process job every process computes the encodings (restoring the
+  checkpoint is collective) on its own first device; process 0 writes them.
 
   Args:
     config: the job config.
@@ -62,6 +66,8 @@ def encode_stage(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     encoding_config.model = encoder_config.model
   encoding_set = encode_dataset(encoding_config, dataset, params, model)
   path = workdir / workdir_lib.ENCODINGS_FILE
+  if not distributed.is_main_process():
+    return
   save_encodings(path, encoding_set)
   logging.info('[encode] %d sequences, CAGEs [f=%d, %d] -> %s',
                encoding_set.encodings.shape[0], encoding_set.encodings.shape[1],

@@ -10,6 +10,14 @@ On top of Orbax:
   a damaged file is detected even where the storage layer would not notice;
 - ``restore_latest`` falls back to the next older step, with a warning, when the
   newest cannot be read, and moves the damaged step aside for inspection.
+
+Many processes: every process calls ``save`` and ``restore`` (Orbax
+synchronises them; only process 0 writes the arrays, which are host NumPy
+copies, identical on every process), on one directory every process shares.
+``restore_latest`` decides together: all processes must list the same steps,
+a step counts as damaged when any process cannot read it, only process 0
+moves it aside, and the restored state is compared (a checksum) across
+processes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from sge_jax import distributed
 from sge_jax.errors import CheckpointError, CheckpointMismatchError
 
 _CHECKSUMS = '__leaf_crc32__'
@@ -105,7 +114,9 @@ class CheckpointStore:
 
   def save(self, step: int, tree: Any) -> None:
     """Saves ``tree`` (leaves on any device, or NumPy) as checkpoint ``step``."""
-    savable = _keys_to_data(jax.device_get(tree))
+    # Keys to key data first: device_get leaves a typed key a jax.Array, which
+    # Orbax cannot save in a multi-process job (it is host-local).
+    savable = jax.device_get(_keys_to_data(tree))
     payload = {'tree': savable, _CHECKSUMS: _leaf_checksums(savable)}
     self._manager.save(step, args=ocp.args.StandardSave(payload), force=True)
     self._manager.wait_until_finished()
@@ -176,24 +187,41 @@ class CheckpointStore:
         silently started over).
     """
     steps = self.steps()
+    distributed.check_same_on_every_process(
+        f'list of checkpoints in {self.directory}',
+        distributed.checksum(np.asarray(steps, np.int64)),
+        'the workdir must be on a filesystem every process of the job shares')
     if not steps:
       return None
     failures = []
     for step in reversed(steps):
+      error = None
       try:
-        return step, self.restore(step, template)
-      except CheckpointError as error:
-        failures.append(str(error))
-        logging.warning('%s; falling back to the previous checkpoint.', error)
-        self._move_aside(step)
+        tree = self.restore(step, template)
+      except CheckpointError as caught:
+        error = caught
+      failed = distributed.gather(np.uint8(error is not None))
+      if not failed.any():
+        distributed.check_same_on_every_process(
+            f'checkpoint {step} in {self.directory}',
+            distributed.checksum(_leaf_checksums(_keys_to_data(tree))),
+            'the workdir must be on a filesystem every process of the job shares')
+        return step, tree
+      message = str(error) if error else (
+          f'checkpoint {step} in {self.directory} cannot be read on process '
+          f'{int(np.argmax(failed))}')
+      failures.append(message)
+      logging.warning('%s; falling back to the previous checkpoint.', message)
+      self._move_aside(step)
     raise CheckpointError(
         'No checkpoint could be restored:\n  ' + '\n  '.join(failures)
         + f'\nThe damaged steps were moved to {self.directory}/damaged_<step>. '
         'Delete the checkpoints directory to start training from scratch.')
 
   def _move_aside(self, step: int) -> None:
+    """Renames a damaged step (process 0 only; every process waits for it)."""
     step_dir = self.directory / str(step)
-    if step_dir.exists():
+    if distributed.is_main_process() and step_dir.exists():
       # A step can be damaged again after being rewritten: never overwrite.
       target = self.directory / f'damaged_{step}'
       copy = 1
@@ -201,6 +229,7 @@ class CheckpointStore:
         copy += 1
         target = self.directory / f'damaged_{step}_{copy}'
       step_dir.rename(target)
+    distributed.barrier(f'checkpoint {step} moved aside')
     self._manager.reload()
 
   def close(self) -> None:

@@ -12,6 +12,12 @@ the incomplete last batch is dropped, as the authors do.
 Resumption: the state (parameters, optimizer, step, root key) and the early
 stopping bookkeeping are checkpointed together; the step counter is the data
 position, so a resumed run replays exactly the calls an uninterrupted run makes.
+
+Many processes: every process runs this loop on the same data (checked by a
+checksum), feeding only its local devices (``sge_jax.train.devices``); the
+pmaps span every device of every process, so all processes hold the same state
+and the same metrics. Every process takes part in each checkpoint save and
+restore; only process 0 writes ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import functools
 import logging
 import pathlib
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,13 +34,16 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError
 from sge_jax.train import losses, pretext
 from sge_jax.train.checkpoints import CheckpointStore
-from sge_jax.train.devices import replicate, resident_batches, unreplicate
+from sge_jax.train.devices import (Devices, first_device_values,
+                                   global_device_count, pmap_devices, replicate,
+                                   resident_batches, unreplicate)
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
 from sge_jax.train.progress import LEGEND, divergence_warning, progress_line
 from sge_jax.train.setup import (build_definition, encoder_tasks,
@@ -105,17 +114,19 @@ def _train_calls(state: TrainState, data: dict, active: jax.Array,
 
 
 @functools.lru_cache(maxsize=None)
-def make_train_calls(definition: StepDefinition, devices: tuple[jax.Device, ...],
+def make_train_calls(definition: StepDefinition,
+                     devices: Optional[tuple[jax.Device, ...]],
                      max_steps: int, num_batches: int, shuffle: bool):
   """Compiled multi-step call: (replicated state, resident data, active [M],
-  number of steps <= max_steps) -> (state, metrics of each step [n_dev, L, M]).
-  The state is donated."""
+  number of steps <= max_steps) -> (state, metrics of each step [L_dev, L, M],
+  L_dev this process's devices). The state is donated. ``devices``: a tuple,
+  or None for every device of every process (``sge_jax.train.devices``)."""
   return jax.pmap(
       functools.partial(_train_calls, definition=definition,
                         max_steps=max_steps, num_batches=num_batches,
                         shuffle=shuffle),
       axis_name=AXIS_NAME, in_axes=(0, 0, None, None), donate_argnums=(0,),
-      devices=list(devices))
+      devices=pmap_devices(devices))
 
 
 def _first_batch_reconstruction(state: TrainState, data: dict, *,
@@ -134,10 +145,11 @@ def _first_batch_reconstruction(state: TrainState, data: dict, *,
 
 
 @functools.lru_cache(maxsize=None)
-def make_validation(definition: StepDefinition, devices: tuple[jax.Device, ...]):
+def make_validation(definition: StepDefinition,
+                    devices: Optional[tuple[jax.Device, ...]]):
   return jax.pmap(
       functools.partial(_first_batch_reconstruction, definition=definition),
-      axis_name=AXIS_NAME, devices=list(devices))
+      axis_name=AXIS_NAME, devices=pmap_devices(devices))
 
 
 # ----------------------------------------------------------------- the stage
@@ -166,7 +178,7 @@ def _check_finite(metrics: dict[str, np.ndarray], names: list[str],
 
 def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                    workdir: str | pathlib.Path,
-                   devices: Optional[Sequence[jax.Device]] = None) -> TrainState:
+                   devices: Devices = None) -> TrainState:
   """Runs (or resumes, or skips if finished) the self-supervised training.
 
   Args:
@@ -174,13 +186,16 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     dataset: the loaded dataset; trains on ``encoder_training_split(dataset)``.
     workdir: run directory; checkpoints go to ``<workdir>/checkpoints`` and
       metrics to ``<workdir>/metrics.jsonl``.
-    devices: devices to train on (default: all local devices).
+    devices: devices to train on, in this process (default: every device of
+      every process of the job).
 
   Returns:
-    The final train state (unreplicated).
+    The final train state (unreplicated; the same on every process).
+
+  In a multi-process job, ``check_same_training_split`` must have passed.
   """
   workdir = pathlib.Path(workdir)
-  devices = tuple(devices or jax.local_devices())
+  devices = None if devices is None else tuple(devices)
   split_name = encoder_training_split(dataset)
   check_trainable(dataset, int(config.train.batch_size), split_name)
   with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
@@ -189,9 +204,28 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                        checkpoints)
 
 
+def check_same_training_split(dataset: SkeletonDataset) -> None:
+  """Stops every process of the job when one loaded another training split (a
+  collective; nothing for a single process).
+
+  Raises:
+    DistributedError: naming the first process whose split differs from
+      process 0's.
+  """
+  if distributed.process_count() == 1:
+    return
+  split_name = encoder_training_split(dataset)
+  split = dataset.split(split_name)
+  distributed.check_same_on_every_process(
+      f'training split ({split_name} of {dataset.name})',
+      distributed.checksum(split.sequences, split.labels),
+      'every process must load the same data: start each with the same command '
+      'and config, and give every host the same data files')
+
+
 def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                 split_name: str, workdir: pathlib.Path,
-                devices: tuple[jax.Device, ...],
+                devices: Optional[tuple[jax.Device, ...]],
                 checkpoints: CheckpointStore) -> TrainState:
   """The body of ``train_encoders``, with an open checkpoint store."""
   train = config.train
@@ -205,7 +239,8 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   total_steps = int(train.epochs) * num_batches
   max_steps = max(1, min(num_batches, int(train.log_every_steps)))
 
-  log = workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE)
+  log = workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE,
+                              enabled=distributed.is_main_process())
   state = initial_state(config, definition, dataset.length, dataset.num_joints)
   stopping = EarlyStopping.start(len(names))
   restored = checkpoints.restore_latest({'state': state,
@@ -225,7 +260,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                'models (%s), %d epochs, up to %d steps per call, %d device(s)',
                split.num_sequences, dataset.name, num_batches, train.batch_size,
                len(names), ', '.join(names), train.epochs, max_steps,
-               len(devices))
+               global_device_count(devices))
 
   run_calls = make_train_calls(definition, devices, max_steps, num_batches,
                                bool(train.shuffle_batches))
@@ -241,7 +276,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
     call_start = time.perf_counter()
     replicated, metrics = run_calls(replicated, resident, stopping.active,
                                     np.int32(num_steps))
-    metrics = {term: np.asarray(values[0])[:num_steps]
+    metrics = {term: first_device_values(values)[:num_steps]
                for term, values in metrics.items()}
     _check_finite(metrics, names, step, checkpoints)
     elapsed = time.perf_counter() - call_start
@@ -269,7 +304,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       logging.warning('[train] %s', warning)
       log.write({'stage': STAGE, 'step': step, 'warning': warning})
     if step % num_batches == 0:
-      validation = np.asarray(validate(replicated, resident)[0])
+      validation = first_device_values(validate(replicated, resident))
       stopping = update_early_stopping(stopping, validation,
                                        train.early_stopping)
       log.write({'stage': STAGE, 'step': step, 'epoch': epoch,

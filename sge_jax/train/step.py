@@ -18,6 +18,16 @@ and ``lax.pmean`` of these estimates and of their gradients is exactly the globa
 loss and gradient (the all-gather's transpose hands each device its rows'
 cotangents). The step only uses named-axis collectives, so moving to
 ``shard_map`` is a change of the mapping, not of the body.
+
+Many hosts change nothing in this maths: n_dev counts the devices of every
+process (``psum(1)`` over the axis), and the axis orders them process-major, so
+with L devices per process, device d of process p is axis index p L + d and
+holds rows [(p L + d) b, (p L + d + 1) b) of the global batch
+(``sge_jax.train.devices``). The all-gather therefore returns the global batch
+in stored order on every device of every process, and the ``pmean`` averages
+over all of them. Layouts of the same n_dev devices (2 processes x 2 devices, 1
+x 4) compute the same sums, only reduced in another order: equal up to float32
+rounding.
 """
 
 from __future__ import annotations

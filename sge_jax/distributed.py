@@ -1,0 +1,332 @@
+"""Many processes, one job: start-up, process roles, agreement between processes.
+
+A multi-process job runs the same command in every process (one per host, or
+one per GPU); JAX's own runtime (``jax.distributed``) connects them, and
+``jax.pmap`` then spans every device of every process. This module holds what
+the job needs besides the maths:
+
+* ``start(settings)`` joins the job. It must run before anything touches a
+  device (JAX fixes the device set when its backend starts).
+* Roles: process 0 is the *main* process. It alone writes the workdir's files
+  (config.json, metrics.jsonl, encodings.npz, results, report, plots) and takes
+  the workdir lock; every process takes part in training and in each checkpoint
+  save and restore (Orbax requires it; only process 0 writes array data).
+* Agreement: ``stop_together`` turns an error on one process into an error on
+  every process (otherwise the others would wait in a collective forever), and
+  ``check_same_on_every_process`` stops the job when processes loaded different
+  data, naming the first that differs from process 0.
+
+A single-process run (no flags) never calls ``jax.distributed``; every helper
+here is then a no-op, so such a run is exactly what it was before.
+
+Every function that exchanges values between processes is a collective: every
+process must call it, in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import socket
+import time
+import zlib
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from sge_jax.errors import USER_ERRORS, DistributedError
+
+# How ``--distributed`` selects the way of joining a job.
+DISTRIBUTED_MODES = ('', 'auto')
+# Longest message an error on one process passes to the others (bytes).
+_MESSAGE_BYTES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+  """How this process joins a multi-process job (the launch.py flags).
+
+  Attributes:
+    mode: '' (explicit addresses, or a single process when none is given) or
+      'auto' (JAX detects the cluster: Cloud TPU, SLURM, Open MPI).
+    coordinator_address: 'host:port' of process 0's coordination service.
+    num_processes: how many processes the job has.
+    process_id: this process's index, 0 .. num_processes - 1.
+    coordinator_timeout: seconds to wait for the coordinator and for every
+      process to join.
+    peer_timeout: seconds a process that stopped answering (or is not at the
+      final shutdown) is waited for before the whole job is stopped.
+  """
+  mode: str = ''
+  coordinator_address: str = ''
+  num_processes: Optional[int] = None
+  process_id: Optional[int] = None
+  coordinator_timeout: int = 300
+  peer_timeout: int = 100
+
+  @property
+  def explicit(self) -> bool:
+    return bool(self.coordinator_address or self.num_processes is not None
+                or self.process_id is not None)
+
+  @property
+  def multi_process(self) -> bool:
+    return self.mode == 'auto' or self.explicit
+
+
+def check_settings(settings: JobSettings) -> None:
+  """Raises DistributedError naming the flag at fault (before any JAX call)."""
+  if settings.mode not in DISTRIBUTED_MODES:
+    raise DistributedError(
+        f'--distributed={settings.mode} is invalid: use --distributed=auto (JAX '
+        'detects the cluster: Cloud TPU, SLURM, Open MPI), or leave it out and '
+        'pass --coordinator_address, --num_processes and --process_id')
+  if settings.mode == 'auto' and settings.explicit:
+    raise DistributedError(
+        '--distributed=auto detects the job itself: leave out '
+        '--coordinator_address, --num_processes and --process_id, or drop '
+        '--distributed=auto')
+  if settings.explicit:
+    missing = [name for name, value in (
+        ('--coordinator_address', settings.coordinator_address),
+        ('--num_processes', settings.num_processes),
+        ('--process_id', settings.process_id)) if value in (None, '')]
+    if missing:
+      raise DistributedError(
+          f'a multi-process job needs {", ".join(missing)} too: pass '
+          '--coordinator_address=HOST:PORT (process 0\'s host), '
+          '--num_processes=N and --process_id=I (0..N-1) to every process')
+    host, _, port = settings.coordinator_address.rpartition(':')
+    if not host or not port.isdigit():
+      raise DistributedError(
+          f'--coordinator_address={settings.coordinator_address} is invalid: '
+          'expected HOST:PORT, e.g. --coordinator_address=10.0.0.1:1234')
+    if settings.num_processes < 1:
+      raise DistributedError(
+          f'--num_processes={settings.num_processes} is invalid: expected 1 or more')
+    if not 0 <= settings.process_id < settings.num_processes:
+      raise DistributedError(
+          f'--process_id={settings.process_id} is invalid: expected 0 to '
+          f'{settings.num_processes - 1} (--num_processes={settings.num_processes})')
+  for name in ('coordinator_timeout', 'peer_timeout'):
+    if getattr(settings, name) < 1:
+      raise DistributedError(f'--{name}={getattr(settings, name)} is invalid: '
+                             'expected seconds, 1 or more')
+
+
+def wait_for_coordinator(address: str, timeout: float) -> None:
+  """Returns once a TCP connection to ``address`` (host:port) succeeds.
+
+  JAX's own wait for an unreachable coordinator ends in an abort (SIGABRT, a
+  C++ stack trace, nothing Python can catch); this check fails first, as one
+  line.
+
+  Raises:
+    DistributedError: nothing accepted a connection within ``timeout`` seconds.
+  """
+  host, _, port = address.rpartition(':')
+  deadline = time.monotonic() + timeout
+  last_error: Optional[OSError] = None
+  while time.monotonic() < deadline:
+    try:
+      with socket.create_connection((host.strip('[]'), int(port)), timeout=1.0):
+        return
+    except OSError as error:
+      last_error = error
+      time.sleep(0.25)
+  raise DistributedError(
+      f'the coordinator --coordinator_address={address} could not be reached '
+      f'within --coordinator_timeout={timeout:g} s ({last_error}): start '
+      'process 0 (it hosts the coordinator) with the same address, check the '
+      'host name and that the port is open, or raise --coordinator_timeout')
+
+
+def start(settings: JobSettings) -> None:
+  """Joins the multi-process job ``settings`` describes; nothing for one process.
+
+  Must run before any JAX call that touches a device.
+
+  Raises:
+    DistributedError: bad flags, an unreachable coordinator, or
+      ``--distributed=auto`` outside a cluster JAX recognises.
+  """
+  check_settings(settings)
+  if not settings.multi_process:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  timeouts = dict(initialization_timeout=settings.coordinator_timeout,
+                  heartbeat_timeout_seconds=settings.peer_timeout,
+                  shutdown_timeout_seconds=settings.peer_timeout)
+  if settings.mode == 'auto':
+    try:
+      jax.distributed.initialize(**timeouts)
+    except (ValueError, RuntimeError) as error:
+      raise DistributedError(
+          f'--distributed=auto found no cluster to join ({error}); JAX detects '
+          'Cloud TPU pod slices, SLURM and Open MPI jobs. Elsewhere pass '
+          '--coordinator_address, --num_processes and --process_id') from None
+    return
+  if settings.process_id != 0:
+    _log_warnings_only()        # before JAX's 'Connecting to ...' line
+    wait_for_coordinator(settings.coordinator_address,
+                         settings.coordinator_timeout)
+  else:
+    logging.info('[distributed] process 0 of %d: coordinator at %s, waiting up '
+                 'to %d s for the other processes', settings.num_processes,
+                 settings.coordinator_address, settings.coordinator_timeout)
+  jax.distributed.initialize(
+      coordinator_address=settings.coordinator_address,
+      num_processes=settings.num_processes, process_id=settings.process_id,
+      **timeouts)
+
+
+# ----------------------------------------------------------------- roles
+
+
+def process_index() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index()
+
+
+def process_count() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_count()
+
+
+def is_main_process() -> bool:
+  """True on process 0, the one that writes the workdir's files."""
+  return process_index() == 0
+
+
+def process_prefix() -> str:
+  """'[process i] ' in a multi-process job, '' for a single process."""
+  return f'[process {process_index()}] ' if process_count() > 1 else ''
+
+
+def _log_warnings_only() -> None:
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+class _ProcessPrefix(logging.Filter):
+  """Prefixes every record with the process index."""
+
+  def __init__(self, prefix: str):
+    super().__init__()
+    self._prefix = prefix
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith(self._prefix):
+      record.msg = self._prefix + str(record.msg)
+    return True
+
+
+def quiet_other_processes() -> None:
+  """Processes other than 0 log only warnings and errors, prefixed with their
+  index (process 0 logs as a single process does)."""
+  if process_count() == 1 or is_main_process():
+    return
+  _log_warnings_only()
+  prefix = process_prefix()
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(_ProcessPrefix(prefix))
+
+
+# ----------------------------------------------------------------- agreement
+
+
+def gather(values: np.ndarray) -> np.ndarray:
+  """[P, ...] ``values`` of every process, in process order (a collective).
+
+  Integers must fit 32 bits (JAX without x64 truncates 64-bit ones).
+  """
+  if process_count() == 1:
+    return np.asarray(values)[None]
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(np.asarray(values)))
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier ``name`` (a collective)."""
+  if process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def _encode_message(text: str) -> np.ndarray:
+  raw = text.encode('utf-8', errors='replace')[:_MESSAGE_BYTES]
+  return np.frombuffer(raw.ljust(_MESSAGE_BYTES, b'\0'), np.uint8)
+
+
+def _decode_message(buffer: np.ndarray) -> str:
+  return bytes(np.asarray(buffer, np.uint8)).rstrip(b'\0').decode(
+      'utf-8', errors='replace')
+
+
+def raise_if_any_failed(error: Optional[BaseException]) -> None:
+  """Every process learns whether any failed (a collective).
+
+  Raises:
+    ``error`` on the process that had it; DistributedError naming the first
+    failed process and its message on every other process.
+  """
+  if process_count() == 1:
+    if error is not None:
+      raise error
+    return
+  messages = [_decode_message(row) for row in gather(
+      _encode_message(f'{type(error).__name__}: {error}' if error else ''))]
+  if error is not None:
+    raise error
+  failed = [index for index, message in enumerate(messages) if message]
+  if failed:
+    raise DistributedError(
+        f'process {failed[0]} stopped the job: {messages[failed[0]]}')
+
+
+@contextlib.contextmanager
+def stop_together() -> Iterator[None]:
+  """Runs the block on every process; a user error (``USER_ERRORS``) raised in
+  it on any process is raised on every process once all reach the block's end
+  (a collective), so no process waits for one that stopped."""
+  error = None
+  try:
+    yield
+  except USER_ERRORS as caught:
+    error = caught
+  raise_if_any_failed(error)
+
+
+def checksum(*arrays: np.ndarray) -> np.uint32:
+  """CRC32 of the arrays' bytes (and shapes and dtypes), in order."""
+  crc = 0
+  for array in arrays:
+    array = np.ascontiguousarray(array)
+    crc = zlib.crc32(f'{array.dtype.str}{array.shape}'.encode(), crc)
+    crc = zlib.crc32(array.tobytes(), crc)
+  return np.uint32(crc)
+
+
+def first_differing_process(values: Sequence[int]) -> Optional[int]:
+  """Index of the first value that differs from ``values[0]``, or None."""
+  for index, value in enumerate(values):
+    if value != values[0]:
+      return index
+  return None
+
+
+def check_same_on_every_process(what: str, value: np.uint32, fix: str) -> None:
+  """Stops the job on every process when ``value`` (a checksum of ``what``)
+  differs between processes (a collective).
+
+  Raises:
+    DistributedError: naming the first process whose value differs from
+      process 0's, and ``fix``.
+  """
+  values = [int(v) for v in gather(np.uint32(value))]
+  differing = first_differing_process(values)
+  if differing is not None:
+    raise DistributedError(
+        f'process {differing} sees a different {what} than process 0 (CRC32 '
+        f'{values[differing]:08x} vs {values[0]:08x}): {fix}')

@@ -1,0 +1,239 @@
+"""launch.py as a multi-process job on CPU: 2 processes x 2 devices against one
+process with 4 devices and with 1 device on the same global batch; killing every
+process mid-training and resuming; the job's one-line errors.
+
+Every job runs under tests/fixtures/processes.py: a deadline per job, and the
+peers of a failed process killed after a few seconds. The jobs run one after
+another (two processes already fill the two cores of the CI machine).
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from sge_jax import workdir as workdir_lib
+from sge_jax.encode import load_encodings
+from sge_jax.train.setup import restore_trained_params
+from sge_jax.workdir_lock import hold_workdir_lock
+from tests.fixtures.processes import free_port, run_job, start_job
+
+# The demo smoke run with 4 epochs (20 steps of the global batch of 32): long
+# enough for a kill to land in training, short enough for the suite.
+RUN_FLAGS = ('--config=configs/demo.py:smoke', '--config.train.epochs=4')
+# Layouts of the same 4 (or 1) devices: (processes, devices per process).
+LAYOUTS = {'2x2': (2, 2), '1x4': (1, 4), '1x1': (1, 1)}
+
+# Tolerances. One step's loss and gradient are float32 sums over the global
+# batch; the layouts only change how those sums are split between devices
+# (and processes), so they differ by reduction order: for a sum of n terms
+# the relative error is at most about n * eps with eps = 2**-24 = 6e-8, and
+# typically sqrt(n) * eps. The largest sums here have n = 32 sequences x 6
+# frames x 20 joints x 3 = 11520 terms: worst case 7e-4, typically 6e-6 (the
+# prototype measured 2.7e-6 on gradients). Adam divides each update by the
+# gradient's running RMS, so a relative gradient error delta moves a parameter
+# by about lr * delta per step (lr = 1e-3), at most lr * delta * steps over 20
+# steps: 20 * 1e-3 * 7e-4 = 1.4e-5 in the worst case. The losses are then
+# recomputed with those parameters, so their relative differences stay of the
+# order of the gradient's: we allow the worst case, 1e-3 relative.
+LOSS_RTOL = 1e-3
+PARAM_ATOL = 2e-5          # 1.4e-5 rounded up
+# CAGEs are attention-weighted sums of LSTM states (|h| < 1) through 3-layer
+# products of the parameters: a parameter error of 2e-5 moves them by at most
+# a few times that per layer.
+ENCODING_ATOL = 2e-4
+
+
+@pytest.fixture(scope='module')
+def compilation_cache(tmp_path_factory):
+  """Shared by the runs of this module, which then compile each single-device
+  program (encoder, recognition network) once; JAX does not cache the pmapped
+  training program."""
+  return tmp_path_factory.mktemp('xla_cache')
+
+
+def _run(tmp_path_factory, layout, compilation_cache):
+  processes, devices = LAYOUTS[layout]
+  base = tmp_path_factory.mktemp(layout)
+  workdir = base / 'run'
+  finished = run_job([*RUN_FLAGS, f'--workdir={workdir}'],
+                     base / 'logs', num_processes=processes,
+                     local_devices=devices, compilation_cache=compilation_cache)
+  for index, result in enumerate(finished):
+    assert result.returncode == 0, (
+        f'{layout} process {index} exited with {result.returncode}:\n'
+        + result.stderr[-3000:])
+  return workdir, finished
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory, compilation_cache):
+  return {layout: _run(tmp_path_factory, layout, compilation_cache)
+          for layout in LAYOUTS}
+
+
+def _losses(workdir):
+  """{(step, 'loss/<term>' or 'validation/...', model): value} of metrics.jsonl."""
+  values = {}
+  for line in (workdir / workdir_lib.METRICS_FILE).read_text().splitlines():
+    record = json.loads(line)
+    for key, per_model in record.items():
+      if key.startswith(('loss/', 'validation/')) and isinstance(per_model, dict):
+        for model, value in per_model.items():
+          values[(record['step'], key, model)] = value
+  return values
+
+
+def _params(workdir):
+  config = workdir_lib.read_config(workdir / workdir_lib.CONFIG_FILE)
+  metadata = load_encodings(workdir / workdir_lib.ENCODINGS_FILE).metadata
+  return restore_trained_params(config, workdir, metadata.length,
+                                len(metadata.joint_names))
+
+
+def _leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('other', ['1x4', '1x1'])
+def test_two_processes_train_encode_and_evaluate_like_one(runs, other):
+  multi, finished = runs['2x2']
+  single, _ = runs[other]
+  # Files: written by process 0 only; the other process prints no results.
+  assert 'Rank-1' in finished[0].stdout and 'Rank-1' not in finished[1].stdout
+  assert '[train] epoch' in finished[0].stderr
+  assert '[train] epoch' not in finished[1].stderr
+  for name in ('config.json', 'metrics.jsonl', 'encodings.npz', 'results.json',
+               'report.md'):
+    assert (multi / name).exists(), name
+  # Checkpoint array data: written by process 0 alone (Orbax's protocol).
+  checkpoints = multi / workdir_lib.CHECKPOINT_DIR
+  assert list(checkpoints.glob('*/default/ocdbt.process_0'))
+  assert not list(checkpoints.glob('*/default/ocdbt.process_1'))
+
+  multi_losses, single_losses = _losses(multi), _losses(single)
+  assert multi_losses.keys() == single_losses.keys()
+  loss_difference = max(abs(multi_losses[k] - single_losses[k]) / abs(single_losses[k])
+                        for k in single_losses)
+  param_difference = max(np.abs(a - b).max() for a, b in
+                         zip(_leaves(_params(multi)), _leaves(_params(single))))
+  multi_encodings = load_encodings(multi / workdir_lib.ENCODINGS_FILE).encodings
+  single_encodings = load_encodings(single / workdir_lib.ENCODINGS_FILE).encodings
+  encoding_difference = np.abs(multi_encodings - single_encodings).max()
+  print(f'2x2 vs {other}: losses {loss_difference:.2e} relative, parameters '
+        f'{param_difference:.2e}, encodings {encoding_difference:.2e}')
+  assert loss_difference <= LOSS_RTOL
+  assert param_difference <= PARAM_ATOL
+  assert encoding_difference <= ENCODING_ATOL
+
+  multi_results = json.loads((multi / workdir_lib.RESULTS_FILE).read_text())
+  single_results = json.loads((single / workdir_lib.RESULTS_FILE).read_text())
+  for key in ('rank1', 'nauc', 'map'):
+    if single_results[key] is not None:
+      assert multi_results[key] == pytest.approx(single_results[key], abs=1e-6), key
+
+
+def _checkpoint_steps(workdir):
+  directory = workdir / workdir_lib.CHECKPOINT_DIR
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+@pytest.mark.slow
+def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
+    runs, compilation_cache, tmp_path):
+  straight, _ = runs['2x2']
+  workdir = tmp_path / 'run'
+  # Checkpoint cadence changes no number (training calls end at epoch ends and
+  # log points only), so this run must reproduce the straight 2x2 run exactly.
+  run_flags = [*RUN_FLAGS, f'--workdir={workdir}', '--config.stages=train,encode',
+               '--config.train.checkpoint_every_steps=2']
+  first_checkpoint = workdir / workdir_lib.CHECKPOINT_DIR / '4'
+  killed = start_job(run_flags, tmp_path / 'killed',
+                     compilation_cache=compilation_cache)
+  killed.wait(timeout=300, until=first_checkpoint.exists)   # SIGKILLs both
+  steps = _checkpoint_steps(workdir)
+  assert steps and steps[-1] < 20, f'not killed during training: {steps}'
+  assert not (workdir / workdir_lib.ENCODINGS_FILE).exists()
+
+  resumed = run_job(run_flags, tmp_path / 'resumed',
+                    compilation_cache=compilation_cache)
+  for index, result in enumerate(resumed):
+    assert result.returncode == 0, (index, result.stderr[-3000:])
+  assert f'resumed from checkpoint step {steps[-1]}' in resumed[0].stderr
+  assert _checkpoint_steps(workdir)[-1] == 20
+  assert _losses(workdir) == _losses(straight)
+  for resumed_leaf, straight_leaf in zip(_leaves(_params(workdir)),
+                                         _leaves(_params(straight))):
+    np.testing.assert_array_equal(resumed_leaf, straight_leaf)
+  np.testing.assert_array_equal(
+      load_encodings(workdir / workdir_lib.ENCODINGS_FILE).encodings,
+      load_encodings(straight / workdir_lib.ENCODINGS_FILE).encodings)
+
+
+# ----------------------------------------------------------------- errors
+
+
+def _assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if 'error: ' in line]
+  assert len(errors) == 1, result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+
+
+def test_a_batch_not_divisible_by_every_process_device_stops_every_process(tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
+                      '--config.train.batch_size=30'], tmp_path / 'logs')
+  for result in finished:
+    _assert_one_line_error(result, 'config.train.batch_size=30',
+                           'multiple of the 4 devices')
+  assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
+
+
+def test_processes_that_load_different_data_stop_naming_the_first_that_differs(
+    tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                     tmp_path / 'logs',
+                     per_process_args=[[], ['--config.data.synthetic.frames_per_recording=70']])
+  for result in finished:
+    _assert_one_line_error(result, 'process 1 sees a different training split')
+  assert finished[1].stderr.count('[process 1] error:') == 1
+  assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
+
+
+def test_a_busy_workdir_stops_every_process_of_the_job(tmp_path):
+  workdir = tmp_path / 'run'
+  with hold_workdir_lock(workdir):
+    finished = run_job([*RUN_FLAGS, f'--workdir={workdir}'], tmp_path / 'logs')
+  _assert_one_line_error(finished[0], 'is in use')
+  _assert_one_line_error(finished[1], 'process 0 stopped the job',
+                         'WorkdirBusyError')
+
+
+def test_an_unreachable_coordinator_is_one_line_within_the_timeout(tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                     tmp_path / 'logs', num_processes=1,
+                     per_process_args=[[
+                         f'--coordinator_address=127.0.0.1:{free_port()}',
+                         '--num_processes=2', '--process_id=1',
+                         '--coordinator_timeout=1']], timeout=120)
+  _assert_one_line_error(finished[0], 'could not be reached within '
+                         '--coordinator_timeout=1 s', 'start process 0')
+
+
+def test_incomplete_job_flags_name_the_missing_ones(tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                     tmp_path / 'logs', num_processes=1,
+                     per_process_args=[['--num_processes=2']], timeout=120)
+  _assert_one_line_error(finished[0], '--coordinator_address, --process_id')
+
+
+def test_auto_detection_outside_a_cluster_is_one_line(tmp_path):
+  finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                     tmp_path / 'logs', num_processes=1,
+                     per_process_args=[['--distributed=auto']], timeout=120)
+  _assert_one_line_error(finished[0], '--distributed=auto found no cluster')
