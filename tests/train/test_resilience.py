@@ -15,7 +15,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # A demo smoke run long enough (a few hundred steps) for kills to land in training.
 RUN_FLAGS = ['--config=configs/demo.py:smoke', '--config.stages=train,encode',
-             '--config.train.epochs=300', '--config.train.checkpoint_every_steps=5']
+             '--config.train.epochs=120', '--config.train.checkpoint_every_steps=5']
 
 
 def _command(workdir, *extra):
