@@ -103,6 +103,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
         ) -> Results:
   """Validates the config and runs the job once, or once per seed, holding
   the workdir's lock throughout (a second run on it stops at once)."""
+  config = config_lib.resolve_config(config)
   config_lib.validate_config(config, jax.local_device_count())
   workdir = pathlib.Path(workdir)
   with hold_workdir_lock(workdir):

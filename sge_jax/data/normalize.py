@@ -22,3 +22,29 @@ def center_sequences(dataset: SkeletonDataset) -> SkeletonDataset:
 
   return dataclasses.replace(
       dataset, splits={name: centred(s) for name, s in dataset.splits.items()})
+
+
+def subtract_root_joint(dataset: SkeletonDataset) -> SkeletonDataset:
+  """Every frame minus its joint 0, per axis (the authors' CASIA-B ``--norm 1``).
+
+  Sequences [N, f, J, 3] become ``x - x[:, :, 0:1, :]``: joint 0 is 0 in every
+  frame, the rest is relative to it.
+  """
+
+  def rooted(split: SkeletonSplit) -> SkeletonSplit:
+    sequences = split.sequences - split.sequences[:, :, 0:1, :]
+    return SkeletonSplit(sequences.astype(np.float32), split.labels,
+                         split.recordings)
+
+  return dataclasses.replace(
+      dataset, splits={name: rooted(s) for name, s in dataset.splits.items()})
+
+
+NORMALIZERS = {'center': center_sequences, 'root_joint': subtract_root_joint}
+
+
+def normalize(dataset: SkeletonDataset, normalization: str) -> SkeletonDataset:
+  """Applies ``config.data.normalization``: 'none', 'root_joint' or 'center'."""
+  if normalization == 'none':
+    return dataset
+  return NORMALIZERS[normalization](dataset)
