@@ -438,6 +438,9 @@ class RNSettings:
     track_test: score the test splits after every epoch (test-accuracy curves
       and the 'paper' rule next to the chosen one); forced on for 'paper'.
     seed: the root seed (config.seed).
+    fixed_shuffle: R4, one shuffle of the training samples for every epoch.
+    test_ties: which of several best test epochs the 'paper' rule keeps:
+      'first' (strict '>') or 'last' ('>=', R6 outside IAS).
   """
   manner: str = 'ap'
   selection: str = 'val'
@@ -449,6 +452,8 @@ class RNSettings:
   epochs_per_call: int = 50
   track_test: bool = True
   seed: int = 0
+  fixed_shuffle: bool = False
+  test_ties: str = 'first'
 
   def __post_init__(self):
     def require(condition, field, expected):
@@ -457,6 +462,7 @@ class RNSettings:
     require(self.manner in MANNERS, 'manner', f'one of {", ".join(MANNERS)}')
     require(self.selection in SELECTION_RULES, 'selection',
             f'one of {", ".join(SELECTION_RULES)}')
+    require(self.test_ties in ('first', 'last'), 'test_ties', 'first or last')
     for field in ('epochs', 'batch_size', 'hidden', 'epochs_per_call'):
       value = getattr(self, field)
       require(isinstance(value, int) and value >= 1, field, 'an integer >= 1')
@@ -468,8 +474,16 @@ class RNSettings:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'RNSettings':
+    """The settings of a config; quirks R4 and R6 (``select_on_test`` picks
+    the 'paper' rule with the released ties: last, first on IAS) apply."""
     rn = config.rn
-    return cls(manner=str(rn.manner), selection=str(rn.selection),
+    quirks = config.get('quirks') or {}
+    on_test = bool(quirks.get('select_on_test'))
+    is_ias = str((config.get('data') or {}).get('name', '')) == 'IAS'
+    return cls(manner=str(rn.manner),
+               selection='paper' if on_test else str(rn.selection),
+               fixed_shuffle=bool(quirks.get('fixed_rn_shuffle')),
+               test_ties='last' if on_test and not is_ias else 'first',
                epochs=int(rn.epochs), batch_size=int(rn.batch_size),
                learning_rate=float(rn.learning_rate), hidden=int(rn.hidden),
                val_fraction=float(rn.get('val_fraction', 0.1)),

@@ -26,6 +26,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.errors import ConfigError, DataError
+from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
 from sge_jax.train import train_encoders
 from sge_jax.train.checkpoints import has_checkpoints
@@ -64,6 +65,9 @@ def run_single(config: ml_collections.ConfigDict,
   if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
     dataset = prepare_dataset(config.data, int(config.seed))
     logging.info('[data] %s', dataset_summary(dataset))
+    if config.quirks.equal_id_counts:
+      require_equal_person_sets({name: split.labels
+                                 for name, split in dataset.splits.items()})
     if train:
       check_trainable(dataset, int(config.train.batch_size),
                       encoder_training_split(dataset))

@@ -32,6 +32,8 @@ from typing import Literal
 
 import numpy as np
 
+from sge_jax.errors import DataError
+
 EXTRACTION_BATCH = 128  # train.py:16 (``batch_size = 128``)
 CASIA_B_CVE_RN_BATCH = 1280  # CVE-CASIA-B.py, encoder_classify_union_directly: batch_size *= 10
 
@@ -628,3 +630,33 @@ def test_counts(per_person: Sequence[int], manner: Manner, frames: int,
   return TestCounts(sequences, padding, dropped, rows,
                     scored_row_count(rows, rn_batch_size),
                     scored_sequence_count(sequences, manner, frames, rn_batch_size))
+
+
+def require_equal_person_sets(labels_by_split: Mapping[str, np.ndarray]) -> None:
+  """R12 in released mode: stops unless every test split has the train split's people.
+
+  The released RN has one output per TEST id and binarises train and test ids
+  separately (train.py:3946-3951), so it runs only when the counts agree and
+  then pairs the i-th smallest train id with the i-th smallest test id; with
+  different sets its scores would be meaningless.
+
+  Args:
+    labels_by_split: split name -> [N] person ids ('train' and the test splits).
+
+  Raises:
+    DataError: naming the split, the people that differ and the fix.
+  """
+  if 'train' not in labels_by_split:
+    return
+  train = set(np.unique(labels_by_split['train']).tolist())
+  for name, labels in labels_by_split.items():
+    if name == 'train':
+      continue
+    test = set(np.unique(labels).tolist())
+    if test != train:
+      raise DataError(
+          f'procedure released (quirks.equal_id_counts, R12): test split {name!r} '
+          f'has other people than train (only in test: {sorted(test - train)}, '
+          f'only in train: {sorted(train - test)}); the released RN has one '
+          'class per test id and matches ids by rank, so it cannot score this. '
+          'Use --config.quirks.equal_id_counts=False or the clean procedure.')

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from sge_jax import __version__
-from sge_jax.config import config_hash
+from sge_jax.config import config_hash, quirks_on
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.encodings import (EncodingMetadata, EncodingSet,
                                       SplitEncodings, combine_splits)
@@ -101,5 +101,7 @@ def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       model_names=tuple(pretext.model_names(tasks)),
       joint_names=tuple(dataset.joint_names) if dataset.joint_names else None,
       bones=tuple(map(tuple, dataset.bones)) if dataset.bones else None,
-      sge_jax_version=__version__)
+      sge_jax_version=__version__,
+      procedure=str(config.get('procedure', 'clean')),
+      quirks=tuple(quirks_on(config)))
   return combine_splits(splits, metadata)

@@ -61,6 +61,8 @@ from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import metrics, recognition
+from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
+                                            released_train_set)
 
 RETRIEVAL_DESCRIPTIONS = {
     'concat': 'flattened f x D frame-level CAGEs (the sequence-level CAGE)',
@@ -225,8 +227,13 @@ def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
 
 
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
-               settings: EvalSettings) -> _Outcome:
-  """RN classification of every non-train split (module docstring)."""
+               settings: EvalSettings,
+               rows: ReleasedRows = ReleasedRows()) -> _Outcome:
+  """RN classification of every non-train split (module docstring).
+
+  ``rows`` (the released R1/R3/R5 row rules) picks the RN's training rows and
+  the test sequences it scores; by default every sequence, once.
+  """
   outcome = _Outcome()
   dataset = encoding_set.metadata.dataset
   if TRAIN_SPLIT not in encoding_set.split_names:
@@ -252,14 +259,16 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           f'excluded: people {unknown} are not among the {classes.size} '
           'training people, so the RN has no class for them.'), warn=True)
     if keep.any():
-      test_sets[name] = (split.encodings[keep], split.labels[keep])
+      test_sets[name] = released_test_set(split.encodings[keep],
+                                          split.labels[keep], rows)
   if not test_sets:
     _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
           'training person.', warn=True)
     return outcome
 
-  result = recognition.train_and_score(train.encodings, train.labels,
-                                       test_sets, rn_settings)
+  result = recognition.train_and_score(
+      *released_train_set(train.encodings, train.labels, rows), test_sets,
+      rn_settings)
   outcome.rn = _rn_summary(result, rn_settings, train)
   for name in test_names:
     split, keep, unknown = kept[name]
@@ -277,13 +286,16 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
       entry['skipped'] = 'no test sequence belongs to a training person'
       outcome.entries[key] = entry
       continue
-    columns = metrics.class_indices(split.labels[keep], classes)
+    scored_labels = test_sets[name][1]
+    columns = metrics.class_indices(scored_labels, classes)
     scores = result.scores[name]
+    entry['num_scored_sequences'] = int(scored_labels.size)
     entry.update(classification_metrics(scores, columns))
     entry['selection'] = result.selection
     entry['selected_epoch'] = result.selected_epochs[name]
     entry['by_selection'] = {
-        rule: {'label': recognition.SELECTION_LABELS[rule],
+        rule: {'label': recognition.selection_label(rule,
+                                                    rn_settings.test_ties),
                'epoch': selection.epochs[name],
                'rank1': metrics.rank_k(selection.scores[name], columns, 1),
                'nauc': (metrics.nauc(selection.scores[name], columns)
@@ -293,8 +305,10 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     if classes.size >= 2:
       rocs['CAGEs'] = metrics.micro_roc(scores, columns)
     if settings.baselines:
+      # The baselines score every kept test sequence (no released row rules).
       entry['baselines'], baseline_rocs = _classification_baselines(
-          encoding_set, train, split.sequences[keep], columns, classes,
+          encoding_set, train, split.sequences[keep],
+          metrics.class_indices(split.labels[keep], classes), classes,
           settings)
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
@@ -309,7 +323,8 @@ def _rn_summary(result: recognition.RNResult,
   return {
       'manner': rn_settings.manner,
       'selection': result.selection,
-      'selection_label': recognition.SELECTION_LABELS[result.selection],
+      'selection_label': recognition.selection_label(result.selection,
+                                                     rn_settings.test_ties),
       'epochs': rn_settings.epochs,
       'batch_size': result.batch_size,
       'configured_batch_size': rn_settings.batch_size,
@@ -322,6 +337,11 @@ def _rn_summary(result: recognition.RNResult,
       'input_dim': int(recognition.rn_samples(train.encodings[:1],
                                               rn_settings.manner).shape[-1]),
       'num_train_sequences': result.num_train_sequences,
+      'train_sequences_per_person': result.train_sequences_per_person,
+      'train_frames_per_person': (
+          {person: count * int(train.encodings.shape[1]) for person, count
+           in result.train_sequences_per_person.items()}
+          if rn_settings.manner == 'ap' else None),
       'num_val_sequences': result.num_val_sequences,
       'samples_per_epoch': result.samples_per_epoch,
       'batches_per_epoch': result.batches_per_epoch,

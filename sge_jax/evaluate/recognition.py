@@ -73,6 +73,14 @@ SELECTION_LABELS = {
     'fixed': 'fixed (last epoch)',
     'paper': 'paper (best test epoch; optimistic)',
 }
+# The 'paper' rule keeping the last of tied best test epochs (R6).
+LAST_TIE_LABEL = 'paper (best test epoch, last of ties as the released code; optimistic)'
+
+
+def selection_label(selection: str, test_ties: str = 'first') -> str:
+  if selection == 'paper' and test_ties == 'last':
+    return LAST_TIE_LABEL
+  return SELECTION_LABELS[selection]
 
 # fold_in stream ids under the root key of config.seed ('RN', 'RV' in ASCII).
 RN_KEY_STREAM = 0x524E
@@ -92,6 +100,13 @@ def rn_samples(encodings: np.ndarray, manner: str) -> np.ndarray:
   if manner == 'sc':
     return encodings.reshape(encodings.shape[0], 1, -1)
   raise invalid('rn.manner', manner, 'one of ap, sc')
+
+
+def per_person_counts(labels: np.ndarray) -> dict[str, int]:
+  """{person id (as text, for JSON): number of entries}, ids in sorted order."""
+  people, counts = np.unique(np.asarray(labels), return_counts=True)
+  return {str(person): int(count) for person, count in zip(people.tolist(),
+                                                            counts.tolist())}
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int
@@ -172,6 +187,8 @@ class RNResult:
     rules: every available rule -> its RuleSelection (same training run).
     history: per-epoch curves.
     num_train_sequences: sequences the RN trained on.
+    train_sequences_per_person: person id -> sequences the RN trained on
+      (after any padding, without the validation hold-out).
     num_val_sequences: sequences held out for 'val' (0 otherwise).
     samples_per_epoch: training samples S (frames for 'ap').
     batch_size: effective batch size B (<= S).
@@ -185,6 +202,7 @@ class RNResult:
   rules: dict[str, RuleSelection]
   history: RNHistory
   num_train_sequences: int
+  train_sequences_per_person: dict[str, int]
   num_val_sequences: int
   samples_per_epoch: int
   batch_size: int
@@ -201,6 +219,8 @@ class _Program:
   batches_per_epoch: int
   has_val: bool
   track_test: bool
+  fixed_shuffle: bool = False
+  test_ties: str = 'first'
 
 
 def _optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -228,8 +248,10 @@ def _train_epoch(program: _Program, params, opt_state, shuffle_key, epoch,
   params, optimizer state and mean batch loss."""
   tx = _optimizer(program.learning_rate)
   num_samples = train_x.shape[0]
-  order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch),
-                                 num_samples)
+  # R4 (fixed_shuffle): the released code draws one order and keeps it.
+  order = jax.random.permutation(
+      jax.random.fold_in(shuffle_key, 0 if program.fixed_shuffle else epoch),
+      num_samples)
   batches = order[:program.batches_per_epoch * program.batch_size].reshape(
       program.batches_per_epoch, program.batch_size)
 
@@ -283,7 +305,9 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
         scores = _sequence_scores(model, params, x)
         accuracy = _accuracy(scores, y)
         accuracies.append(accuracy)
-        paper.append(_better(accuracy > best['accuracy'],
+        improved = (accuracy >= best['accuracy'] if program.test_ties == 'last'
+                    else accuracy > best['accuracy'])
+        paper.append(_better(improved,
                              {'accuracy': accuracy, 'epoch': epoch,
                               'scores': scores}, best))
       new['paper'] = tuple(paper)
@@ -407,7 +431,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
       learning_rate=settings.learning_rate, batch_size=batch_size,
       batches_per_epoch=num_samples // batch_size,
       has_val=bool(val_rows.size),
-      track_test=settings.track_test or settings.selection == 'paper')
+      track_test=settings.track_test or settings.selection == 'paper',
+      fixed_shuffle=settings.fixed_shuffle, test_ties=settings.test_ties)
   data = {
       'train_x': jnp.asarray(train_x), 'train_y': jnp.asarray(train_y),
       'val': ((jnp.asarray(samples[val_rows]),
@@ -476,6 +501,7 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
                          for k, name in enumerate(test_names)}
           if program.track_test else {}),
       num_train_sequences=int(train_rows.size),
+      train_sequences_per_person=per_person_counts(train_labels[train_rows]),
       num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
       batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,
       train_seconds=train_seconds)
