@@ -493,7 +493,13 @@ def cme_match(gallery: np.ndarray, probes: np.ndarray, same_condition: bool) -> 
   gallery = np.asarray(gallery, dtype=np.float64)
   probes = np.asarray(probes, dtype=np.float64)
   distances = np.linalg.norm(gallery[None, :, :] - probes[:, None, :], axis=-1)
-  order = np.argsort(distances, axis=1, kind='stable')
+  return cme_match_from_distances(distances, same_condition)
+
+
+def cme_match_from_distances(distances: np.ndarray, same_condition: bool) -> np.ndarray:
+  """R11 on a [P, G] probe-to-gallery distance matrix: nearest, or second nearest
+  for an equal condition (ties by gallery order). Returns [P] gallery indices."""
+  order = np.argsort(np.asarray(distances), axis=1, kind='stable')
   return order[:, 1] if same_condition else order[:, 0]
 
 

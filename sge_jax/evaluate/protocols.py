@@ -55,6 +55,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sge_jax import released
 from sge_jax.config import EvalSettings, RNSettings
 from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
@@ -461,9 +462,33 @@ def _same_samples(a: SplitEncodings, b: SplitEncodings) -> bool:
           and np.array_equal(a.sequences, b.sequences))
 
 
+def released_cme_rank1(probe: SplitEncodings, gallery: SplitEncodings,
+                       same_condition: bool, representation: str) -> float:
+  """Quirk R11: the released CME Rank-1.
+
+  The gallery holds R1's training rows (small persons padded with copies of
+  their first sequence, large ones truncated), the probes R1's test rows; each
+  probe takes the nearest gallery entry, or the SECOND nearest for an equal
+  condition, whatever the nearest is (Euclidean). Rank-1 = share of probes
+  whose matched entry has their label.
+  """
+  gallery_rows, _ = released.released_extraction_order(gallery.labels)
+  probe_rows = released.released_test_order(probe.labels)
+  distances = metrics.pairwise_distances(
+      sequence_features(probe.encodings[probe_rows], representation),
+      sequence_features(gallery.encodings[gallery_rows], representation),
+      'euclidean')
+  matched = released.cme_match_from_distances(distances, same_condition)
+  return float(np.mean(gallery.labels[gallery_rows][matched]
+                       == probe.labels[probe_rows]))
+
+
 def protocol_cme(encoding_set: EncodingSet, view: str,
-                 settings: EvalSettings) -> _Outcome:
-  """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule."""
+                 settings: EvalSettings,
+                 second_nearest: bool = False) -> _Outcome:
+  """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule
+  (``second_nearest``: quirk R11's Rank-1 replaces it; mAP and CMC keep the
+  self-match rule)."""
   outcome = _Outcome()
   names = encoding_set.split_names
   if 'gallery' not in names or 'probe' not in names:
@@ -502,6 +527,14 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
                     'gallery sequences')
   entry.update(_retrieval_scores(encoding_set, probe, gallery, keep, settings,
                                  exclude_self=exclude_self))
+  if second_nearest:
+    entry['rank1_self_match_rule'] = entry['rank1']
+    entry['rank1'] = released_cme_rank1(
+        probe, gallery, bool(pair and pair[0] == pair[1]),
+        settings.retrieval_features)
+    _note(outcome, (f'CME {conditions}: Rank-1 by the released rule (R11: '
+                    'R1 gallery rows, second nearest for equal conditions); '
+                    'mAP and CMC by the self-match rule.'))
   outcome.entries[f'CME/{conditions}'] = entry
   return outcome
 

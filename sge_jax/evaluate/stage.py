@@ -117,7 +117,9 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     outcomes.append(protocols.protocol_b(encoding_set, settings))
   if 'CME' in plan:
     view = str((config.get('data') or {}).get('view', ''))
-    outcomes.append(protocols.protocol_cme(encoding_set, view, settings))
+    outcomes.append(protocols.protocol_cme(
+        encoding_set, view, settings,
+        second_nearest=bool((config.get('quirks') or {}).get('second_nearest'))))
 
   entries, rocs, rn_summary = {}, {}, None
   for outcome in outcomes:
