@@ -242,16 +242,23 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+def epoch_order(shuffle_key: jax.Array, epoch, num_samples: int,
+                fixed_shuffle: bool = False) -> jax.Array:
+  """The order of the training samples in epoch ``epoch`` (0-based), [S]:
+  a fresh permutation per epoch, or with ``fixed_shuffle`` (quirk R4) the
+  epoch-0 permutation every epoch, as the released code keeps one shuffle."""
+  return jax.random.permutation(
+      jax.random.fold_in(shuffle_key, 0 if fixed_shuffle else epoch),
+      num_samples)
+
+
 def _train_epoch(program: _Program, params, opt_state, shuffle_key, epoch,
                  train_x, train_y):
   """One epoch of mini-batch steps over a fresh permutation; returns the new
   params, optimizer state and mean batch loss."""
   tx = _optimizer(program.learning_rate)
-  num_samples = train_x.shape[0]
-  # R4 (fixed_shuffle): the released code draws one order and keeps it.
-  order = jax.random.permutation(
-      jax.random.fold_in(shuffle_key, 0 if program.fixed_shuffle else epoch),
-      num_samples)
+  order = epoch_order(shuffle_key, epoch, train_x.shape[0],
+                      program.fixed_shuffle)
   batches = order[:program.batches_per_epoch * program.batch_size].reshape(
       program.batches_per_epoch, program.batch_size)
 
