@@ -51,10 +51,6 @@ class ReleasedRows:
         manner=str(config.rn.manner), batch_size=int(config.rn.batch_size),
         seed=int(config.seed))
 
-  @property
-  def active(self) -> bool:
-    return self.extraction_batches or self.full_test_batches
-
 
 def released_train_set(encodings: np.ndarray, labels: np.ndarray,
                        rows: ReleasedRows) -> tuple[np.ndarray, np.ndarray]:
