@@ -164,9 +164,10 @@ def run_ablation(config: ml_collections.ConfigDict,
                          else 'trained')
       row.update(summarize(results))
     rows.append(row)
-  workdir_lib.write_json({'rows': rows}, workdir / ABLATION_JSON)
-  workdir_lib.write_text_atomically(workdir / ABLATION_MARKDOWN,
-                                    render_table(rows))
+    # Rewritten after every variant: an interrupted ablation leaves its table so far.
+    workdir_lib.write_json({'rows': rows}, workdir / ABLATION_JSON)
+    workdir_lib.write_text_atomically(workdir / ABLATION_MARKDOWN,
+                                      render_table(rows))
   return rows
 
 
