@@ -162,6 +162,7 @@ def test_released_run_names_procedure_and_quirks_everywhere(tmp_path):
   assert (meta.procedure, list(meta.quirks)) == ('released', on)
   report = (tmp_path / 'report.md').read_text()
   assert '| procedure | released' in report and 'R5 full_test_batches' in report
+  assert '| 21 scored of 24 |' in report
   # Tiny demo: 4 people, 12 training and 6 test sequences each, f = 6.
   rn = results['rn']
   assert rn['train_sequences_per_person'] == {str(p): 128 for p in range(4)}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sge_jax import config as config_lib
+from sge_jax import released
 from sge_jax.config import EvalSettings, RNSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.normalize import normalize
@@ -203,6 +204,11 @@ def test_r6_ge_keeps_the_last_tied_best_test_epoch_gt_the_first():
   assert tied.size >= 2                      # the fixture must tie
   assert results['first'].selected_epochs['test'] == tied[0]
   assert results['last'].selected_epochs['test'] == tied[-1]
+  # The in-training tracker agrees with the reference rule (0-based there).
+  assert results['last'].selected_epochs['test'] == (
+      released.select_epoch(accuracy, '>=') + 1)
+  assert results['first'].selected_epochs['test'] == (
+      released.select_epoch(accuracy, '>') + 1)
 
 
 def test_r6_picks_the_paper_rule_with_last_ties_except_on_ias():

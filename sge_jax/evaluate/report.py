@@ -157,11 +157,14 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
         lines.append(f'| {entry["label"]} | {method} (skipped) | – | – | – | '
                      f'– | {entry["num_sequences"]} | {size} |')
         continue
+      count = entry['num_sequences']
+      scored = entry.get('num_scored_sequences')
+      if values is entry and scored is not None and scored != count:
+        count = f'{scored} scored of {count}'    # released rows (R1, R3, R5)
       lines.append(
           f'| {entry["label"]} | {method} | {_percent(values["rank1"])} | '
           f'{_percent(values["rank5"])} | {_percent(values["rank10"])} | '
-          f'{_percent(values.get(last))} | {entry["num_sequences"]} | '
-          f'{size} |')
+          f'{_percent(values.get(last))} | {count} | {size} |')
   return lines
 
 
