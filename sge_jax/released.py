@@ -383,10 +383,10 @@ def select_epoch_ias_sc(accuracies_a: Sequence[float] | np.ndarray,
 def biwi_encoder_rows(num_sequences: int) -> np.ndarray:
   """R7: the stored BIWI training rows the gait encoders train on (train.py:371).
 
-  The authors return ``input_data[:-len(input_data)//3]``. Unary minus binds
-  tighter than ``//``, so the stop is ``(-n) // 3 = -ceil(n / 3)``: the encoder
-  trains on the first ``n - ceil(n/3) = floor(2n/3)`` rows, NOT on
-  ``n - n // 3`` (which ``x[:-(len(x)//3)]`` would give, and which is empty
+  The authors' slice stops at minus the length floor-divided by three; unary
+  minus binds tighter than ``//``, so the stop is ``(-n) // 3 = -ceil(n / 3)``:
+  the encoder trains on the first ``n - ceil(n/3) = floor(2n/3)`` rows, NOT on
+  ``n - n // 3`` (what a stop of ``-(n // 3)`` would give, and which is empty
   when ``n // 3 == 0``). The RN still uses all n rows (R1 applies there).
 
   Args:
@@ -395,8 +395,7 @@ def biwi_encoder_rows(num_sequences: int) -> np.ndarray:
   Returns:
     [floor(2n/3)] int64 row indices 0, 1, ...
   """
-  rows = np.arange(num_sequences, dtype=np.int64)
-  return rows[:-len(rows) // 3]
+  return np.arange((2 * num_sequences) // 3, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------
