@@ -11,6 +11,8 @@ from sge_jax.config import base_config, with_variant
 
 def get_config(arg=None):
   config = base_config()
+  # The authors' CASIA-B default (--norm 1), in both procedures.
+  config.data.normalization = 'root_joint'
   config.data.name = 'CASIA_B_match'
   config.data.length = 50
   config.data.view = 'nm.nm'

@@ -10,6 +10,8 @@ from sge_jax.config import base_config, with_variant
 
 def get_config(arg=None):
   config = base_config()
+  # The authors' CASIA-B default (--norm 1), in both procedures.
+  config.data.normalization = 'root_joint'
   config.data.name = 'CASIA_B'
   config.data.length = 20
   config.data.view = '0'

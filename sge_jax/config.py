@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from typing import Any, Iterable, Optional
 
@@ -38,9 +39,36 @@ SELECTION_RULES = ('val', 'fixed', 'paper')
 PROTOCOLS = ('A', 'B', 'CME')
 DISTANCES = ('euclidean', 'cosine')
 RETRIEVAL_FEATURES = ('concat', 'mean')
+PROCEDURES = ('clean', 'released')
+NORMALIZATIONS = ('none', 'root_joint', 'center')
+# The released code's behaviours (docs/released_procedure.md), one config.quirks
+# field each: behaviour id -> field. procedure='released' turns every one on,
+# 'clean' every one off; a field set explicitly wins over the procedure.
+QUIRKS = {
+    'R1': 'extraction_batches',
+    'R2': 'plus_from_rev_rec',
+    'R3': 'plus_test_copies',
+    'R4': 'fixed_rn_shuffle',
+    'R5': 'full_test_batches',
+    'R6': 'select_on_test',
+    'R7': 'biwi_two_thirds',
+    'R9': 'reversed_la_mask',
+    'R10': 'redrawn_sorting',
+    'R11': 'second_nearest',
+    'R12': 'equal_id_counts',
+}
+# Quirks that change what the encoders learn: they enter the encoder identity
+# (config_hash, encoder_differences) when on. The others act on extraction and
+# the RN only, so trained encoders can be shared across them.
+ENCODER_QUIRKS = ('biwi_two_thirds', 'reversed_la_mask', 'redrawn_sorting')
 
 
 # ----------------------------------------------------------------- defaults
+
+
+def _unset_flag() -> ml_collections.FieldReference:
+  """A bool field whose None means 'not set' (settable from the command line)."""
+  return ml_collections.FieldReference(None, field_type=bool)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -59,6 +87,48 @@ def base_config() -> ml_collections.ConfigDict:
   # Reuse the trained encoders of another workdir instead of training here (the
   # authors' "transfer" setting: encode this dataset with that dataset's model).
   config.encoder_workdir = ''
+  # 'clean' (this project's procedure) or 'released' (the authors' released code,
+  # including its bugs: every behaviour of config.quirks on). It only sets the
+  # defaults of config.quirks; docs/released_procedure.md describes each one.
+  config.procedure = 'clean'
+  # The released-code behaviours, each switchable alone (None = follow
+  # config.procedure; True/False = on/off whatever the procedure). Resolved
+  # once, by resolve_config, before anything runs.
+  config.quirks = ml_collections.ConfigDict()
+  # R1: the RN's rows are built per person (sorted ids) in batches of 128: a
+  # person with n < 128 sequences is padded with copies of their first sequence
+  # (kept for training, cut again on the test side); n >= 128 keeps only
+  # floor(n/128)*128 (train and test).
+  config.quirks.extraction_batches = _unset_flag()
+  # R2: rev_rec_plus CAGEs are made from the rev_rec weights three times (block 1
+  # a duplicate of block 0, block 2 of frame-permuted training inputs), ordered
+  # x0 x1 x2 y0 y1 y2 z0 z1 z2; the prediction and sorting models are unused.
+  config.quirks.plus_from_rev_rec = _unset_flag()
+  # R3: with R1 on and rev_rec_plus, the test rows keep the padding copies.
+  config.quirks.plus_test_copies = _unset_flag()
+  # R4: the RN's training rows are shuffled once and visited in that order
+  # every epoch (the incomplete last batch is never seen).
+  config.quirks.fixed_rn_shuffle = _unset_flag()
+  # R5: only full batches of rn.batch_size test rows are scored (frames in
+  # AP, once-permuted sequences in SC); fewer rows are padded with copies of row 0.
+  config.quirks.full_test_batches = _unset_flag()
+  # R6: the RN epoch is chosen on the test split, the LAST epoch reaching the
+  # best accuracy ('>='); IAS keeps the FIRST ('>'). Overrides rn.selection.
+  config.quirks.select_on_test = _unset_flag()
+  # R7: BIWI encoders train on the first floor(2n/3) training sequences.
+  config.quirks.biwi_two_thirds = _unset_flag()
+  # R9: the LA loss's mask assumes a reversed target whatever the pretext task.
+  config.quirks.reversed_la_mask = _unset_flag()
+  # R10: sorting permutations differ per axis and are drawn afresh (another
+  # seeded stream) when CAGEs are computed, so the encoded permutation is not
+  # the trained one.
+  config.quirks.redrawn_sorting = _unset_flag()
+  # R11: CME same-condition matching takes the second-nearest gallery entry
+  # (gallery built as R1's training rows, copies included).
+  config.quirks.second_nearest = _unset_flag()
+  # R12: the RN has one class per test id and ids are matched by sorted rank,
+  # so the run stops unless the training and test person sets are equal.
+  config.quirks.equal_id_counts = _unset_flag()
 
   # ---------------------------------------------------------------- data
   config.data = ml_collections.ConfigDict()
@@ -93,12 +163,16 @@ def base_config() -> ml_collections.ConfigDict:
   # `seed`. A multi-seed run (`seeds`) keeps the data of the root seed, so its
   # mean ± std shows the variation of the models and the RN only.
   config.data.seed = -1
-  # Subtract each sequence's mean position (per axis, over its f frames and J
-  # joints) before training and encoding. Not in the authors' code, which feeds
-  # raw camera coordinates: there, where in the room a window was recorded is
-  # part of its encoding, which confounds identity when people walk across the
-  # view (on the demo set: Rank-1 34% raw vs 89% centred after 30 epochs).
-  config.data.center_sequences = False
+  # Coordinates before training and encoding: 'none' (raw camera coordinates,
+  # as the authors' code feeds most datasets), 'root_joint' (every frame minus
+  # its joint 0, per axis: the authors' CASIA-B default, their --norm 1), or
+  # 'center' (every sequence minus its mean position over its f frames and J
+  # joints, per axis; not in the authors' code: it removes where in the room a
+  # window was recorded, which confounds identity when people walk across the
+  # view: on the demo set Rank-1 34% raw vs 89% centred after 30 epochs).
+  config.data.normalization = 'none'
+  # Deprecated: True/False = normalization 'center'/'none' (a warning says so).
+  config.data.center_sequences = _unset_flag()
   # 'synthetic' format: size of the procedural walking set.
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.num_people = 12
@@ -212,8 +286,9 @@ _SMOKE = {
     'rn.epochs': 5,
     'rn.hidden': 32,
 }
-# Config arguments (``--config=configs/kgbd.py:smoke``): name -> fields it sets.
-VARIANTS = {'smoke': _SMOKE}
+# Config arguments (``--config=configs/kgbd.py:smoke``, ``:released,smoke``):
+# name -> fields it sets.
+VARIANTS = {'smoke': _SMOKE, 'released': {'procedure': 'released'}}
 
 
 def with_variant(config: ml_collections.ConfigDict,
@@ -241,6 +316,46 @@ def with_variant(config: ml_collections.ConfigDict,
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   """The defaults with the variants in ``arg`` applied."""
   return with_variant(base_config(), arg)
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with the derived fields filled in, the one place that does it.
+
+  * every ``quirks.*`` left at None takes the procedure's default (on for
+    'released', off for 'clean'), so one quirk set on the command line wins;
+  * the deprecated ``data.center_sequences``, when set, becomes
+    ``data.normalization`` ('center' / 'none') with a warning, and is cleared.
+
+  Raises:
+    ConfigError: an unknown procedure.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  procedure = config.get('procedure', 'clean')
+  _one_of(procedure, 'procedure', PROCEDURES)
+  with config.unlocked():
+    if 'quirks' not in config:
+      config.quirks = ml_collections.ConfigDict()
+    for field in QUIRKS.values():
+      if config.quirks.get(field) is None:
+        config.quirks[field] = procedure == 'released'
+    data = config.data
+    if 'normalization' not in data:
+      data.normalization = 'none'
+    if data.get('center_sequences') is not None:
+      data.normalization = 'center' if data.center_sequences else 'none'
+      logging.warning(
+          'config.data.center_sequences is deprecated: read as '
+          '--config.data.normalization=%s; use that field instead.',
+          data.normalization)
+    data.center_sequences = None
+  return config
+
+
+def quirks_on(config: ml_collections.ConfigDict) -> list[str]:
+  """'R1 extraction_batches', ... for every quirk a resolved config turns on."""
+  quirks = config.get('quirks') or {}
+  return [f'{code} {field}' for code, field in QUIRKS.items()
+          if quirks.get(field)]
 
 
 # ----------------------------------------------------------------- parsing
@@ -333,6 +448,9 @@ class RNSettings:
     track_test: score the test splits after every epoch (test-accuracy curves
       and the 'paper' rule next to the chosen one); forced on for 'paper'.
     seed: the root seed (config.seed).
+    fixed_shuffle: R4, one shuffle of the training samples for every epoch.
+    test_ties: which of several best test epochs the 'paper' rule keeps:
+      'first' (strict '>') or 'last' ('>=', R6 outside IAS).
   """
   manner: str = 'ap'
   selection: str = 'val'
@@ -344,6 +462,8 @@ class RNSettings:
   epochs_per_call: int = 50
   track_test: bool = True
   seed: int = 0
+  fixed_shuffle: bool = False
+  test_ties: str = 'first'
 
   def __post_init__(self):
     def require(condition, field, expected):
@@ -352,6 +472,7 @@ class RNSettings:
     require(self.manner in MANNERS, 'manner', f'one of {", ".join(MANNERS)}')
     require(self.selection in SELECTION_RULES, 'selection',
             f'one of {", ".join(SELECTION_RULES)}')
+    require(self.test_ties in ('first', 'last'), 'test_ties', 'first or last')
     for field in ('epochs', 'batch_size', 'hidden', 'epochs_per_call'):
       value = getattr(self, field)
       require(isinstance(value, int) and value >= 1, field, 'an integer >= 1')
@@ -363,8 +484,16 @@ class RNSettings:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'RNSettings':
+    """The settings of a config; quirks R4 and R6 (``select_on_test`` picks
+    the 'paper' rule with the released ties: last, first on IAS) apply."""
     rn = config.rn
-    return cls(manner=str(rn.manner), selection=str(rn.selection),
+    quirks = config.get('quirks') or {}
+    on_test = bool(quirks.get('select_on_test'))
+    is_ias = str((config.get('data') or {}).get('name', '')) == 'IAS'
+    return cls(manner=str(rn.manner),
+               selection='paper' if on_test else str(rn.selection),
+               fixed_shuffle=bool(quirks.get('fixed_rn_shuffle')),
+               test_ties='last' if on_test and not is_ias else 'first',
                epochs=int(rn.epochs), batch_size=int(rn.batch_size),
                learning_rate=float(rn.learning_rate), hidden=int(rn.hidden),
                val_fraction=float(rn.get('val_fraction', 0.1)),
@@ -424,12 +553,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   """Raises ConfigError naming the first bad field and the allowed values.
 
   ``num_devices`` is the global device count: every device of every process
-  of the job shares each batch of ``train.batch_size``.
+  of the job shares each batch of ``train.batch_size``. Checks the config as
+  ``resolve_config`` makes it (quirks and normalisation filled in).
   """
+  config = resolve_config(config)
   parse_stages(config.stages)
   parse_seeds(config)
+  _one_of(config.procedure, 'procedure', PROCEDURES)
+  for field in QUIRKS.values():
+    _require(isinstance(config.quirks[field], bool), f'quirks.{field}',
+             config.quirks[field], 'True or False (resolve_config fills None)')
   data, model, train = config.data, config.model, config.train
   _one_of(data.format, 'data.format', FORMATS)
+  _one_of(data.normalization, 'data.normalization', NORMALIZATIONS)
   _int_at_least(data.length, 'data.length', 2)
   if data.format == 'npz':
     _require(bool(data.path), 'data.path', data.path, 'the .npz file to read')
@@ -493,13 +629,41 @@ def flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def _encoder_tree(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The encoder-defining fields as a tree, in a form that does not change
+  for configs written before ``data.seed``, ``data.normalization`` and
+  ``quirks`` existed: the default data seed is left out, normalisation
+  'none'/'center' is written as the old ``center_sequences`` boolean, and
+  encoder quirks appear only when on. (Old workdirs resume and the clean demo
+  keeps its config_hash.)"""
+  tree = {name: json.loads(config[name].to_json())
+          if isinstance(config[name], ml_collections.ConfigDict)
+          else config[name] for name in ENCODER_SECTIONS}
+  data = tree['data']
+  if data.get('seed', -1) == -1:     # the default: the data follow `seed`
+    data.pop('seed', None)
+  normalization = data.pop('normalization', None)
+  centred = data.pop('center_sequences', None)
+  if normalization is None:
+    normalization = 'center' if centred else 'none'
+  if normalization in ('none', 'center'):
+    data['center_sequences'] = normalization == 'center'
+  else:
+    data['normalization'] = normalization
+  quirks = config.get('quirks') or {}
+  on = {field: True for field in ENCODER_QUIRKS if quirks.get(field)}
+  if on:
+    tree['quirks'] = on
+  return tree
+
+
 def _encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The encoder-defining fields; a field the config predates counts as its
-  default (fields are only added with defaults that keep the old behaviour)."""
-  flat = flatten(json.loads(base_config().to_json()))
-  flat.update(flatten(json.loads(config.to_json())))
-  return {field: value for field, value in flat.items()
-          if field.split('.')[0] in ENCODER_SECTIONS}
+  """The encoder-defining fields, flattened; a field the config predates
+  counts as its default (fields are only added with defaults that keep the old
+  behaviour)."""
+  flat = flatten(_encoder_tree(base_config()))
+  flat.update(flatten(_encoder_tree(config)))
+  return flat
 
 
 def encoder_differences(old: ml_collections.ConfigDict,
@@ -514,9 +678,7 @@ def encoder_differences(old: ml_collections.ConfigDict,
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """Short hash of what determines the encoders (ENCODER_SECTIONS without
   BOOKKEEPING_FIELDS)."""
-  encoder_fields = {name: json.loads(config[name].to_json())
-                    if isinstance(config[name], ml_collections.ConfigDict)
-                    else config[name] for name in ENCODER_SECTIONS}
+  encoder_fields = _encoder_tree(config)
   for field in BOOKKEEPING_FIELDS:
     section, key = field.split('.')
     encoder_fields[section].pop(key, None)

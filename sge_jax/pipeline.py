@@ -37,6 +37,7 @@ from sge_jax.data.loading import check_trainable, dataset_summary, prepare_datas
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
+from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
 from sge_jax.evaluate.saved_rn import RN_FILE
 from sge_jax.train import train_encoders
@@ -92,6 +93,9 @@ def run_single(config: ml_collections.ConfigDict,
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
       dataset = prepare_dataset(config.data, config_lib.data_seed(config))
       logging.info('[data] %s', dataset_summary(dataset))
+      if config.quirks.equal_id_counts:
+        require_equal_person_sets({name: split.labels
+                                   for name, split in dataset.splits.items()})
       if train:
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
@@ -141,6 +145,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   Returns the results (None on the processes other than 0 of a multi-process
   job, and when ``evaluate`` is not among the stages).
   """
+  config = config_lib.resolve_config(config)
   config_lib.validate_config(config, jax.device_count())
   workdir = pathlib.Path(workdir)
   with hold_job_lock(workdir):

@@ -7,7 +7,7 @@ import logging
 
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
 from sge_jax.data.dataset import SkeletonDataset, first_sequences
-from sge_jax.data.normalize import center_sequences
+from sge_jax.data.normalize import normalize
 from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
@@ -107,14 +107,13 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
 
 def prepare_dataset(data_config, seed: int) -> SkeletonDataset:
   """The dataset a job trains and encodes: loaded, capped to
-  ``data.max_sequences`` per split, and normalised as ``data`` asks."""
+  ``data.max_sequences`` per split, and normalised as ``data.normalization``
+  asks (a config that went through ``sge_jax.config.resolve_config``)."""
   dataset = first_sequences(load_dataset(data_config, seed),
                             int(data_config.max_sequences))
   for warning in unit_warnings(dataset):
     logging.warning('[data] %s', warning)
-  if data_config.center_sequences:
-    dataset = center_sequences(dataset)
-  return dataset
+  return normalize(dataset, data_config.get('normalization', 'none'))
 
 
 def dataset_summary(dataset: SkeletonDataset) -> str:

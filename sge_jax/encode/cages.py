@@ -10,13 +10,14 @@ so encoding is deterministic.
 from __future__ import annotations
 
 import functools
+import zlib
 
 import jax
 import ml_collections
 import numpy as np
 
-from sge_jax import __version__
-from sge_jax.config import config_hash
+from sge_jax import __version__, released
+from sge_jax.config import config_hash, quirks_on
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.encodings import (EncodingMetadata, EncodingSet,
                                       SplitEncodings, combine_splits)
@@ -24,6 +25,8 @@ from sge_jax.models import GaitEncodingModel
 from sge_jax.train import pretext
 
 ENCODE_BATCH = 1024
+# The split the RN trains on (block 2 of R2 permutes only its frames).
+TRAIN_SPLIT = 'train'
 
 
 def _batch_cages(params, inputs, targets, *, model: GaitEncodingModel):
@@ -76,30 +79,90 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
       num_sequences, length, num_models * hidden)
 
 
+def released_plus_cages(params, model: GaitEncodingModel, sequences: np.ndarray,
+                        permute: bool, seed: int, stream: str) -> np.ndarray:
+  """Quirk R2: rev_rec_plus CAGEs as the released code builds them.
+
+  Only the rev_rec models (the first three stacked models) are used, three
+  times: block 0 on the sequences, block 1 the same again, block 2 on the
+  sequences with their frames permuted per sequence and axis when ``permute``
+  (the training split) and unchanged otherwise. Columns are ordered per axis,
+  x0 x1 x2 y0 y1 y2 z0 z1 z2, as the released per-axis concatenation.
+
+  Args:
+    params: stacked parameters of the 9 rev_rec_plus models.
+    model: the per-axis model.
+    sequences: [N, f, J, 3].
+    permute: permute the frames for block 2 (training split only).
+    seed: root seed (the block-2 permutations).
+    stream: split name.
+
+  Returns:
+    [N, f, 9 k] float32.
+  """
+  rev_rec = (pretext.PretextTask('rev_rec', 'LA'),)
+  rev_rec_params = jax.tree.map(lambda p: p[:len(pretext.AXES)], params)
+
+  def rev_rec_cages(inputs):
+    data = pretext.stacked_pretext_data(inputs, rev_rec, seed, stream)
+    cages = compute_cages(rev_rec_params, model, data)
+    return cages.reshape(cages.shape[0], cages.shape[1], len(pretext.AXES), -1)
+
+  block0 = rev_rec_cages(sequences)
+  if permute:
+    rng = np.random.default_rng([seed, zlib.crc32(f'{stream}/plus'.encode())])
+    block2 = rev_rec_cages(released.permute_frames_per_axis(sequences, rng)[0])
+  else:
+    block2 = block0
+  blocks = np.stack([block0, block0, block2], axis=3)   # [N, f, axis, block, k]
+  return blocks.reshape(blocks.shape[0], blocks.shape[1], -1)
+
+
+def released_plus_names() -> tuple[str, ...]:
+  """Column blocks of ``released_plus_cages``, in order."""
+  return tuple(f'rev_rec/{axis} (block {block})' for axis in pretext.AXES
+               for block in range(3))
+
+
 def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                    params, model: GaitEncodingModel) -> EncodingSet:
   """CAGEs of every split of ``dataset`` with the trained stacked ``params``.
 
   ``config.model`` describes the encoders (their pretext tasks), which may come
   from another run (transfer); ``config.seed`` fixes the sorting permutations.
+  ``config.quirks`` may switch on R2 (rev_rec_plus from the rev_rec weights)
+  and R10 (sorting permutations redrawn for encoding).
   """
-  tasks = pretext.pretext_tasks(config.model.pretext, config.model.attention)
+  quirks = config.get('quirks') or {}
+  tasks = pretext.pretext_tasks(config.model.pretext, config.model.attention,
+                                quirks)
+  plus_from_rev_rec = (config.model.pretext == 'rev_rec_plus'
+                       and bool(quirks.get('plus_from_rev_rec')))
+  seed = int(config.seed)
   splits = []
   for name, split in dataset.splits.items():
-    data = pretext.stacked_pretext_data(split.sequences, tasks, int(config.seed),
-                                        name)
+    if plus_from_rev_rec:
+      cages = released_plus_cages(params, model, split.sequences,
+                                  name == TRAIN_SPLIT, seed, name)
+    else:
+      # R10: a stream of its own, so the encoded permutations are not the trained ones.
+      stream = f'{name}/encode' if quirks.get('redrawn_sorting') else name
+      cages = compute_cages(params, model, pretext.stacked_pretext_data(
+          split.sequences, tasks, seed, stream))
     recordings = (split.recordings if split.recordings is not None
                   else np.full(split.num_sequences, -1))
-    splits.append((name, SplitEncodings(compute_cages(params, model, data),
-                                        split.labels, split.sequences,
+    splits.append((name, SplitEncodings(cages, split.labels, split.sequences,
                                         recordings)))
   metadata = EncodingMetadata(
       dataset=dataset.name, length=dataset.length,
       attention=config.model.attention, pretext=config.model.pretext,
-      hidden=int(config.model.hidden), seed=int(config.seed),
+      hidden=int(config.model.hidden), seed=seed,
       config_hash=config_hash(config),
-      model_names=tuple(pretext.model_names(tasks)),
+      model_names=(released_plus_names() if plus_from_rev_rec
+                   else tuple(pretext.model_names(tasks))),
       joint_names=tuple(dataset.joint_names) if dataset.joint_names else None,
       bones=tuple(map(tuple, dataset.bones)) if dataset.bones else None,
-      sge_jax_version=__version__)
+      sge_jax_version=__version__,
+      procedure=str(config.get('procedure', 'clean')),
+      quirks=tuple(quirks_on(config)))
   return combine_splits(splits, metadata)

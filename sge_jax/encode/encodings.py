@@ -18,6 +18,10 @@ with plain ``np.load(path)`` (no pickles):
   bones           [n, 2] int64       (parent, child) pairs (empty when unknown)
   dataset, attention, pretext, config_hash, sge_jax_version   str scalars
   length, hidden, seed                                        int scalars
+  procedure       str scalar         'released' (absent = 'clean', the default,
+                                     so clean files stay as they were)
+  quirks          [q] str            the released behaviours that were on,
+                                     e.g. 'R1 extraction_batches' (absent = none)
 
 Rows are grouped by split in report order and in stored order within a split.
 AP ("average prediction") uses the f rows of a sequence as frame-level samples;
@@ -55,6 +59,8 @@ class EncodingMetadata:
   joint_names: Optional[tuple[str, ...]] = None
   bones: Optional[tuple[tuple[int, int], ...]] = None
   sge_jax_version: str = ''
+  procedure: str = 'clean'
+  quirks: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +139,9 @@ def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
     arrays[name] = np.asarray(getattr(meta, name), dtype=str)
   for name in _INT_METADATA:
     arrays[name] = np.asarray(getattr(meta, name), dtype=np.int64)
+  if meta.procedure != 'clean' or meta.quirks:
+    arrays['procedure'] = np.asarray(meta.procedure, dtype=str)
+    arrays['quirks'] = np.asarray(meta.quirks, dtype=str)
   temporary = path.with_name(path.name + '.tmp.npz')
   np.savez(temporary, **arrays)
   temporary.replace(path)
@@ -183,6 +192,10 @@ def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
     metadata = EncodingMetadata(
         model_names=tuple(str(n) for n in arrays['model_names']),
         joint_names=joint_names, bones=bones,
+        procedure=(str(arrays['procedure']) if 'procedure' in arrays
+                   else 'clean'),
+        quirks=(tuple(str(q) for q in arrays['quirks']) if 'quirks' in arrays
+                else ()),
         **{name: str(arrays[name]) for name in _STRING_METADATA},
         **{name: int(arrays[name]) for name in _INT_METADATA})
   except (TypeError, ValueError) as error:

@@ -55,12 +55,15 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sge_jax import released
 from sge_jax.config import EvalSettings, RNSettings
 from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import metrics, recognition, saved_rn
+from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
+                                            released_train_set)
 
 RETRIEVAL_DESCRIPTIONS = {
     'concat': 'flattened f x D frame-level CAGEs (the sequence-level CAGE)',
@@ -244,10 +247,13 @@ def _require_classes(people: np.ndarray, what: str, dataset: str) -> None:
 
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
                settings: EvalSettings,
+               rows: ReleasedRows = ReleasedRows(),
                saved: Optional[saved_rn.SavedRN] = None) -> _Outcome:
   """RN classification of every non-train split (module docstring).
 
-  The RN is re-scored from ``saved`` when that can serve ``rn_settings`` on
+  ``rows`` (the released R1/R3/R5 row rules) picks the RN's training rows and
+  the test sequences it scores; by default every sequence, once. The RN is
+  re-scored from ``saved`` when that can serve ``rn_settings`` and ``rows`` on
   these encodings (``saved_rn``), else trained; ``trained_rn`` of the outcome
   is set when it was trained (to be saved).
   """
@@ -278,13 +284,14 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           f'excluded: people {unknown} are not among the {classes.size} '
           'training people, so the RN has no class for them.'), warn=True)
     if keep.any():
-      test_sets[name] = (split.encodings[keep], split.labels[keep])
+      test_sets[name] = released_test_set(split.encodings[keep],
+                                          split.labels[keep], rows)
   if not test_sets:
     _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
           'training person.', warn=True)
     return outcome
 
-  digest = saved_rn.encodings_digest(encoding_set)
+  digest = saved_rn.encodings_digest(encoding_set, rows)
   why_not = (saved.mismatch(rn_settings, digest) if saved is not None
              else None)
   if saved is not None and why_not is None:
@@ -295,8 +302,9 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     if saved is not None:
       _note(outcome, f'The RN is trained again: the saved RN {saved.path} '
             f'cannot serve this evaluation ({why_not}).')
-    result = recognition.train_and_score(train.encodings, train.labels,
-                                         test_sets, rn_settings)
+    result = recognition.train_and_score(
+        *released_train_set(train.encodings, train.labels, rows), test_sets,
+        rn_settings)
     outcome.trained_rn = result
     source = 'trained in this evaluation'
     val_fraction = (rn_settings.val_fraction if rn_settings.selection == 'val'
@@ -319,13 +327,16 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
       entry['skipped'] = 'no test sequence belongs to a training person'
       outcome.entries[key] = entry
       continue
-    columns = metrics.class_indices(split.labels[keep], classes)
+    scored_labels = test_sets[name][1]
+    columns = metrics.class_indices(scored_labels, classes)
     scores = result.scores[name]
+    entry['num_scored_sequences'] = int(scored_labels.size)
     entry.update(classification_metrics(scores, columns))
     entry['selection'] = result.selection
     entry['selected_epoch'] = result.selected_epochs[name]
     entry['by_selection'] = {
-        rule: {'label': recognition.SELECTION_LABELS[rule],
+        rule: {'label': recognition.selection_label(rule,
+                                                    rn_settings.test_ties),
                'epoch': selection.epochs[name],
                'rank1': metrics.rank_k(selection.scores[name], columns, 1),
                'nauc': (metrics.nauc(selection.scores[name], columns)
@@ -335,8 +346,10 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     if classes.size >= 2:
       rocs['CAGEs'] = metrics.micro_roc(scores, columns)
     if settings.baselines:
+      # The baselines score every kept test sequence (no released row rules).
       entry['baselines'], baseline_rocs = _classification_baselines(
-          encoding_set, train, split.sequences[keep], columns, classes,
+          encoding_set, train, split.sequences[keep],
+          metrics.class_indices(split.labels[keep], classes), classes,
           settings)
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
@@ -353,7 +366,8 @@ def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
   return {
       'manner': rn_settings.manner,
       'selection': result.selection,
-      'selection_label': recognition.SELECTION_LABELS[result.selection],
+      'selection_label': recognition.selection_label(result.selection,
+                                                     rn_settings.test_ties),
       'epochs': rn_settings.epochs,
       'batch_size': result.batch_size,
       'configured_batch_size': rn_settings.batch_size,
@@ -365,6 +379,11 @@ def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
       'input_dim': int(recognition.rn_samples(train.encodings[:1],
                                               rn_settings.manner).shape[-1]),
       'num_train_sequences': result.num_train_sequences,
+      'train_sequences_per_person': result.train_sequences_per_person,
+      'train_frames_per_person': (
+          {person: count * int(train.encodings.shape[1]) for person, count
+           in result.train_sequences_per_person.items()}
+          if rn_settings.manner == 'ap' else None),
       'num_val_sequences': result.num_val_sequences,
       'samples_per_epoch': result.samples_per_epoch,
       'batches_per_epoch': result.batches_per_epoch,
@@ -486,9 +505,33 @@ def _same_samples(a: SplitEncodings, b: SplitEncodings) -> bool:
           and np.array_equal(a.sequences, b.sequences))
 
 
+def released_cme_rank1(probe: SplitEncodings, gallery: SplitEncodings,
+                       same_condition: bool, representation: str) -> float:
+  """Quirk R11: the released CME Rank-1.
+
+  The gallery holds R1's training rows (small persons padded with copies of
+  their first sequence, large ones truncated), the probes R1's test rows; each
+  probe takes the nearest gallery entry, or the SECOND nearest for an equal
+  condition, whatever the nearest is (Euclidean). Rank-1 = share of probes
+  whose matched entry has their label.
+  """
+  gallery_rows, _ = released.released_extraction_order(gallery.labels)
+  probe_rows = released.released_test_order(probe.labels)
+  distances = metrics.pairwise_distances(
+      sequence_features(probe.encodings[probe_rows], representation),
+      sequence_features(gallery.encodings[gallery_rows], representation),
+      'euclidean')
+  matched = released.cme_match_from_distances(distances, same_condition)
+  return float(np.mean(gallery.labels[gallery_rows][matched]
+                       == probe.labels[probe_rows]))
+
+
 def protocol_cme(encoding_set: EncodingSet, view: str,
-                 settings: EvalSettings) -> _Outcome:
-  """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule."""
+                 settings: EvalSettings,
+                 second_nearest: bool = False) -> _Outcome:
+  """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule
+  (``second_nearest``: quirk R11's Rank-1 replaces it; mAP and CMC keep the
+  self-match rule)."""
   outcome = _Outcome()
   names = encoding_set.split_names
   if 'gallery' not in names or 'probe' not in names:
@@ -527,6 +570,14 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
                     'gallery sequences')
   entry.update(_retrieval_scores(encoding_set, probe, gallery, keep, settings,
                                  exclude_self=exclude_self))
+  if second_nearest:
+    entry['rank1_self_match_rule'] = entry['rank1']
+    entry['rank1'] = released_cme_rank1(
+        probe, gallery, bool(pair and pair[0] == pair[1]),
+        settings.retrieval_features)
+    _note(outcome, (f'CME {conditions}: Rank-1 by the released rule (R11: '
+                    'R1 gallery rows, second nearest for equal conditions); '
+                    'mAP and CMC by the self-match rule.'))
   outcome.entries[f'CME/{conditions}'] = entry
   return outcome
 

@@ -78,6 +78,14 @@ SELECTION_LABELS = {
     'fixed': 'fixed (last epoch)',
     'paper': 'paper (best test epoch; optimistic)',
 }
+# The 'paper' rule keeping the last of tied best test epochs (R6).
+LAST_TIE_LABEL = 'paper (best test epoch, last of ties as the released code; optimistic)'
+
+
+def selection_label(selection: str, test_ties: str = 'first') -> str:
+  if selection == 'paper' and test_ties == 'last':
+    return LAST_TIE_LABEL
+  return SELECTION_LABELS[selection]
 
 # fold_in stream ids under the root key of config.seed ('RN', 'RV' in ASCII).
 RN_KEY_STREAM = 0x524E
@@ -97,6 +105,13 @@ def rn_samples(encodings: np.ndarray, manner: str) -> np.ndarray:
   if manner == 'sc':
     return encodings.reshape(encodings.shape[0], 1, -1)
   raise invalid('rn.manner', manner, 'one of ap, sc')
+
+
+def per_person_counts(labels: np.ndarray) -> dict[str, int]:
+  """{person id (as text, for JSON): number of entries}, ids in sorted order."""
+  people, counts = np.unique(np.asarray(labels), return_counts=True)
+  return {str(person): int(count) for person, count in zip(people.tolist(),
+                                                            counts.tolist())}
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int
@@ -179,6 +194,8 @@ class RNResult:
       parameters.
     history: per-epoch curves.
     num_train_sequences: sequences the RN trained on.
+    train_sequences_per_person: person id -> sequences the RN trained on
+      (after any padding, without the validation hold-out).
     num_val_sequences: sequences held out for 'val' (0 otherwise).
     samples_per_epoch: training samples S (frames for 'ap').
     batch_size: effective batch size B (<= S).
@@ -192,6 +209,7 @@ class RNResult:
   rules: dict[str, RuleSelection]
   history: RNHistory
   num_train_sequences: int
+  train_sequences_per_person: dict[str, int]
   num_val_sequences: int
   samples_per_epoch: int
   batch_size: int
@@ -209,6 +227,8 @@ class _Program:
   batches_per_epoch: int
   has_val: bool
   track_test: bool
+  fixed_shuffle: bool = False
+  test_ties: str = 'first'
 
 
 def _optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -230,14 +250,23 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+def epoch_order(shuffle_key: jax.Array, epoch, num_samples: int,
+                fixed_shuffle: bool = False) -> jax.Array:
+  """The order of the training samples in epoch ``epoch`` (0-based), [S]:
+  a fresh permutation per epoch, or with ``fixed_shuffle`` (quirk R4) the
+  epoch-0 permutation every epoch, as the released code keeps one shuffle."""
+  return jax.random.permutation(
+      jax.random.fold_in(shuffle_key, 0 if fixed_shuffle else epoch),
+      num_samples)
+
+
 def _train_epoch(program: _Program, params, opt_state, shuffle_key, epoch,
                  train_x, train_y):
   """One epoch of mini-batch steps over a fresh permutation; returns the new
   params, optimizer state and mean batch loss."""
   tx = _optimizer(program.learning_rate)
-  num_samples = train_x.shape[0]
-  order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch),
-                                 num_samples)
+  order = epoch_order(shuffle_key, epoch, train_x.shape[0],
+                      program.fixed_shuffle)
   batches = order[:program.batches_per_epoch * program.batch_size].reshape(
       program.batches_per_epoch, program.batch_size)
 
@@ -291,7 +320,9 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
         scores = _sequence_scores(model, params, x)
         accuracy = _accuracy(scores, y)
         accuracies.append(accuracy)
-        paper.append(_better(accuracy > best['accuracy'],
+        improved = (accuracy >= best['accuracy'] if program.test_ties == 'last'
+                    else accuracy > best['accuracy'])
+        paper.append(_better(improved,
                              {'accuracy': accuracy, 'epoch': epoch,
                               'params': params}, best))
       new['paper'] = tuple(paper)
@@ -421,7 +452,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
       learning_rate=settings.learning_rate, batch_size=batch_size,
       batches_per_epoch=num_samples // batch_size,
       has_val=bool(val_rows.size),
-      track_test=settings.track_test or settings.selection == 'paper')
+      track_test=settings.track_test or settings.selection == 'paper',
+      fixed_shuffle=settings.fixed_shuffle, test_ties=settings.test_ties)
   data = {
       'train_x': jnp.asarray(train_x), 'train_y': jnp.asarray(train_y),
       'val': ((jnp.asarray(samples[val_rows]),
@@ -484,6 +516,7 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
                          for k, name in enumerate(test_names)}
           if program.track_test else {}),
       num_train_sequences=int(train_rows.size),
+      train_sequences_per_person=per_person_counts(train_labels[train_rows]),
       num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
       batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,
       train_seconds=train_seconds, params=kept)

@@ -57,7 +57,9 @@ def _k_title(results: dict[str, Any], entry: dict[str, Any]) -> str:
 def summary_lines(results: dict[str, Any]) -> list[str]:
   """Short console summary: one line per entry, CAGEs then baselines."""
   seeds = results.get('seeds')
-  lines = [f'{results["dataset"]}: selection {results["selection_label"]}, '
+  procedure = (results.get('procedure') or {}).get('name', 'clean')
+  lines = [f'{results["dataset"]}: procedure {procedure}, '
+           f'selection {results["selection_label"]}, '
            + (f'seeds {seeds} (mean ± std)' if seeds
               else f'seed {results["seed"]}')]
   lines += [f'warning: {warning}' for warning in results.get('warnings', [])]
@@ -97,6 +99,14 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
       ('protocols', ', '.join(results['protocols'])),
       ('model selection', results['selection_label']),
   ]
+  procedure = results.get('procedure')
+  if procedure:
+    rows.append(('procedure', procedure['name']
+                 + (' (docs/released_procedure.md)'
+                    if procedure['name'] == 'released' else '')))
+    rows.append(('released quirks on',
+                 ', '.join(procedure['quirks_on']) or 'none'))
+    rows.append(('normalization', procedure['normalization']))
   if 'seeds' in results:
     rows.append(('seeds', ', '.join(str(s) for s in results['seeds'])))
   else:
@@ -105,6 +115,10 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
     rows.append(('RN', f'{rn["manner"]}, {rn["epochs"]} epochs, batch '
                  f'{rn["batch_size"]}, lr {rn["learning_rate"]:g}, hidden '
                  f'{rn["hidden"]}'))
+    per_person = rn.get('train_sequences_per_person')
+    if per_person:
+      rows.append(('RN training sequences per person', ', '.join(
+          f'{person}: {count}' for person, count in per_person.items())))
   rows.append(('distance', results['distance']))
   rows.append(('retrieval features', f'{results["retrieval"]["features"]} '
                f'({results["retrieval"]["description"]})'))
@@ -147,11 +161,14 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
         lines.append(f'| {entry["label"]} | {method} (skipped) | – | – | – | '
                      f'– | {entry["num_sequences"]} | {size} |')
         continue
+      count = entry['num_sequences']
+      scored = entry.get('num_scored_sequences')
+      if values is entry and scored is not None and scored != count:
+        count = f'{scored} scored of {count}'    # released rows (R1, R3, R5)
       lines.append(
           f'| {entry["label"]} | {method} | {_percent(values["rank1"])} | '
           f'{_percent(values["rank5"])} | {_percent(values["rank10"])} | '
-          f'{_percent(values.get(last))} | {entry["num_sequences"]} | '
-          f'{size} |')
+          f'{_percent(values.get(last))} | {count} | {size} |')
   return lines
 
 

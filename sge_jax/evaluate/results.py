@@ -165,6 +165,7 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
       'protocols': first['protocols'],
       'selection': first['selection'],
       'selection_label': first['selection_label'],
+      'procedure': first.get('procedure'),
       'headline': first['headline'],
       'protocol': first['protocol'],
   }

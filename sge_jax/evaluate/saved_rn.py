@@ -36,12 +36,13 @@ RN_FILE = workdir_lib.RN_FILE
 # RN fields that change what the network learns ('selection' only chooses among
 # the rules of one run, except that 'val' holds out a validation split).
 DEFINING_FIELDS = ('seed', 'manner', 'epochs', 'batch_size', 'learning_rate',
-                   'hidden')
+                   'hidden', 'fixed_shuffle', 'test_ties')
 
 
-def encodings_digest(encoding_set: EncodingSet) -> str:
-  """SHA-256 (16 hex digits) of the CAGEs, labels and split names."""
-  digest = hashlib.sha256()
+def encodings_digest(encoding_set: EncodingSet, rows: Any = None) -> str:
+  """SHA-256 (16 hex digits) of the CAGEs, labels and split names, and of the
+  released row rules ``rows`` (which pick the RN's training rows)."""
+  digest = hashlib.sha256(repr(rows).encode())
   for array in (encoding_set.encodings, encoding_set.labels,
                 encoding_set.split.astype(str)):
     digest.update(np.ascontiguousarray(array).tobytes())
@@ -76,7 +77,7 @@ class SavedRN:
     if saved['encodings'] != wanted['encodings']:
       return 'the encodings changed since it was trained'
     changed = [f'rn.{field}' if field != 'seed' else 'seed'
-               for field in DEFINING_FIELDS if saved[field] != wanted[field]]
+               for field in DEFINING_FIELDS if saved.get(field) != wanted[field]]
     if changed:
       return f'{", ".join(changed)} differ from the saved RN'
     if settings.selection not in self.params:

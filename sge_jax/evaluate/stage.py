@@ -14,12 +14,14 @@ from typing import Any, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings
+from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings, quirks_on
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import protocols, recognition, report, saved_rn
 from sge_jax.evaluate import results as results_lib
+from sge_jax.evaluate.released_rows import ReleasedRows
+from sge_jax.released import require_equal_person_sets
 
 # On this dataset protocol B runs as CME (module docstring of protocols.py).
 CME_DATASET = 'CASIA_B_match'
@@ -34,6 +36,17 @@ def is_synthetic(config: ml_collections.ConfigDict,
   return (encoding_set.metadata.dataset == 'demo'
           or str(data.get('format', '')) == 'synthetic')
 
+
+
+def procedure_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{'name': 'clean'|'released', 'quirks_on': ['R1 extraction_batches', ...],
+  'normalization': ...} for results.json and report.md."""
+  return {
+      'name': str(config.get('procedure', 'clean')),
+      'quirks_on': quirks_on(config),
+      'normalization': str((config.get('data') or {}).get('normalization',
+                                                          'none')),
+  }
 
 
 def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
@@ -103,16 +116,22 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
   notes: list[str] = []
   plan = _protocol_plan(config, encoding_set, settings, notes)
 
+  rows = ReleasedRows.from_config(config, meta.pretext)
+  if (config.get('quirks') or {}).get('equal_id_counts'):
+    require_equal_person_sets({name: encoding_set.select(name).labels
+                               for name in encoding_set.split_names})
   outcomes = []
   if 'A' in plan:
     saved = saved_rn.load_rn(saved_rn_path or workdir / saved_rn.RN_FILE)
     outcomes.append(protocols.protocol_a(encoding_set, rn_settings, settings,
-                                         saved))
+                                         rows, saved))
   if 'B' in plan:
     outcomes.append(protocols.protocol_b(encoding_set, settings))
   if 'CME' in plan:
     view = str((config.get('data') or {}).get('view', ''))
-    outcomes.append(protocols.protocol_cme(encoding_set, view, settings))
+    outcomes.append(protocols.protocol_cme(
+        encoding_set, view, settings,
+        second_nearest=bool((config.get('quirks') or {}).get('second_nearest'))))
 
   entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
@@ -140,7 +159,9 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'seed': int(config.seed),
       'protocols': list(plan),
       'selection': rn_settings.selection,
-      'selection_label': recognition.SELECTION_LABELS[rn_settings.selection],
+      'selection_label': recognition.selection_label(rn_settings.selection,
+                                                     rn_settings.test_ties),
+      'procedure': procedure_record(config),
       'headline': headline,
       'protocol': head.get('protocol'),
       'rank1': head.get('rank1'),
@@ -155,6 +176,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
           'encoder_seed': meta.seed, 'config_hash': meta.config_hash,
           'encoder_workdir': str(config.get('encoder_workdir') or '') or None,
           'sge_jax_version': meta.sge_jax_version,
+          'procedure': meta.procedure, 'quirks_on': list(meta.quirks),
           'num_sequences': {name: int(np.count_nonzero(
               encoding_set.split == name)) for name in encoding_set.split_names},
       },

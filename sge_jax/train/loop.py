@@ -35,8 +35,9 @@ import numpy as np
 from jax import lax
 
 from sge_jax import distributed
+from sge_jax import released
 from sge_jax import workdir as workdir_lib
-from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError
 from sge_jax.train import losses, pretext
@@ -223,14 +224,30 @@ def check_same_training_split(dataset: SkeletonDataset) -> None:
       'and config, and give every host the same data files')
 
 
+def encoder_training_sequences(config: ml_collections.ConfigDict,
+                               dataset: SkeletonDataset, split_name: str):
+  """The split the encoders learn from; with quirk R7 on BIWI only its first
+  floor(2n/3) sequences (the released code's ``input_data[:-len//3]``)."""
+  split = dataset.split(split_name)
+  if not ((config.get('quirks') or {}).get('biwi_two_thirds')
+          and dataset.name == 'BIWI'):
+    return split
+  rows = released.biwi_encoder_rows(split.num_sequences)
+  logging.info('[train] quirk R7: BIWI encoders train on the first %d of %d '
+               'sequences', rows.size, split.num_sequences)
+  return SkeletonSplit(split.sequences[rows], split.labels[rows],
+                       None if split.recordings is None
+                       else split.recordings[rows])
+
+
 def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                 split_name: str, workdir: pathlib.Path,
                 devices: Optional[tuple[jax.Device, ...]],
                 checkpoints: CheckpointStore) -> TrainState:
   """The body of ``train_encoders``, with an open checkpoint store."""
   train = config.train
-  split = dataset.split(split_name)
-  tasks = encoder_tasks(config.model)
+  split = encoder_training_sequences(config, dataset, split_name)
+  tasks = encoder_tasks(config.model, config.get('quirks'))
   names = pretext.model_names(tasks)
   definition = build_definition(config, dataset.num_joints)
   data = pretext.stacked_pretext_data(split.sequences, tasks, int(config.seed),

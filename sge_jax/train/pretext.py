@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 
+from sge_jax import released
 from sge_jax.config import ATTENTION_TYPES, PRETEXTS
 from sge_jax.train.losses import locality_mask
 
@@ -25,30 +26,47 @@ class PretextTask:
   Attributes:
     name: 'rev_rec', 'prediction' or 'sorting'.
     attention: 'LA' (locality-aware attention loss) or 'BA' (none).
+    reversed_la_mask: quirk R9, the LA mask assumes a reversed target
+      whatever the task.
+    redrawn_sorting: quirk R10, sorting permutations per axis, and redrawn
+      (another stream) when CAGEs are computed.
   """
   name: str
   attention: str
+  reversed_la_mask: bool = False
+  redrawn_sorting: bool = False
 
   @property
   def reversed_target(self) -> bool:
     return self.name == 'rev_rec'
 
+  @property
+  def mask_reversed(self) -> bool:
+    """Whether the LA mask follows the anti-diagonal (docs/method.md §4; R9)."""
+    return self.reversed_target or self.reversed_la_mask
 
-def pretext_tasks(pretext: str, attention: str) -> tuple[PretextTask, ...]:
+
+def pretext_tasks(pretext: str, attention: str,
+                  quirks=None) -> tuple[PretextTask, ...]:
   """The tasks behind a ``model.pretext`` setting.
 
   ``rev_rec_plus`` is rev_rec with LA plus prediction and sorting with BA, as in
   the paper; the other settings are one task with the configured attention.
+  ``quirks`` (``config.quirks``, optional) switches R9 and R10 on.
   """
+  quirks = quirks or {}
+  flags = {'reversed_la_mask': bool(quirks.get('reversed_la_mask')),
+           'redrawn_sorting': bool(quirks.get('redrawn_sorting'))}
   if pretext not in PRETEXTS:
     raise ValueError(f'pretext must be one of {PRETEXTS}, got {pretext!r}')
   if attention not in ATTENTION_TYPES:
     raise ValueError(f'attention must be one of {ATTENTION_TYPES}, '
                      f'got {attention!r}')
   if pretext == 'rev_rec_plus':
-    return (PretextTask('rev_rec', 'LA'), PretextTask('prediction', 'BA'),
-            PretextTask('sorting', 'BA'))
-  return (PretextTask(pretext, attention),)
+    return (PretextTask('rev_rec', 'LA', **flags),
+            PretextTask('prediction', 'BA', **flags),
+            PretextTask('sorting', 'BA', **flags))
+  return (PretextTask(pretext, attention, **flags),)
 
 
 def model_names(tasks: tuple[PretextTask, ...]) -> list[str]:
@@ -80,12 +98,16 @@ def task_inputs_and_targets(sequences: np.ndarray, task: PretextTask, seed: int,
   Returns:
     (inputs, targets), each [N, f, J, 3]:
     rev_rec: (x, x reversed in time); prediction: (x_n, x_{n+1}), the last
-    sequence targeting itself; sorting: (x with frames permuted, x).
+    sequence targeting itself; sorting: (x with frames permuted, x), one
+    permutation per sequence (R10: one per sequence and axis).
   """
   if task.name == 'rev_rec':
     return sequences, sequences[:, ::-1]
   if task.name == 'prediction':
     return sequences, np.concatenate([sequences[1:], sequences[-1:]], axis=0)
+  if task.name == 'sorting' and task.redrawn_sorting:
+    rng = np.random.default_rng([seed, zlib.crc32(stream.encode())])
+    return released.permute_frames_per_axis(sequences, rng)[0], sequences
   if task.name == 'sorting':
     permutations = sorting_permutations(sequences.shape[0], sequences.shape[1],
                                         seed, stream)
@@ -136,6 +158,6 @@ def stacked_locality_masks(model_tasks: tuple[PretextTask, ...],
 
   BA models get weight 0 (no attention loss); LA models weight 1.
   """
-  masks = [locality_mask(length, task.reversed_target) for task in model_tasks]
+  masks = [locality_mask(length, task.mask_reversed) for task in model_tasks]
   weights = [1.0 if task.attention == 'LA' else 0.0 for task in model_tasks]
   return np.stack(masks), np.asarray(weights, np.float32)

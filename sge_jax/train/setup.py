@@ -26,15 +26,18 @@ def build_model(model_config: ml_collections.ConfigDict,
                            decoder_input=model_config.decoder_input)
 
 
-def encoder_tasks(model_config) -> tuple[pretext.PretextTask, ...]:
-  return pretext.pretext_tasks(model_config.pretext, model_config.attention)
+def encoder_tasks(model_config, quirks=None) -> tuple[pretext.PretextTask, ...]:
+  """The pretext tasks of ``config.model``, with quirks R9/R10 of ``config.quirks``."""
+  return pretext.pretext_tasks(model_config.pretext, model_config.attention,
+                               quirks)
 
 
 def build_definition(config: ml_collections.ConfigDict,
                      num_joints: int) -> StepDefinition:
   return StepDefinition(
       model=build_model(config.model, num_joints),
-      model_tasks=pretext.per_model_tasks(encoder_tasks(config.model)),
+      model_tasks=pretext.per_model_tasks(
+          encoder_tasks(config.model, config.get('quirks'))),
       loss=LossSettings(temperature=float(config.train.temperature),
                         weight_decay=float(config.train.weight_decay),
                         contrastive_weight=float(config.model.contrastive_weight)))

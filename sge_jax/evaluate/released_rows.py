@@ -1,0 +1,92 @@
+"""The released code's RN rows (R1, R3, R5), applied to exported CAGEs.
+
+A CAGE depends only on its own sequence (the encoder is deterministic), so the
+released extraction loop of R1 -- per person, padded with copies of the first
+sequence or truncated to whole batches of 128 -- is a choice of rows of the
+encodings: ``released_train_set`` and ``released_test_set`` pick them with the
+index rules of ``sge_jax.released`` (documented in docs/released_procedure.md).
+Both return the set unchanged when their quirks are off, so the clean procedure
+never reaches the released index rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sge_jax import released
+
+# Seed stream of the one-off SC test permutation of R5 (ASCII 'R5').
+TEST_PERMUTATION_STREAM = 0x5235
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedRows:
+  """Which released behaviours shape the RN rows (from ``config.quirks``).
+
+  Attributes:
+    extraction_batches: R1 (per-person padding / truncation to 128).
+    plus_test_copies: R3 (the test rows keep the copies; rev_rec_plus only).
+    full_test_batches: R5 (only full batches of ``batch_size`` test rows).
+    manner: 'ap' or 'sc'.
+    batch_size: the RN batch, B_rn (128; 1280 for CASIA-B CVE).
+    seed: root seed (the SC test permutation of R5).
+  """
+  extraction_batches: bool = False
+  plus_test_copies: bool = False
+  full_test_batches: bool = False
+  manner: str = 'ap'
+  batch_size: int = released.EXTRACTION_BATCH
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, config, pretext: str) -> 'ReleasedRows':
+    quirks = config.get('quirks') or {}
+    return cls(
+        extraction_batches=bool(quirks.get('extraction_batches')),
+        plus_test_copies=bool(quirks.get('plus_test_copies'))
+        and pretext == 'rev_rec_plus',
+        full_test_batches=bool(quirks.get('full_test_batches')),
+        manner=str(config.rn.manner), batch_size=int(config.rn.batch_size),
+        seed=int(config.seed))
+
+
+def released_train_set(encodings: np.ndarray, labels: np.ndarray,
+                       rows: ReleasedRows) -> tuple[np.ndarray, np.ndarray]:
+  """The RN training set: [N, f, D], [N] -> [M, f, D], [M] (R1 train side:
+  sorted persons, copies of a small person's first sequence appended)."""
+  if not rows.extraction_batches:
+    return encodings, labels
+  order, _ = released.released_extraction_order(labels)
+  return encodings[order], labels[order]
+
+
+def released_test_set(encodings: np.ndarray, labels: np.ndarray,
+                      rows: ReleasedRows) -> tuple[np.ndarray, np.ndarray]:
+  """The test sequences the RN scores: [N, f, D], [N] -> [K, f, D], [K].
+
+  R1 test side (copies cut, large persons truncated; with R3 the copies stay),
+  then R5: SC scores the full batches of a once-permuted order; AP scores the
+  full batches of frames in stored order, regrouped into windows of f frames
+  (a window of f copies of frame 0 of the first sequence, when there are fewer
+  than B_rn frames, counts as a sequence of that person, as in the released
+  code).
+  """
+  if rows.extraction_batches:
+    if rows.plus_test_copies:
+      order, _ = released.rev_rec_plus_test_order(labels)
+    else:
+      order = released.released_test_order(labels)
+    encodings, labels = encodings[order], labels[order]
+  if not rows.full_test_batches:
+    return encodings, labels
+  if rows.manner == 'sc':
+    rng = np.random.default_rng([rows.seed, TEST_PERMUTATION_STREAM])
+    scored = released.sc_scored_sequences(rng.permutation(labels.size),
+                                          rows.batch_size)
+    return encodings[scored], labels[scored]
+  num, frames, dim = encodings.shape
+  windows, window_labels = released.ap_scored_windows(labels, frames,
+                                                      rows.batch_size)
+  return encodings.reshape(num * frames, dim)[windows], window_labels

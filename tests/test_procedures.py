@@ -1,0 +1,217 @@
+"""The two procedures end to end: config resolution, clean bit-identity,
+released outputs, counts, and the ablation table."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from sge_jax import ablate, pipeline
+from sge_jax import config as config_lib
+from sge_jax.encode.encodings import load_encodings
+from sge_jax.errors import ConfigError, DataError
+from tests.fixtures.clean_reference import (REFERENCE, REFERENCE_OVERRIDES,
+                                            outputs)
+from tests.fixtures.pipeline import tiny_config
+
+# config_hash of configs/demo.py computed by the code before config.procedure,
+# config.quirks and data.normalization existed (commit f389663).
+DEMO_CONFIG_HASH_BEFORE = 'db9ee1b176587615'
+
+
+def _demo_config(arg=None):
+  from configs import demo
+  return demo.get_config(arg)
+
+
+# ----------------------------------------------------------------- config
+
+
+def test_procedure_sets_quirk_defaults_and_a_single_override_wins():
+  clean = config_lib.resolve_config(config_lib.get_config())
+  assert clean.procedure == 'clean'
+  assert not any(clean.quirks[f] for f in config_lib.QUIRKS.values())
+  config = config_lib.get_config('released')
+  config.quirks.full_test_batches = False
+  released = config_lib.resolve_config(config)
+  assert released.procedure == 'released'
+  assert not released.quirks.full_test_batches
+  assert all(released.quirks[f] for f in config_lib.QUIRKS.values()
+             if f != 'full_test_batches')
+  one = config_lib.get_config()
+  one.quirks.fixed_rn_shuffle = True
+  assert config_lib.quirks_on(config_lib.resolve_config(one)) == [
+      'R4 fixed_rn_shuffle']
+
+
+def test_released_and_smoke_variants_combine():
+  config = config_lib.resolve_config(_demo_config('released,smoke'))
+  assert config.procedure == 'released' and config.model.hidden == 32
+  assert config.data.normalization == 'center'
+
+
+def test_unknown_procedure_is_one_clear_error():
+  config = config_lib.get_config()
+  config.procedure = 'authors'
+  with pytest.raises(ConfigError, match=r'config.procedure=.*clean, released'):
+    config_lib.validate_config(config, 1)
+
+
+def test_deprecated_center_sequences_becomes_normalization(caplog):
+  config = config_lib.get_config()
+  config.data.center_sequences = True
+  with caplog.at_level(logging.WARNING):
+    resolved = config_lib.resolve_config(config)
+  assert resolved.data.normalization == 'center'
+  assert resolved.data.center_sequences is None
+  assert 'deprecated' in caplog.text and 'normalization=center' in caplog.text
+  config.data.center_sequences = False
+  demo = _demo_config()
+  demo.data.center_sequences = False
+  assert config_lib.resolve_config(demo).data.normalization == 'none'
+
+
+def test_casia_b_configs_default_to_root_joint_in_both_procedures():
+  from configs import casia_b_cme, casia_b_cve
+  for module in (casia_b_cve, casia_b_cme):
+    for arg in (None, 'released'):
+      assert config_lib.resolve_config(
+          module.get_config(arg)).data.normalization == 'root_joint'
+
+
+def test_clean_demo_keeps_its_config_hash_and_encoder_quirks_change_it():
+  demo = config_lib.resolve_config(_demo_config())
+  assert config_lib.config_hash(demo) == DEMO_CONFIG_HASH_BEFORE
+  # RN-side quirks share the encoders; encoder quirks do not.
+  released_rn = _demo_config()
+  released_rn.quirks.extraction_batches = True
+  assert config_lib.config_hash(
+      config_lib.resolve_config(released_rn)) == DEMO_CONFIG_HASH_BEFORE
+  masked = _demo_config()
+  masked.quirks.reversed_la_mask = True
+  masked = config_lib.resolve_config(masked)
+  assert config_lib.config_hash(masked) != DEMO_CONFIG_HASH_BEFORE
+  assert config_lib.encoder_differences(demo, masked) == [
+      'quirks.reversed_la_mask']
+
+
+# ----------------------------------------------------------------- clean = before
+
+
+# Float outputs may differ from the stored reference by rounding only when the
+# platform (CPU, XLA) differs from the one that wrote it; a few float32 ulps
+# per value, relative to the array's scale. On the reference machine they are
+# bit-identical (checked by hand on the full demo, see README).
+FLOAT_TOLERANCE = 64 * float(np.finfo(np.float32).eps)
+
+
+def _assert_same_outputs(actual, expected):
+  assert sorted(actual) == sorted(expected)
+  for name, want in expected.items():
+    got = actual[name]
+    assert got.shape == want.shape, name
+    if np.issubdtype(want.dtype, np.floating):
+      scale = float(np.max(np.abs(want))) if want.size else 0.0
+      np.testing.assert_allclose(got, want, rtol=0,
+                                 atol=FLOAT_TOLERANCE * max(scale, 1e-30),
+                                 err_msg=name)
+    else:
+      np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_clean_procedure_reproduces_the_code_before_it(tmp_path):
+  """Every encodings.npz array (no new ones), the config hash, the metrics,
+  the RN loss curve and the selected epochs equal what the pre-change code
+  produced (tests/fixtures/clean_reference.py); the deprecated field gives the
+  same resolved config."""
+  with np.load(REFERENCE) as data:
+    reference = dict(data)
+  overrides = dict(REFERENCE_OVERRIDES)
+  del overrides['data.center_sequences']
+  config = tiny_config(**overrides, **{'data.normalization': 'center',
+                                       'procedure': 'clean'})
+  pipeline.run(config, tmp_path / 'new_field')
+  _assert_same_outputs(outputs(tmp_path / 'new_field'), reference)
+  # The new records: the procedure and the counts (4 people, 12 training
+  # sequences each of which 'val' holds out 2, 24 test sequences, all scored).
+  results = json.loads((tmp_path / 'new_field' / 'results.json').read_text())
+  assert results['procedure'] == {'name': 'clean', 'quirks_on': [],
+                                  'normalization': 'center'}
+  assert results['rn']['train_sequences_per_person'] == {
+      str(p): 10 for p in range(4)}
+  assert results['entries']['A/test']['num_scored_sequences'] == 24
+  # The deprecated field resolves to the very same config.
+  old_field = config_lib.resolve_config(tiny_config(**REFERENCE_OVERRIDES))
+  assert old_field.to_dict() == config_lib.resolve_config(config).to_dict()
+
+
+# ----------------------------------------------------------------- released
+
+
+def test_released_run_names_procedure_and_quirks_everywhere(tmp_path):
+  config = tiny_config(**{'procedure': 'released', 'eval.plots': False,
+                          'quirks.second_nearest': False})
+  pipeline.run(config, tmp_path)
+  results = json.loads((tmp_path / 'results.json').read_text())
+  on = [f'{code} {field}' for code, field in config_lib.QUIRKS.items()
+        if field != 'second_nearest']
+  assert results['procedure']['name'] == 'released'
+  assert results['procedure']['quirks_on'] == on
+  assert results['encodings']['procedure'] == 'released'
+  meta = load_encodings(tmp_path / 'encodings.npz').metadata
+  assert (meta.procedure, list(meta.quirks)) == ('released', on)
+  report = (tmp_path / 'report.md').read_text()
+  assert '| procedure | released' in report and 'R5 full_test_batches' in report
+  assert '| 21 scored of 24 |' in report
+  # Tiny demo: 4 people, 12 training and 6 test sequences each, f = 6.
+  rn = results['rn']
+  assert rn['train_sequences_per_person'] == {str(p): 128 for p in range(4)}
+  assert rn['train_frames_per_person'] == {str(p): 128 * 6 for p in range(4)}
+  # 24 test sequences = 144 frames: one full batch of 128 frames = 21 windows.
+  assert results['entries']['A/test']['num_scored_sequences'] == 21
+
+
+def test_released_mode_refuses_different_person_sets(tmp_path):
+  from sge_jax.data import write_authors_split
+  rng = np.random.default_rng(0)
+  root = tmp_path / 'Datasets'
+  for train, people in ((True, [1, 2, 3]), (False, [1, 2, 4])):
+    labels = np.repeat(people, 8)
+    write_authors_split(root / 'SET' / '6', 'SET', 6,
+                        rng.normal(size=(labels.size, 6, 20, 3)).astype(
+                            np.float32), labels, train=train,
+                        dataset_name='SET')
+  config = tiny_config(**{'procedure': 'released'})
+  config.data.format = 'authors'
+  config.data.root = str(root)
+  config.data.name = 'SET'
+  with pytest.raises(DataError, match=r"R12.*only in test: \[4\].*only in "
+                     r"train: \[3\].*equal_id_counts=False"):
+    pipeline.run(config, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()   # before any work
+
+
+# ----------------------------------------------------------------- ablation
+
+
+def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path):
+  config = tiny_config(**{'eval.plots': False, 'eval.baselines': False,
+                          'eval.protocols': 'A', 'rn.epochs': 2})
+  rows = ablate.run_ablation(config, tmp_path)
+  names = [row['name'] for row in rows]
+  assert names[:2] == ['clean', 'released']
+  assert len(rows) == 2 + len(config_lib.QUIRKS)
+  by_name = {row['name']: row for row in rows}
+  assert by_name['clean']['encoders'] == 'trained'
+  assert by_name['R1_extraction_batches']['encoders'] == 'shared (clean)'
+  assert by_name['R7_biwi_two_thirds']['not_applicable'] == 'BIWI only'
+  assert not (tmp_path / 'R1_extraction_batches' / 'checkpoints').exists()
+  # R12 alone changes nothing when the person sets agree.
+  for field in ('rank1_a', 'nauc_a'):
+    assert by_name['R12_equal_id_counts'][field] == by_name['clean'][field]
+  table = (tmp_path / 'ablation.md').read_text()
+  assert table.count('\n') == 2 + len(rows)
+  # R1 alone keeps clean's 'val' rule: 13 of each person's 128 rows held out.
+  assert by_name['R1_extraction_batches']['rn_train_sequences'] == 4 * (128 - 13)
+  assert by_name['released']['rn_train_sequences'] == 4 * 128
