@@ -222,6 +222,7 @@ class _Outcome:
   warnings: list[str] = dataclasses.field(default_factory=list)
   rn: Optional[dict[str, Any]] = None
   trained_rn: Optional[recognition.RNResult] = None
+  rn_digest: str = ''
 
 
 def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
@@ -291,7 +292,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           'training person.', warn=True)
     return outcome
 
-  digest = saved_rn.encodings_digest(encoding_set, rows)
+  digest = outcome.rn_digest = saved_rn.encodings_digest(encoding_set, rows)
   why_not = (saved.mismatch(rn_settings, digest) if saved is not None
              else None)
   if saved is not None and why_not is None:

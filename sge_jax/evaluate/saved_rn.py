@@ -169,6 +169,7 @@ def rescore(saved: SavedRN, test_sets: Mapping[str, tuple[np.ndarray, np.ndarray
           test_accuracy={name: np.asarray(curve, np.float64) for name, curve
                          in history['test_accuracy'].items()}),
       num_train_sequences=summary['num_train_sequences'],
+      train_sequences_per_person=summary['train_sequences_per_person'],
       num_val_sequences=summary['num_val_sequences'],
       samples_per_epoch=summary['samples_per_epoch'],
       batch_size=summary['batch_size'],

@@ -198,7 +198,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
   for outcome in outcomes:
     if outcome.trained_rn is not None:
       saved_rn.save_rn(workdir / saved_rn.RN_FILE, outcome.trained_rn,
-                       rn_settings, saved_rn.encodings_digest(encoding_set),
+                       rn_settings, outcome.rn_digest,
                        rn_summary)
   for line in report.summary_lines(results):
     _log.info('[eval] %s', line)
