@@ -169,7 +169,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 'center' (every sequence minus its mean position over its f frames and J
   # joints, per axis; not in the authors' code: it removes where in the room a
   # window was recorded, which confounds identity when people walk across the
-  # view: on the demo set Rank-1 34% raw vs 89% centred after 30 epochs).
+  # view: on the demo set Rank-1 35% raw vs 89% centred after 30 epochs).
   config.data.normalization = 'none'
   # Deprecated: True/False = normalization 'center'/'none' (a warning says so).
   config.data.center_sequences = _unset_flag()
