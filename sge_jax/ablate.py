@@ -18,7 +18,6 @@ resumes: finished encoders are not retrained.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Optional
 
@@ -30,6 +29,7 @@ from sge_jax import cli, pipeline
 from sge_jax import config as config_lib
 from sge_jax import workdir as workdir_lib
 from sge_jax.errors import ConfigError
+from sge_jax.evaluate.report import percent
 from sge_jax.train import pretext
 
 ABLATION_MARKDOWN = 'ablation.md'
@@ -116,10 +116,6 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def _percent(value: Optional[float]) -> str:
-  return '–' if value is None else f'{100 * value:.1f}'
-
-
 def _count(value: Optional[int]) -> str:
   return '–' if value is None else str(value)
 
@@ -136,9 +132,9 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                    '| | | | | | | |')
       continue
     lines.append(
-        f'| {row["name"]} | {row["encoders"]} | {_percent(row["rank1_a"])} | '
-        f'{_percent(row["nauc_a"])} | {_percent(row["rank1_b"])} | '
-        f'{_percent(row["map_b"])} | {_count(row["rn_train_sequences"])} | '
+        f'| {row["name"]} | {row["encoders"]} | {percent(row["rank1_a"])} | '
+        f'{percent(row["nauc_a"])} | {percent(row["rank1_b"])} | '
+        f'{percent(row["map_b"])} | {_count(row["rn_train_sequences"])} | '
         f'{_count(row["rn_train_frames"])} | '
         f'{_count(row["scored_test_sequences"])} / '
         f'{_count(row["test_sequences"])} |')

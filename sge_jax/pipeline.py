@@ -39,7 +39,6 @@ from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run
-from sge_jax.evaluate.saved_rn import RN_FILE
 from sge_jax.train import train_encoders
 from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
@@ -235,7 +234,7 @@ def _evaluate_saved(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
                                                                       output)
   return evaluate_run(config, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
                       out_dir, training_warnings=log.warnings(),
-                      saved_rn_path=run_dir / RN_FILE)
+                      saved_rn_path=run_dir / workdir_lib.RN_FILE)
 
 
 def evaluation_name(overrides: dict[str, Any]) -> str:

@@ -11,8 +11,8 @@ from sge_jax.data.normalize import normalize
 from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
-from sge_jax.config import FORMATS
-from sge_jax.errors import ConfigError, DataError
+from sge_jax.config import FORMATS, invalid
+from sge_jax.errors import DataError
 
 
 
@@ -54,9 +54,7 @@ def load_dataset(data_config, seed: int) -> SkeletonDataset:
         test_recordings_per_person=int(synthetic.test_recordings_per_person),
         frames_per_recording=int(synthetic.frames_per_recording))
   else:
-    raise ConfigError(
-        f'config.data.format={data_format!r} is unknown; use one of: '
-        f'{", ".join(FORMATS)}.')
+    raise invalid('data.format', data_format, f'one of {", ".join(FORMATS)}')
   return select_test_splits(dataset, data_config.probe or '')
 
 

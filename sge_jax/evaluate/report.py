@@ -21,7 +21,7 @@ def is_stat(value) -> bool:
   return isinstance(value, dict) and 'mean' in value
 
 
-def _percent(value) -> str:
+def percent(value) -> str:
   """0.629 -> '62.9'; {mean, std} -> '62.9 ± 1.2'; None -> '–'."""
   if is_stat(value):
     if value['mean'] is None:
@@ -67,11 +67,11 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if 'skipped' in entry:
       lines.append(f'{key} ({entry["label"]}): skipped, {entry["skipped"]}')
       continue
-    parts = [f'Rank-1 {_percent(entry["rank1"])}%']
+    parts = [f'Rank-1 {percent(entry["rank1"])}%']
     if entry.get('nauc') is not None:
-      parts.append(f'nAUC {_percent(entry["nauc"])}%')
+      parts.append(f'nAUC {percent(entry["nauc"])}%')
     if entry.get('map') is not None:
-      parts.append(f'mAP {_percent(entry["map"])}%')
+      parts.append(f'mAP {percent(entry["map"])}%')
     line = (f'{key} ({entry["label"]}): {", ".join(parts)} '
             f'[{entry["num_sequences"]} sequences, {entry["num_classes"]} '
             'classes]')
@@ -79,7 +79,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
               if 'rank1' in b}
     if scored:
       line += '; baselines Rank-1: ' + ', '.join(
-          f'{name} {_percent(b["rank1"])}%' for name, b in scored.items())
+          f'{name} {percent(b["rank1"])}%' for name, b in scored.items())
     lines.append(line)
   return lines
 
@@ -166,9 +166,9 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
       if values is entry and scored is not None and scored != count:
         count = f'{scored} scored of {count}'    # released rows (R1, R3, R5)
       lines.append(
-          f'| {entry["label"]} | {method} | {_percent(values["rank1"])} | '
-          f'{_percent(values["rank5"])} | {_percent(values["rank10"])} | '
-          f'{_percent(values.get(last))} | {count} | {size} |')
+          f'| {entry["label"]} | {method} | {percent(values["rank1"])} | '
+          f'{percent(values["rank5"])} | {percent(values["rank10"])} | '
+          f'{percent(values.get(last))} | {count} | {size} |')
   return lines
 
 
@@ -183,7 +183,7 @@ def _selection_table(results: dict[str, Any]) -> list[str]:
       f'{label}: Rank-1 (%) [epoch]' for label in labels) + ' |',
            '|---|' + '---|' * len(rules)]
   for entry in entries:
-    cells = [f'{_percent(entry["by_selection"][rule]["rank1"])} '
+    cells = [f'{percent(entry["by_selection"][rule]["rank1"])} '
              f'[{format_epoch(entry["by_selection"][rule]["epoch"])}]'
              for rule in rules]
     lines.append(f'| {entry["label"]} | ' + ' | '.join(cells) + ' |')
