@@ -39,6 +39,8 @@ SELECTION_RULES = ('val', 'fixed', 'paper')
 PROTOCOLS = ('A', 'B', 'CME')
 DISTANCES = ('euclidean', 'cosine')
 RETRIEVAL_FEATURES = ('concat', 'mean')
+EVAL_LEVELS = ('window', 'walk', 'both')
+WALK_AGGREGATIONS = ('mean', 'vote')
 PROCEDURES = ('clean', 'released')
 NORMALIZATIONS = ('none', 'root_joint', 'center')
 # The released code's behaviours (docs/released_procedure.md), one config.quirks
@@ -268,6 +270,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.cmc_max_rank = 50
   # Write PNG plots (CMC, ROC, RN accuracy) when matplotlib is installed.
   config.eval.plots = True
+  # What is re-identified (docs/method.md §7.3): 'window' (each f-frame sequence,
+  # the paper's protocols), 'walk' (a whole recording, all its windows as
+  # evidence) or 'both'. Walk level needs the recording of every window; data
+  # without recordings is scored at window level with a note ('walk' stops).
+  config.eval.level = 'both'
+  # Walk aggregation shown first and used for a walk-level headline: 'mean'
+  # (mean of the windows' RN scores / CAGEs; keeps every window's margin, no
+  # ties) or 'vote' (majority of the windows' decisions). Both are reported.
+  config.eval.walk_aggregation = 'mean'
+  # Test walks with fewer windows than this are left out of walk-level scores
+  # and counted (one window is window-level evidence, not a walk).
+  config.eval.min_walk_windows = 2
   return config
 
 
@@ -514,6 +528,9 @@ class EvalSettings:
     retrieval_features: 'concat' or 'mean'.
     cmc_max_rank: length of the stored retrieval CMC curves.
     plots: write PNG plots when matplotlib is installed.
+    level: 'window', 'walk' or 'both' (what is re-identified).
+    walk_aggregation: 'mean' or 'vote', the walk aggregation listed first.
+    min_walk_windows: test walks with fewer windows are counted, not scored.
   """
   protocols: tuple[str, ...] = ('A', 'B')
   distance: str = 'euclidean'
@@ -522,6 +539,25 @@ class EvalSettings:
   retrieval_features: str = 'concat'
   cmc_max_rank: int = 50
   plots: bool = True
+  level: str = 'both'
+  walk_aggregation: str = 'mean'
+  min_walk_windows: int = 2
+
+  @property
+  def windows(self) -> bool:
+    """Window-level entries are reported."""
+    return self.level in ('window', 'both')
+
+  @property
+  def walks(self) -> bool:
+    """Walk-level entries are asked for."""
+    return self.level in ('walk', 'both')
+
+  @property
+  def aggregations(self) -> tuple[str, ...]:
+    """Both walk aggregations, the configured one first."""
+    return (self.walk_aggregation,) + tuple(
+        a for a in WALK_AGGREGATIONS if a != self.walk_aggregation)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'EvalSettings':
@@ -537,11 +573,17 @@ class EvalSettings:
         baseline_k=int(section.get('baseline_k', 1)),
         retrieval_features=str(section.get('retrieval_features', 'concat')),
         cmc_max_rank=int(section.get('cmc_max_rank', 50)),
-        plots=bool(section.get('plots', True)))
+        plots=bool(section.get('plots', True)),
+        level=str(section.get('level', 'both')),
+        walk_aggregation=str(section.get('walk_aggregation', 'mean')),
+        min_walk_windows=section.get('min_walk_windows', 2))
     _one_of(settings.distance, 'eval.distance', DISTANCES)
     _one_of(settings.retrieval_features, 'eval.retrieval_features',
             RETRIEVAL_FEATURES)
-    for field in ('baseline_k', 'cmc_max_rank'):
+    _one_of(settings.level, 'eval.level', EVAL_LEVELS)
+    _one_of(settings.walk_aggregation, 'eval.walk_aggregation',
+            WALK_AGGREGATIONS)
+    for field in ('baseline_k', 'cmc_max_rank', 'min_walk_windows'):
       _int_at_least(getattr(settings, field), f'eval.{field}')
     return settings
 

@@ -33,6 +33,7 @@ import ml_collections
 from sge_jax import config as config_lib
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
+from sge_jax.data import recording_ids
 from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
@@ -92,6 +93,11 @@ def run_single(config: ml_collections.ConfigDict,
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
       dataset = prepare_dataset(config.data, config_lib.data_seed(config))
       logging.info('[data] %s', dataset_summary(dataset))
+      if 'evaluate' in stages:
+        recording_ids.require_walks(
+            str(config.eval.get('level', 'both')),
+            {name: split.recordings for name, split in dataset.splits.items()},
+            f'dataset {dataset.name} ({dataset.source})')
       if config.quirks.equal_id_counts:
         require_equal_person_sets({name: split.labels
                                    for name, split in dataset.splits.items()})

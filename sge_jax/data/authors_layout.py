@@ -6,6 +6,7 @@ the file tag (usually <DS>; see "File tags" below)::
   <root>/<DS>/<f>[/<view>]/<DS>_train_npy_data/source_{x,y,z}_<TAG>_<f>.npy
                                               target_{x,y,z}_<TAG>_<f>.npy  (optional)
                                               ids_<TAG>_<f>.npy
+                                              recordings_<TAG>_<f>.npy  (optional)
   <root>/<DS>/<f>[/<view>]/<DS>_test_npy_data[/<split>]/t_source_{x,y,z}_<TAG>_<f>.npy
                                                        t_target_{x,y,z}_<TAG>_<f>.npy
                                                        ids_<TAG>_<f>.npy
@@ -17,6 +18,10 @@ the file tag (usually <DS>; see "File tags" below)::
 * ``ids_<TAG>_<f>.npy`` is a pickled dict person id -> list of sequence indices;
   every index 0..N-1 must appear exactly once. Person ids are kept as they are
   (they need not be contiguous).
+* ``recordings_<TAG>_<f>.npy`` (not in the authors' release; written by
+  ``python -m sge_jax.preprocess``): the recording id of each sequence, int64
+  [N], for walk-level evaluation (``sge_jax.data.recording_ids``). Optional, in
+  train and test folders alike; a recording may not occur in two splits.
 * The data folders are called ``<DS>_train_npy_data``/``<DS>_test_npy_data`` in the
   CAGEs release and ``train_npy_data``/``test_npy_data`` in the later SPC-MGR
   release; both are accepted.
@@ -63,6 +68,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from sge_jax.data import joints
+from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.safe_pickle import load_npy_safely
 from sge_jax.data.units import integer_coordinates_warning
@@ -103,7 +109,9 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
                         *,
                         train: bool,
                         subfolder: Optional[str] = None,
-                        dataset_name: Optional[str] = None) -> list[pathlib.Path]:
+                        dataset_name: Optional[str] = None,
+                        recordings: Optional[np.ndarray] = None
+                        ) -> list[pathlib.Path]:
   """Writes one split in the authors' file layout.
 
   Files written, with DS = ``dataset_name`` and ``p`` = ``''`` for train or ``'t_'``
@@ -113,6 +121,8 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
         <p>source_{x,y,z}_<tag>_<length>.npy   [N*f, J] float32
         <p>target_{x,y,z}_<tag>_<length>.npy   [N*f, J] float32, reversed in time
         ids_<tag>_<length>.npy                 pickled dict person -> [indices]
+        recordings_<tag>_<length>.npy          [N] int64 recording ids (only
+                                               with ``recordings``; no pickle)
 
   Examples: KGBD train ``(dir, 'KGBD', 6, ..., train=True)``; IAS test set A
   ``(dir, 'IAS-A', 6, ..., train=False)`` ->
@@ -133,9 +143,12 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
     subfolder: test split sub-folder (SPC-MGR layout), e.g. ``'probe'``.
     dataset_name: the DS prefix of the data folder. Default: ``tag`` up to its
       first ``-`` (``IAS-A`` -> ``IAS``).
+    recordings: [N] recording id (>= 0) of each sequence, or None to write no
+      recordings file (``sge_jax.data.recording_ids``).
 
   Returns:
-    The paths written: 3 sources, 3 targets, then the ids file.
+    The paths written: 3 sources, 3 targets, the ids file, then the
+    recordings file when ``recordings`` is given.
 
   Raises:
     DataError: sequences/labels with the wrong shape, f != length, non-finite
@@ -162,6 +175,14 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
     raise DataError(
         f'write_authors_split: non-finite value at [sequence, frame, joint, '
         f'axis] = {bad}')
+  if recordings is not None and not (
+      np.shape(recordings) == labels.shape
+      and np.issubdtype(np.asarray(recordings).dtype, np.integer)
+      and recording_ids.known(recordings)):
+    raise DataError(
+        f'write_authors_split: recordings must be [N={labels.shape[0]}] '
+        'integers >= 0, got '
+        f'{np.asarray(recordings).dtype} {np.shape(recordings)}')
 
   dataset_name = dataset_name or tag.split('-')[0]
   folder = pathlib.Path(dataset_dir) / _data_folder_name(dataset_name, train)
@@ -188,6 +209,9 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
   ids_path = folder / f'ids_{tag}_{length}.npy'
   np.save(ids_path, ids, allow_pickle=True)
   written.append(ids_path)
+  if recordings is not None:
+    written.append(recording_ids.write_recordings_file(folder, tag, length,
+                                                       recordings))
   return written
 
 
@@ -216,7 +240,8 @@ def load_authors_dataset(root: str | pathlib.Path,
     A SkeletonDataset with ``train`` (absent only for CASIA-B CME without a
     training folder) and the test splits found on disk (see module docstring);
     sequences [N, f, J, 3] float32 in metres, labels [N] int64 person ids,
-    recordings None (the layout does not record them).
+    recordings [N] int64 from a split's ``recordings_<TAG>_<f>.npy`` when it
+    has one, else None.
 
   Raises:
     DataError: missing folders or files, unknown view, malformed or
@@ -265,6 +290,9 @@ def load_authors_dataset(root: str | pathlib.Path,
     splits[split_name] = split
 
   _check_same_joint_count(splits, dataset_dir)
+  recording_ids.check_walks_in_one_split(
+      {name: split.recordings for name, split in splits.items()},
+      str(dataset_dir))
   num_joints = next(iter(splits.values())).sequences.shape[2]
   layout = joints.layout_for_num_joints(num_joints)
   return SkeletonDataset(
@@ -545,7 +573,10 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
       _check_target(target_path, axis_series[axis_index], length)
 
   labels = labels_from_ids(_read_ids_file(ids_path), sequences.shape[0], ids_path)
-  return SkeletonSplit(sequences=sequences, labels=labels)
+  recordings = recording_ids.read_recordings_file(
+      folder / recording_ids.recordings_file_name(tag, length), labels.size)
+  return SkeletonSplit(sequences=sequences, labels=labels,
+                       recordings=recordings)
 
 
 def _load_npy(path: pathlib.Path):

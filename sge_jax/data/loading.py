@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
+
+from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
 from sge_jax.data.dataset import SkeletonDataset, first_sequences
 from sge_jax.data.normalize import normalize
@@ -116,8 +119,10 @@ def prepare_dataset(data_config, seed: int) -> SkeletonDataset:
 
 def dataset_summary(dataset: SkeletonDataset) -> str:
   """One line: name, f, J, source and each split's sequences and people."""
-  splits = ', '.join(f'{name}: {s.num_sequences} sequences / '
-                     f'{len(set(s.labels.tolist()))} people'
-                     for name, s in dataset.splits.items())
+  splits = ', '.join(
+      f'{name}: {s.num_sequences} sequences / {len(set(s.labels.tolist()))} '
+      'people' + (f' / {np.unique(s.recordings).size} recordings'
+                  if recording_ids.known(s.recordings) else '')
+      for name, s in dataset.splits.items())
   return (f'dataset {dataset.name} (f={dataset.length}, J={dataset.num_joints}, '
           f'{dataset.source}): {splits}')

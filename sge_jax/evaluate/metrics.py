@@ -442,10 +442,9 @@ def retrieval_cmc(query, query_labels, gallery, gallery_labels,
   num_unmatchable = 0
   for _, sorted_matches in _sorted_match_blocks(
       query, query_labels, gallery, gallery_labels, metric, exclude_self):
-    matchable = sorted_matches.any(axis=1)
-    num_unmatchable += int(np.count_nonzero(~matchable))
-    first_hit = np.argmax(sorted_matches[matchable], axis=1)
-    hits_at_rank += np.bincount(first_hit, minlength=num_candidates)
+    hits, unmatchable = _first_hits(sorted_matches)
+    hits_at_rank += hits
+    num_unmatchable += unmatchable
   num_queries = query.shape[0]
   curve = np.cumsum(hits_at_rank)[:max_rank] / num_queries
   return RetrievalCMC(cmc=curve, num_queries=num_queries,
@@ -499,21 +498,89 @@ def mean_average_precision(query, query_labels, gallery, gallery_labels,
   average_precisions = np.full(query.shape[0], np.nan)
   for start, sorted_matches in _sorted_match_blocks(
       query, query_labels, gallery, gallery_labels, metric, exclude_self):
-    hits_so_far = np.cumsum(sorted_matches, axis=1)
-    precision_at_rank = hits_so_far / np.arange(1, sorted_matches.shape[1] + 1)
-    num_relevant = hits_so_far[:, -1]
-    with np.errstate(invalid='ignore', divide='ignore'):
-      block_ap = (np.sum(precision_at_rank * sorted_matches, axis=1)
-                  / num_relevant)
-    block_ap[num_relevant == 0] = np.nan
+    block_ap = _average_precisions(sorted_matches)
     average_precisions[start:start + block_ap.size] = block_ap
+  return _mean_ap(average_precisions)
+
+
+def _first_hits(sorted_matches: np.ndarray) -> tuple[np.ndarray, int]:
+  """[G'] count of queries whose first correct match is at each rank, and
+  the number of queries without any correct match, from sorted_matches [Q, G']."""
+  matchable = sorted_matches.any(axis=1)
+  first_hit = np.argmax(sorted_matches[matchable], axis=1)
+  return (np.bincount(first_hit, minlength=sorted_matches.shape[1]),
+          int(np.count_nonzero(~matchable)))
+
+
+def _average_precisions(sorted_matches: np.ndarray) -> np.ndarray:
+  """[Q] AP of each query from sorted_matches [Q, G'] (NaN: no correct match)."""
+  hits_so_far = np.cumsum(sorted_matches, axis=1)
+  precision_at_rank = hits_so_far / np.arange(1, sorted_matches.shape[1] + 1)
+  num_relevant = hits_so_far[:, -1]
+  with np.errstate(invalid='ignore', divide='ignore'):
+    average_precisions = (np.sum(precision_at_rank * sorted_matches, axis=1)
+                          / num_relevant)
+  average_precisions[num_relevant == 0] = np.nan
+  return average_precisions
+
+
+def _mean_ap(average_precisions: np.ndarray) -> MeanAveragePrecision:
   matchable = ~np.isnan(average_precisions)
   value = (float(np.mean(average_precisions[matchable])) if matchable.any()
            else float('nan'))
   return MeanAveragePrecision(
       value=value, average_precisions=average_precisions,
-      num_queries=query.shape[0],
+      num_queries=average_precisions.size,
       num_unmatchable=int(np.count_nonzero(~matchable)))
+
+
+def ranked_retrieval(distances, query_labels, gallery_labels, *,
+                     max_rank: int | None = None, priority=None
+                     ) -> tuple[RetrievalCMC, MeanAveragePrecision]:
+  """CMC and mAP of retrieval from a precomputed distance matrix.
+
+  Args:
+    distances: [Q, G] distance of every query to every gallery sample.
+    query_labels: [Q] integer person ids.
+    gallery_labels: [G] integer person ids.
+    max_rank: length of the curve, 1..G (default G).
+    priority: optional [Q, G]; the gallery is ranked by descending priority
+      first and by ascending distance within equal priority (walk-level
+      majority vote: the votes of the sample's person). None = distance only.
+
+  Returns:
+    (RetrievalCMC, MeanAveragePrecision) with the conventions of
+    ``retrieval_cmc`` and ``mean_average_precision``: ties (equal priority
+    and distance) go against the correct match; unmatchable queries count as
+    misses in the CMC and are left out of the mAP.
+  """
+  distances = np.asarray(distances, dtype=np.float64)
+  if distances.ndim != 2 or distances.shape[1] == 0:
+    raise ValueError(f'distances must be [Q, G] with G >= 1, got '
+                     f'{distances.shape}')
+  query_labels = _label_vector(query_labels, distances.shape[0],
+                               'query_labels', 'Q')
+  gallery_labels = _label_vector(gallery_labels, distances.shape[1],
+                                 'gallery_labels', 'G')
+  num_candidates = distances.shape[1]
+  max_rank = num_candidates if max_rank is None else max_rank
+  if not 1 <= max_rank <= num_candidates:
+    raise ValueError(f'max_rank must be in 1..{num_candidates}, got {max_rank}')
+  matches = query_labels[:, None] == gallery_labels[None]
+  keys = [matches, distances]
+  if priority is not None:
+    priority = np.asarray(priority, dtype=np.float64)
+    if priority.shape != distances.shape:
+      raise ValueError(f'priority must be [Q, G]={distances.shape}, got '
+                       f'{priority.shape}')
+    keys.append(-priority)
+  order = np.lexsort(keys, axis=-1)
+  sorted_matches = np.take_along_axis(matches, order, axis=-1)
+  hits, unmatchable = _first_hits(sorted_matches)
+  curve = np.cumsum(hits)[:max_rank] / max(distances.shape[0], 1)
+  return (RetrievalCMC(cmc=curve, num_queries=distances.shape[0],
+                       num_unmatchable=unmatchable),
+          _mean_ap(_average_precisions(sorted_matches)))
 
 
 def nearest_neighbour_predict(query, gallery, gallery_labels,

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from sge_jax.evaluate.report import baseline_title, is_stat
+from sge_jax.evaluate.report import baseline_title, is_stat, is_walk_entry
 
 NO_MATPLOTLIB_NOTE = ('matplotlib is not installed: plots skipped '
                       '(pip install matplotlib to get them).')
@@ -123,7 +123,8 @@ def _plot_rn_history(matplotlib_api, results: dict[str, Any],
     label = split if split == 'test' else f'test split {split}'
     axes.plot(epochs, 100 * np.asarray(curve, float), label=label, alpha=0.8)
   for entry in results['entries'].values():
-    if entry['protocol'] == 'A' and 'selected_epoch' in entry:
+    if (entry['protocol'] == 'A' and 'selected_epoch' in entry
+        and not is_walk_entry(entry)):
       axes.axvline(entry['selected_epoch'], color='grey', linestyle=':',
                    linewidth=0.8)
   axes.set_xlabel('RN epoch')

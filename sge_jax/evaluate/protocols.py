@@ -50,6 +50,7 @@ skipped with the reason.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any, Optional
 
@@ -57,91 +58,19 @@ import numpy as np
 
 from sge_jax import released
 from sge_jax.config import EvalSettings, RNSettings
+from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
-from sge_jax.errors import ConfigError, DataError
+from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
-from sge_jax.evaluate import metrics, recognition, saved_rn
+from sge_jax.evaluate import metrics, recognition, saved_rn, walk_level
+from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
+                                      keep_known_people, retrieval_metrics,
+                                      sequence_features, split_label)
 from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
                                             released_train_set)
 
-RETRIEVAL_DESCRIPTIONS = {
-    'concat': 'flattened f x D frame-level CAGEs (the sequence-level CAGE)',
-    'mean': 'mean over the f frames of the frame-level CAGEs',
-}
-TRAIN_SPLIT = 'train'
-RANKS = (1, 5, 10)
-
 _log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------
-# Small helpers.
-
-
-def split_label(dataset: str, split: str) -> str:
-  """Human name of a probe set: 'IAS-A', 'BIWI Walking', else the split name."""
-  if dataset.upper().startswith('IAS') and split in ('A', 'B'):
-    return f'IAS-{split}'
-  if dataset.upper().startswith('BIWI') and split in ('Walking', 'Still'):
-    return f'BIWI {split}'
-  return split
-
-
-def sequence_features(encodings: np.ndarray, representation: str
-                      ) -> np.ndarray:
-  """Retrieval features of sequences: CAGEs [N, f, D] -> [N, f * D] ('concat')
-  or [N, D] ('mean'), float64."""
-  encodings = np.asarray(encodings, dtype=np.float64)
-  if representation == 'concat':
-    return encodings.reshape(encodings.shape[0], -1)
-  if representation == 'mean':
-    return encodings.mean(axis=1)
-  raise ConfigError(f'unknown retrieval representation {representation!r}')
-
-
-def _rank_values(curve: np.ndarray) -> dict[str, Optional[float]]:
-  """rank1/rank5/rank10 from a CMC curve (None where the curve is shorter)."""
-  return {f'rank{k}': float(curve[k - 1]) if k <= curve.size else None
-          for k in RANKS}
-
-
-def classification_metrics(scores: np.ndarray, columns: np.ndarray
-                           ) -> dict[str, Any]:
-  """Rank-k, CMC and nAUC of a score matrix [N, C] against columns [N]."""
-  curve = metrics.cmc(scores, columns)
-  values = _rank_values(curve)
-  values['nauc'] = (metrics.nauc(scores, columns) if scores.shape[1] >= 2
-                    else None)
-  values['cmc'] = curve.tolist()
-  return values
-
-
-def retrieval_metrics(query, query_labels, gallery, gallery_labels, *,
-                      distance: str, exclude_self: bool, max_rank: int
-                      ) -> dict[str, Any]:
-  """Rank-k, CMC (up to max_rank) and mAP of probe -> gallery retrieval."""
-  candidates = gallery.shape[0] - int(exclude_self)
-  result = metrics.retrieval_cmc(
-      query, query_labels, gallery, gallery_labels, metric=distance,
-      max_rank=min(max(max_rank, max(RANKS)), candidates),
-      exclude_self=exclude_self)
-  average_precision = metrics.mean_average_precision(
-      query, query_labels, gallery, gallery_labels, metric=distance,
-      exclude_self=exclude_self)
-  values = _rank_values(result.cmc)
-  values['map'] = (average_precision.value
-                   if np.isfinite(average_precision.value) else None)
-  values['cmc'] = result.cmc[:max_rank].tolist()
-  values['num_unmatchable'] = result.num_unmatchable
-  return values
-
-
-def _keep_known_people(labels: np.ndarray, known: np.ndarray
-                       ) -> tuple[np.ndarray, list[int]]:
-  """Boolean mask of labels in ``known`` and the sorted unknown person ids."""
-  keep = np.isin(labels, known)
-  return keep, sorted(int(p) for p in np.unique(labels[~keep]))
 
 
 # ----------------------------------------------------------------------------
@@ -159,9 +88,16 @@ def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
                               test_sequences: np.ndarray,
                               test_columns: np.ndarray, classes: np.ndarray,
                               settings: EvalSettings
-                              ) -> tuple[dict[str, Any], dict[str, tuple]]:
-  """Protocol-A baselines: k-NN over the train split; returns (entries, ROCs)."""
-  entries, rocs = {}, {}
+                              ) -> tuple[dict[str, Any], dict[str, tuple],
+                                         dict[str, Any]]:
+  """Protocol-A baselines: k-NN over the train split.
+
+  Returns:
+    (entries, ROCs, window scores): the last maps each baseline to
+    (scores [n, C], description) or to the reason it was skipped, for the
+    walk level.
+  """
+  entries, rocs, window_scores = {}, {}, {}
   meta = encoding_set.metadata
   for name in baselines_lib.BASELINES:
     try:
@@ -172,41 +108,56 @@ def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
           metric=settings.distance)
     except ValueError as error:
       entries[name] = {'skipped': str(error)}
+      window_scores[name] = str(error)
       continue
     entry = classification_metrics(result.scores, test_columns)
     entry['description'] = result.description
     entries[name] = entry
+    window_scores[name] = (result.scores, result.description)
     if result.scores.shape[1] >= 2:
       rocs[name] = metrics.micro_roc(result.scores, test_columns)
-  return entries, rocs
+  return entries, rocs, window_scores
 
 
-def _retrieval_baselines(encoding_set: EncodingSet, probe_sequences,
-                         probe_labels, gallery_sequences, gallery_labels, *,
-                         settings: EvalSettings, exclude_self: bool
-                         ) -> dict[str, Any]:
-  """B/CME baselines: z-scored features ranked against the same gallery."""
-  entries = {}
+def _retrieval_feature_sets(encoding_set: EncodingSet,
+                            probe_sequences: np.ndarray,
+                            probe_encodings: np.ndarray,
+                            gallery: SplitEncodings, settings: EvalSettings,
+                            exclude_self: bool) -> dict[str, Any]:
+  """Method -> (probe features [n, F], gallery features [G, F]) for retrieval,
+  or the reason a baseline cannot run: ``CAGES`` (sequence-level CAGEs), then
+  with ``settings.baselines`` every baseline, z-scored with gallery statistics.
+
+  Under ``exclude_self`` probe and gallery are the same sequences, and the
+  gallery's features serve as the probe's (the very same array, as
+  ``metrics`` checks).
+  """
+  gallery_features = sequence_features(gallery.encodings,
+                                       settings.retrieval_features)
+  probe_features = (gallery_features if exclude_self else sequence_features(
+      probe_encodings, settings.retrieval_features))
+  feature_sets: dict[str, Any] = {CAGES: (probe_features, gallery_features)}
+  if not settings.baselines:
+    return feature_sets
   for name in baselines_lib.BASELINES:
     try:
-      gallery = _baseline_features(name, gallery_sequences, encoding_set)
-      probe = _baseline_features(name, probe_sequences, encoding_set)
+      gallery_features = _baseline_features(name, gallery.sequences,
+                                            encoding_set)
+      probe_features = _baseline_features(name, probe_sequences, encoding_set)
     except ValueError as error:
-      entries[name] = {'skipped': str(error)}
+      feature_sets[name] = str(error)
       continue
-    standardizer = baselines_lib.Standardizer.fit(gallery)
-    gallery = standardizer.transform(gallery)
-    # Under exclude_self the probe must be the very same array as the gallery.
-    probe = gallery if exclude_self else standardizer.transform(probe)
-    entry = retrieval_metrics(probe, probe_labels, gallery, gallery_labels,
-                              distance=settings.distance,
-                              exclude_self=exclude_self,
-                              max_rank=settings.cmc_max_rank)
-    entry['description'] = (f'{name}: features z-scored with gallery '
-                            f'statistics, ranked by {settings.distance} '
-                            'distance')
-    entries[name] = entry
-  return entries
+    standardizer = baselines_lib.Standardizer.fit(gallery_features)
+    gallery_features = standardizer.transform(gallery_features)
+    probe_features = (gallery_features if exclude_self
+                      else standardizer.transform(probe_features))
+    feature_sets[name] = (probe_features, gallery_features)
+  return feature_sets
+
+
+def retrieval_baseline_description(name: str, distance: str) -> str:
+  return (f'{name}: features z-scored with gallery statistics, ranked by '
+          f'{distance} distance')
 
 
 # ----------------------------------------------------------------------------
@@ -276,7 +227,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   test_sets, kept = {}, {}
   for name in test_names:
     split = encoding_set.select(name)
-    keep, unknown = _keep_known_people(split.labels, classes)
+    keep, unknown = keep_known_people(split.labels, classes)
     kept[name] = (split, keep, unknown)
     if unknown:
       _note(outcome, (
@@ -343,19 +294,50 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
                'nauc': (metrics.nauc(selection.scores[name], columns)
                         if classes.size >= 2 else None)}
         for rule, selection in result.rules.items()}
-    rocs = {}
+    rocs, baseline_scores = {}, {}
     if classes.size >= 2:
-      rocs['CAGEs'] = metrics.micro_roc(scores, columns)
+      rocs[CAGES] = metrics.micro_roc(scores, columns)
     if settings.baselines:
       # The baselines score every kept test sequence (no released row rules).
-      entry['baselines'], baseline_rocs = _classification_baselines(
-          encoding_set, train, split.sequences[keep],
-          metrics.class_indices(split.labels[keep], classes), classes,
-          settings)
+      entry['baselines'], baseline_rocs, baseline_scores = (
+          _classification_baselines(
+              encoding_set, train, split.sequences[keep],
+              metrics.class_indices(split.labels[keep], classes), classes,
+              settings))
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
     outcome.rocs[key] = rocs
+    if settings.walks and recording_ids.known(split.recordings[keep]):
+      _walks_a(outcome, entry, train, split, keep, scores, baseline_scores,
+               classes, settings, rows, dataset)
   return outcome
+
+
+def _walks_a(outcome: _Outcome, window_entry: dict[str, Any],
+             train: SplitEncodings, split: SplitEncodings, keep: np.ndarray,
+             scores: np.ndarray, baseline_scores: dict[str, Any],
+             classes: np.ndarray, settings: EvalSettings, rows: ReleasedRows,
+             dataset: str) -> None:
+  """Adds the walk-level entries of one protocol-A test split (walk_level)."""
+  name = window_entry['probe']
+  if rows.extraction_batches or rows.full_test_batches:
+    _note(outcome, (
+        f'Protocol A, {window_entry["label"]}: no walk level, since the '
+        'released row rules (R1 extraction_batches, R5 full_test_batches) copy '
+        'or drop test windows, so the RN scores no longer map one to one onto '
+        'the windows of a walk.'))
+    return
+  walk_level.check_separate_walks(TRAIN_SPLIT, train.recordings, name,
+                                  split.recordings, dataset)
+  base = {key: window_entry[key] for key in (
+      'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
+      'num_classes', 'selection', 'selected_epoch')}
+  base['label'] = f'{window_entry["label"]} walks'
+  entries, rocs = walk_level.classification_entries(
+      base, name, scores, split.recordings[keep], split.labels[keep], classes,
+      baseline_scores, settings, f'{dataset} split {name}')
+  outcome.entries.update(entries)
+  outcome.rocs.update(rocs)
 
 
 def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
@@ -438,28 +420,25 @@ def _retrieval_counts(outcome: _Outcome, label: str, probe: SplitEncodings,
   }
 
 
-def _retrieval_scores(encoding_set: EncodingSet, probe: SplitEncodings,
-                      gallery: SplitEncodings, keep: np.ndarray,
-                      settings: EvalSettings, exclude_self: bool) -> dict:
-  """Retrieval metrics (and baselines) of the kept probe sequences.
+def _retrieval_scores(feature_sets: dict[str, Any], probe_labels: np.ndarray,
+                      gallery_labels: np.ndarray, settings: EvalSettings,
+                      exclude_self: bool) -> dict:
+  """Window-level retrieval metrics of CAGEs, with the baselines under
+  ``baselines`` (``_retrieval_feature_sets``)."""
+  def score(features):
+    probe_features, gallery_features = features
+    return retrieval_metrics(
+        probe_features, probe_labels, gallery_features, gallery_labels,
+        distance=settings.distance, exclude_self=exclude_self,
+        max_rank=settings.cmc_max_rank)
 
-  Under ``exclude_self`` probe and gallery are the same sequences (``keep`` is
-  all True) and probe i may not match gallery i; the gallery's CAGEs then serve
-  as the probe's too, so each probe is exactly one gallery entry.
-  """
-  gallery_features = sequence_features(gallery.encodings,
-                                       settings.retrieval_features)
-  probe_features = (gallery_features if exclude_self else sequence_features(
-      probe.encodings[keep], settings.retrieval_features))
-  scores = retrieval_metrics(
-      probe_features, probe.labels[keep], gallery_features, gallery.labels,
-      distance=settings.distance, exclude_self=exclude_self,
-      max_rank=settings.cmc_max_rank)
+  scores = score(feature_sets[CAGES])
   if settings.baselines:
-    scores['baselines'] = _retrieval_baselines(
-        encoding_set, probe.sequences[keep], probe.labels[keep],
-        gallery.sequences, gallery.labels, settings=settings,
-        exclude_self=exclude_self)
+    scores['baselines'] = {
+        name: ({'skipped': features} if isinstance(features, str) else
+               {**score(features), 'description':
+                retrieval_baseline_description(name, settings.distance)})
+        for name, features in feature_sets.items() if name != CAGES}
   return scores
 
 
@@ -477,7 +456,7 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
     gallery = encoding_set.select(gallery_name)
     _require_classes(gallery.labels, f'the {gallery_name} split (the gallery '
                      'of protocol B)', dataset)
-    keep, unknown = _keep_known_people(probe.labels, gallery.labels)
+    keep, unknown = keep_known_people(probe.labels, gallery.labels)
     label = (f'{split_label(dataset, probe_name)} -> '
              f'{split_label(dataset, gallery_name)}')
     entry = {
@@ -486,12 +465,30 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
         **_retrieval_counts(outcome, f'Protocol B, {label}', probe, gallery,
                             keep, unknown, settings),
     }
-    if keep.any():
-      entry.update(_retrieval_scores(encoding_set, probe, gallery, keep,
-                                     settings, exclude_self=False))
-    else:
-      entry['skipped'] = 'no probe person has a gallery sequence'
     outcome.entries[f'B/{probe_name}'] = entry
+    if not keep.any():
+      entry['skipped'] = 'no probe person has a gallery sequence'
+      continue
+    feature_sets = _retrieval_feature_sets(
+        encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
+        settings, exclude_self=False)
+    entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
+                                   gallery.labels, settings,
+                                   exclude_self=False))
+    if settings.walks and recording_ids.known(probe.recordings[keep]):
+      walk_level.check_separate_walks(gallery_name, gallery.recordings,
+                                      probe_name, probe.recordings, dataset)
+      base = {key: entry[key] for key in (
+          'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
+          'num_classes', 'features')}
+      outcome.entries.update(walk_level.retrieval_entries(
+          base, probe_name, (split_label(dataset, probe_name),
+                             split_label(dataset, gallery_name)),
+          feature_sets, probe.recordings[keep], probe.labels[keep],
+          gallery.labels, gallery.recordings, settings,
+          f'{dataset} splits {probe_name}/{gallery_name}',
+          functools.partial(retrieval_baseline_description,
+                            distance=settings.distance)))
   return outcome
 
 
@@ -558,7 +555,7 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   keep = np.ones(probe.labels.size, dtype=bool)
   unknown: list[int] = []
   if not exclude_self:
-    keep, unknown = _keep_known_people(probe.labels, gallery.labels)
+    keep, unknown = keep_known_people(probe.labels, gallery.labels)
   entry = {
       'protocol': 'CME', 'probe': 'probe', 'gallery': 'gallery',
       'label': f'CME {conditions}', 'conditions': conditions,
@@ -569,7 +566,11 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   if exclude_self and gallery.labels.size < 2:
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
                     'gallery sequences')
-  entry.update(_retrieval_scores(encoding_set, probe, gallery, keep, settings,
+  feature_sets = _retrieval_feature_sets(
+      encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
+      settings, exclude_self=exclude_self)
+  entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
+                                 gallery.labels, settings,
                                  exclude_self=exclude_self))
   if second_nearest:
     entry['rank1_self_match_rule'] = entry['rank1']

@@ -72,9 +72,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
       parts.append(f'nAUC {percent(entry["nauc"])}%')
     if entry.get('map') is not None:
       parts.append(f'mAP {percent(entry["map"])}%')
+    if is_walk_entry(entry):
+      size = (f'{entry["num_walks"]} walks of {entry["num_sequences"]} '
+              f'windows, {entry["aggregation"]}')
+    else:
+      size = f'{entry["num_sequences"]} sequences'
     line = (f'{key} ({entry["label"]}): {", ".join(parts)} '
-            f'[{entry["num_sequences"]} sequences, {entry["num_classes"]} '
-            'classes]')
+            f'[{size}, {entry["num_classes"]} classes]')
     scored = {name: b for name, b in entry.get('baselines', {}).items()
               if 'rank1' in b}
     if scored:
@@ -122,6 +126,15 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
   rows.append(('distance', results['distance']))
   rows.append(('retrieval features', f'{results["retrieval"]["features"]} '
                f'({results["retrieval"]["description"]})'))
+  walks = results.get('walks')
+  if walks:
+    per_split = ', '.join(f'{name} {count if count is not None else "unknown"}'
+                          for name, count in walks['num_walks'].items())
+    rows.append(('level (eval.level)', walks['level'] + (
+        f'; walk aggregations {", ".join(walks["aggregations"])}, test walks '
+        f'of at least {walks["min_walk_windows"]} windows'
+        if walks['aggregations'] else '')))
+    rows.append(('walks (recordings) per split', per_split))
   rows.append(('sequences per split', ', '.join(
       f'{name} {count}'
       for name, count in encodings['num_sequences'].items())))
@@ -130,9 +143,29 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
   return lines
 
 
+def is_walk_entry(entry: dict[str, Any]) -> bool:
+  """A walk-level entry (sge_jax.evaluate.walk_level); others are windows."""
+  return entry.get('level') == 'walk'
+
+
+def _method_rows(results: dict[str, Any], entry: dict[str, Any]
+                 ) -> list[tuple[str, dict[str, Any]]]:
+  """(method title, values): CAGEs, then each baseline."""
+  method = _method_title(results, entry)
+  if entry['protocol'] == 'A':
+    method += f', epoch {format_epoch(entry.get("selected_epoch"))}'
+  rows = [(method, entry)]
+  for name, baseline in entry.get('baselines', {}).items():
+    rows.append((f'{baseline_title(name)} {_k_title(results, entry)}',
+                 baseline))
+  return rows
+
+
 def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
   entries = [e for e in results['entries'].values()
-             if e['protocol'] == protocol]
+             if e['protocol'] == protocol and not is_walk_entry(e)]
+  if not entries:
+    return []
   if protocol == 'A':
     header = ('| probe set | method | Rank-1 (%) | Rank-5 (%) | Rank-10 (%) | '
               'nAUC (%) | test sequences | classes |')
@@ -149,14 +182,7 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
       lines.append(f'| {entry["label"]} | skipped: {entry["skipped"]} | – | – '
                    f'| – | – | {entry["num_sequences"]} | {size} |')
       continue
-    method = _method_title(results, entry)
-    if protocol == 'A':
-      method += f', epoch {format_epoch(entry.get("selected_epoch"))}'
-    rows = [(method, entry)]
-    for name, baseline in entry.get('baselines', {}).items():
-      rows.append((f'{baseline_title(name)} {_k_title(results, entry)}',
-                   baseline))
-    for method, values in rows:
+    for method, values in _method_rows(results, entry):
       if 'skipped' in values:
         lines.append(f'| {entry["label"]} | {method} (skipped) | – | – | – | '
                      f'– | {entry["num_sequences"]} | {size} |')
@@ -170,6 +196,64 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
           f'{percent(values["rank5"])} | {percent(values["rank10"])} | '
           f'{percent(values.get(last))} | {count} | {size} |')
   return lines
+
+
+def _windows_per_walk(entry: dict[str, Any]) -> str:
+  counts = entry['windows_per_walk']
+  return f'{counts["min"]} / {counts["median"]:g} / {counts["max"]}'
+
+
+def _walk_table(results: dict[str, Any], protocol: str) -> list[str]:
+  """Walk-level entries of one protocol: CAGEs and baselines per aggregation."""
+  entries = [e for e in results['entries'].values()
+             if e['protocol'] == protocol and is_walk_entry(e)]
+  if not entries:
+    return []
+  last, size_title = (('nauc', 'classes') if protocol == 'A'
+                      else ('map', 'gallery'))
+  default = (results.get('walks') or {}).get('aggregations', [None])[0]
+  lines = [f'| probe walks | method | aggregation | Rank-1 (%) | Rank-5 (%) | '
+           f'Rank-10 (%) | {"nAUC" if protocol == "A" else "mAP"} (%) | walks '
+           f'| windows per walk (min / median / max) | short walks left out | '
+           f'{size_title} |', '|' + '---|' * 11]
+  for entry in entries:
+    aggregation = entry['aggregation'] + (' (default)'
+                                          if entry['aggregation'] == default
+                                          else '')
+    size = (entry['num_classes'] if protocol == 'A'
+            else entry.get('num_gallery', '–'))
+    short = (f'{entry["num_short_walks"]} ({entry["num_short_walk_windows"]} '
+             f'windows; < {entry["min_walk_windows"]})')
+    if 'skipped' in entry:
+      lines.append(f'| {entry["label"]} | skipped: {entry["skipped"]} | '
+                   f'{aggregation} | – | – | – | – | 0 | – | {short} | {size} |')
+      continue
+    for method, values in _method_rows(results, entry):
+      if 'skipped' in values:
+        lines.append(f'| {entry["label"]} | {method} (skipped) | {aggregation} '
+                     f'| – | – | – | – | – | – | {short} | {size} |')
+        continue
+      lines.append(
+          f'| {entry["label"]} | {method} | {aggregation} | '
+          f'{percent(values["rank1"])} | {percent(values["rank5"])} | '
+          f'{percent(values["rank10"])} | {percent(values.get(last))} | '
+          f'{entry["num_walks"]} | {_windows_per_walk(entry)} | {short} | '
+          f'{size} |')
+  return lines
+
+
+_WALK_EXPLANATIONS = {
+    'A': ('A walk is one recording; its class scores are the mean of its '
+          'windows\' scores (mean) or the windows\' majority vote, ties broken '
+          'by the mean (vote). Same RN and epoch as the window table; the '
+          'baselines\' window scores are aggregated the same way.'),
+    'B': ('A walk\'s feature is the mean of its windows\' features, ranked '
+          'against gallery walks (each the mean of its windows) or gallery '
+          'windows. vote: every probe window votes for the person of its '
+          'nearest gallery item and the gallery is ranked person by person '
+          '(most votes first), then by distance to the walk\'s mean feature, so '
+          'under vote mAP mostly measures where the true person\'s votes rank.'),
+}
 
 
 def _selection_table(results: dict[str, Any]) -> list[str]:
@@ -209,7 +293,9 @@ def render_markdown(results: dict[str, Any]) -> str:
                for e in results['entries'].values()):
       continue
     lines += [f'## {_PROTOCOL_TITLES[protocol]}', '']
-    lines += _protocol_table(results, protocol) + ['']
+    window_table = _protocol_table(results, protocol)
+    if window_table:
+      lines += window_table + ['']
     if protocol == 'A':
       lines += ['Rank-k and nAUC from the RN\'s sequence scores (mean of the '
                 'frame logits for ap). Baselines: k-NN over the train split '
@@ -224,6 +310,10 @@ def render_markdown(results: dict[str, Any]) -> str:
       lines += [f'Gallery rule: {results["retrieval"]["gallery_rule"]}. '
                 'Baselines rank the same gallery with z-scored hand-crafted '
                 'features.', '']
+    walk_table = _walk_table(results, protocol)
+    if walk_table:
+      lines += ['### Walk level (a whole recording, every window as evidence)',
+                '', _WALK_EXPLANATIONS[protocol], ''] + walk_table + ['']
   if results.get('notes'):
     lines += ['## Notes', ''] + [f'- {note}' for note in results['notes']]
     lines += ['']

@@ -17,6 +17,9 @@
                   history {train_loss, val_accuracy, test_accuracy: {split}}
   retrieval       {features, description, gallery_rule}
   distance, baselines {enabled, k, names}
+  walks           {level ('window' | 'walk' | 'both'), aggregations (the
+                  configured one first; [] at window level), min_walk_windows,
+                  num_walks: {split: recordings, null when unknown}}
   entries         {key: entry}, key '<protocol>/<probe split>' ('A/Walking',
                   'B/probe', 'CME/nm.bg'); every entry has protocol, probe,
                   gallery, label, num_sequences (evaluated), num_excluded,
@@ -27,6 +30,14 @@
                   (1-based), by_selection {rule: {label, epoch, rank1, nauc}};
                   B/CME add map, num_unmatchable, num_gallery, features; CME
                   adds conditions, self_match_skipped.
+                  Walk-level entries (sge_jax.evaluate.walk_level; keys
+                  '<A|B>/<probe>/walks-<mean|vote>[-vs-windows]') have the same
+                  metrics over walks plus level 'walk', aggregation,
+                  num_walks, num_sequences (windows of the scored walks),
+                  windows_per_walk {min, median, max}, min_walk_windows,
+                  num_short_walks, num_short_walk_windows; B adds
+                  gallery_level ('walk' | 'window'). Window-level entries
+                  have no 'level' field.
   notes           human-readable remarks (exclusions, skipped parts, data kind)
   plots           PNG file names written next to results.json
 
@@ -184,6 +195,7 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
       'retrieval': first['retrieval'],
       'distance': first['distance'],
       'baselines': first['baselines'],
+      'walks': first.get('walks'),
       'entries': {key: _aggregate_metrics([r['entries'][key] for r in per_seed])
                   for key in first['entries']},
       'warnings': warnings,

@@ -18,7 +18,9 @@ from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings, quirks_on
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
-from sge_jax.evaluate import protocols, recognition, report, saved_rn
+from sge_jax.data import recording_ids
+from sge_jax.evaluate import (protocols, recognition, report, saved_rn, scoring,
+                              walk_level)
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
 from sge_jax.released import require_equal_person_sets
@@ -53,9 +55,16 @@ def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
   """The entry whose numbers go to the top level of results.json.
 
   Protocol A before CME before B; within a protocol the 'probe' split if there
-  is one, else the first split in report order. Skipped entries never qualify.
+  is one, else the first split in report order. Skipped entries never qualify;
+  walk-level entries only when there is no window-level one (eval.level=walk).
   """
   scored = [key for key, entry in entries.items() if 'rank1' in entry]
+  windows = [key for key in scored
+             if not walk_level.is_walk_entry(entries[key])]
+  # Window entries when there are any (the paper's numbers); else the walk
+  # entries against gallery walks, the configured aggregation first.
+  scored = windows or [key for key in scored
+                       if entries[key].get('gallery_level') != 'window']
   for protocol in ('A', 'CME', 'B'):
     candidates = [k for k in scored if entries[k]['protocol'] == protocol]
     for key in candidates:
@@ -84,6 +93,56 @@ def _protocol_plan(config: ml_collections.ConfigDict,
     notes.append(message)
     _log.info('[eval] %s', message)
   return tuple(p for p in PROTOCOLS if p in plan)
+
+
+def _entries_of_level(entries: dict[str, dict[str, Any]],
+                      rocs: dict[str, Any], settings: EvalSettings
+                      ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+  """Drops the window-level entries (and their ROCs) for eval.level='walk'."""
+  if settings.windows:
+    return entries, rocs
+  kept = {key: entry for key, entry in entries.items()
+          if walk_level.is_walk_entry(entry)}
+  return kept, {key: roc for key, roc in rocs.items() if key in kept}
+
+
+def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
+                  plan: Sequence[str], entries: dict[str, dict[str, Any]],
+                  notes: list[str]) -> dict[str, Any]:
+  """The ``walks`` section of results.json; notes what has no walk level.
+
+  Raises:
+    DataError: eval.level='walk' and no walk-level entry was scored.
+  """
+  recordings = {name: encoding_set.select(name).recordings
+                for name in encoding_set.split_names}
+  missing = recording_ids.splits_without_recordings(recordings)
+  if settings.walks and missing:
+    notes.append(
+        f'No walk level for split(s) {", ".join(missing)}: the data does not '
+        'say which recording each window was cut from (the generic .npz '
+        'format, the synthetic demo and python -m sge_jax.preprocess output '
+        'do); window level only.')
+  if settings.walks and 'CME' in plan:
+    notes.append('CME is scored at window level only.')
+  walk_entries = [e for e in entries.values() if walk_level.is_walk_entry(e)]
+  if (settings.level == 'walk'
+      and not any('rank1' in entry for entry in walk_entries)):
+    reasons = [e['skipped'] for e in walk_entries if 'skipped' in e]
+    raise DataError(
+        "config.eval.level='walk' but no walk could be scored"
+        + (f' ({"; ".join(sorted(set(reasons)))})' if reasons else
+           ' (walk level covers protocols A and B, on test splits whose '
+           'recordings are known)')
+        + '. Use --config.eval.level=both to see the window level too.')
+  return {
+      'level': settings.level,
+      'aggregations': list(settings.aggregations) if settings.walks else [],
+      'min_walk_windows': settings.min_walk_windows,
+      'num_walks': {name: (int(np.unique(ids).size)
+                           if recording_ids.known(ids) else None)
+                    for name, ids in recordings.items()},
+  }
 
 
 def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
@@ -141,6 +200,8 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     notes.extend(outcome.notes)
     warnings.extend(outcome.warnings)
     rn_summary = outcome.rn or rn_summary
+  entries, rocs = _entries_of_level(entries, rocs, settings)
+  walks_record = _walks_record(encoding_set, settings, plan, entries, notes)
   headline = _headline_key(entries)
   if headline is None:
     raise DataError('Nothing could be evaluated: ' + ' '.join(
@@ -183,13 +244,14 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'rn': rn_summary,
       'retrieval': {
           'features': settings.retrieval_features,
-          'description': protocols.RETRIEVAL_DESCRIPTIONS[settings.retrieval_features],
+          'description': scoring.RETRIEVAL_DESCRIPTIONS[settings.retrieval_features],
           'gallery_rule': ('probe -> gallery when both splits exist, else '
                            'each test split -> train split'),
       },
       'distance': settings.distance,
       'baselines': {'enabled': settings.baselines, 'k': settings.baseline_k,
                     'names': list(baselines_lib.BASELINES)},
+      'walks': walks_record,
       'entries': entries,
       'warnings': warnings,
       'notes': notes,

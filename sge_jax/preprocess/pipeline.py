@@ -4,7 +4,9 @@
 into non-overlapping f-frame windows after dropping 10 frames at each end (docs/method.md
 §2.1, ``cut_windows``), splits them, and writes every split with
 ``sge_jax.data.authors_layout.write_authors_split`` (sources, reversed targets,
-ids) in two layouts:
+ids, and the recording id of every sequence in ``recordings_<TAG>_<f>.npy``, an
+extra file the authors' code never opens; the recording ids are the manifest's)
+in two layouts:
 
 * ``<out>/<DS>/<f>/`` -- the CAGEs release (docs/method.md §2.2): one test folder.
   BIWI: Walking as ``t_*_BIWI_<f>``, Still as ``t_*_BIWI-Still_<f>``; IAS:
@@ -357,7 +359,8 @@ def _write_split(planned: PlannedSplit, by_id: dict, dirs: dict[str, str],
     return
   written = authors_layout.write_authors_split(
       directory, planned.tag, length, split.sequences, split.labels,
-      train=planned.train, subfolder=planned.subfolder, dataset_name=dataset)
+      train=planned.train, subfolder=planned.subfolder, dataset_name=dataset,
+      recordings=split.recordings)
   folder = os.path.dirname(str(written[0]))
   manifest.add_split(key, planned.name, os.path.relpath(folder, manifest.out),
                      split)

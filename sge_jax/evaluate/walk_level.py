@@ -1,0 +1,261 @@
+"""Walk-level re-identification entries (docs/method.md §7.3).
+
+Every window-level protocol entry scores f-frame windows. Here a test walk (one
+recording, ``sge_jax.data.recording_ids``) is the unit, with all its windows as
+evidence, aggregated as ``sge_jax.evaluate.walks`` describes (mean, vote):
+
+* **A**: a walk's class scores aggregate its windows' RN scores (the same RN,
+  the same selected epoch as the window entry); Rank-k, CMC and nAUC over walks.
+* **B**: a walk's feature is the mean of its windows' sequence-level CAGEs,
+  ranked against gallery *walks* (each the mean of its windows) and, as a
+  second entry, against gallery *windows*; with ``vote`` every probe window
+  votes for the person of its nearest gallery walk (window), and the gallery
+  is ranked by its person's votes, then by distance to the walk's mean
+  feature. Rank-k, CMC and mAP over walks.
+
+The baselines are aggregated the same way from their own window-level scores
+(A) or z-scored features (B). Test walks with fewer than
+``eval.min_walk_windows`` windows are left out and counted; walks of people the
+RN (or the gallery) does not know are excluded as at window level; a recording
+in both the gallery (train) and the probe split is refused. Entry keys:
+``A/<split>/walks-<aggregation>``, ``B/<split>/walks-<aggregation>`` and
+``B/<split>/walks-<aggregation>-vs-windows``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from sge_jax.config import EvalSettings
+from sge_jax.data import recording_ids
+from sge_jax.evaluate import metrics
+from sge_jax.evaluate import walks as walks_lib
+from sge_jax.evaluate.scoring import (CAGES, classification_metrics,
+                                      ranked_retrieval_metrics)
+
+GALLERY_LEVELS = ('walk', 'window')
+
+
+def entry_key(protocol: str, probe: str, aggregation: str,
+              gallery_level: str = 'walk') -> str:
+  """'A/test/walks-mean', 'B/test/walks-vote-vs-windows', ..."""
+  key = f'{protocol}/{probe}/walks-{aggregation}'
+  return key + ('-vs-windows' if gallery_level == 'window' else '')
+
+
+def is_walk_entry(entry: Mapping[str, Any]) -> bool:
+  return entry.get('level') == 'walk'
+
+
+def check_separate_walks(gallery_name: str, gallery_recordings: np.ndarray,
+                         probe_name: str, probe_recordings: np.ndarray,
+                         dataset: str) -> None:
+  """DataError when a recording lies in the gallery and the probe split."""
+  recording_ids.check_walks_in_one_split(
+      {gallery_name: gallery_recordings, probe_name: probe_recordings},
+      f'encodings of {dataset}', train=gallery_name)
+
+
+class ProbeWalks:
+  """The test walks of one probe split that are scored.
+
+  Attributes:
+    walks: the scored walks (at least ``min_walk_windows`` windows each).
+    windows: [n] bool over the given windows: True for a window of a scored walk.
+    counts: the entry's walk bookkeeping (num_walks, num_sequences = windows
+      scored, windows_per_walk {min, median, max}, min_walk_windows,
+      num_short_walks, num_short_walk_windows).
+  """
+
+  def __init__(self, recordings: np.ndarray, labels: np.ndarray,
+               min_windows: int, where: str):
+    every_walk = walks_lib.group_windows(recordings, labels, where)
+    long_enough = every_walk.num_windows >= min_windows
+    self.windows = walks_lib.select_windows(every_walk, long_enough)
+    self.walks = walks_lib.group_windows(recordings[self.windows],
+                                         labels[self.windows], where)
+    self.counts = {
+        'level': 'walk',
+        'num_walks': self.walks.count,
+        'num_sequences': int(np.count_nonzero(self.windows)),
+        'windows_per_walk': walks_lib.windows_per_walk(self.walks),
+        'min_walk_windows': int(min_windows),
+        'num_short_walks': int(np.count_nonzero(~long_enough)),
+        'num_short_walk_windows': int(
+            every_walk.num_windows[~long_enough].sum()),
+    }
+
+
+def _skipped(probe_walks: ProbeWalks) -> Optional[str]:
+  if probe_walks.walks.count:
+    return None
+  return (f'no test walk has at least {probe_walks.counts["min_walk_windows"]} '
+          'windows (config.eval.min_walk_windows)')
+
+
+# ----------------------------------------------------------------------------
+# Protocol A.
+
+
+def classification_entries(base: dict[str, Any], probe: str,
+                           window_scores: np.ndarray, recordings: np.ndarray,
+                           labels: np.ndarray, classes: np.ndarray,
+                           baseline_scores: Mapping[str, Any],
+                           settings: EvalSettings, where: str
+                           ) -> tuple[dict[str, dict], dict[str, dict]]:
+  """Walk-level protocol-A entries, one per aggregation, and their ROCs.
+
+  Args:
+    base: fields every entry repeats (protocol, probe, gallery, label, ...).
+    probe: the test split's name (entry keys).
+    window_scores: [n, C] RN scores of the test windows of known people.
+    recordings: [n] their recording ids; labels: [n] their person ids.
+    classes: [C] person id of each score column.
+    baseline_scores: baseline name -> [n, C] window scores, or the reason it
+      was skipped (str); each entry's value also has 'description'.
+    settings: ``min_walk_windows`` and the aggregations.
+    where: names the data in errors.
+
+  Returns:
+    (entries {key: entry}, rocs {key: {method: (fpr, tpr)}}).
+  """
+  probe_walks = ProbeWalks(recordings, labels, settings.min_walk_windows, where)
+  skipped = _skipped(probe_walks)
+  columns = metrics.class_indices(probe_walks.walks.labels, classes)
+  entries, rocs = {}, {}
+  for aggregation in settings.aggregations:
+    key = entry_key('A', probe, aggregation)
+    entry = {**base, 'aggregation': aggregation, **probe_walks.counts,
+             'num_people': int(np.unique(probe_walks.walks.labels).size)}
+    entries[key] = entry
+    if skipped:
+      entry['skipped'] = skipped
+      continue
+
+    def walk_scores(scores):
+      return walks_lib.aggregate_scores(scores[probe_walks.windows],
+                                        probe_walks.walks, aggregation)
+
+    scores = walk_scores(window_scores)
+    entry.update(classification_metrics(scores, columns))
+    rocs[key] = {}
+    if classes.size >= 2:
+      rocs[key][CAGES] = metrics.micro_roc(scores, columns)
+    if baseline_scores:
+      entry['baselines'] = {}
+    for name, value in baseline_scores.items():
+      if isinstance(value, str):
+        entry['baselines'][name] = {'skipped': value}
+        continue
+      baseline_window_scores, description = value
+      aggregated = walk_scores(baseline_window_scores)
+      entry['baselines'][name] = {
+          **classification_metrics(aggregated, columns),
+          'description': f'{description}; walk = {aggregation} of its windows'}
+      if classes.size >= 2:
+        rocs[key][name] = metrics.micro_roc(aggregated, columns)
+  return entries, rocs
+
+
+# ----------------------------------------------------------------------------
+# Protocol B.
+
+
+def _walk_retrieval(probe_windows: np.ndarray, probe_walks: walks_lib.Walks,
+                    gallery: np.ndarray, gallery_labels: np.ndarray,
+                    aggregation: str, settings: EvalSettings) -> dict[str, Any]:
+  """Retrieval metrics of probe walks against gallery items (walks or windows).
+
+  Args:
+    probe_windows: [n, F] features of the scored probe windows.
+    probe_walks: their walks.
+    gallery: [G, F] gallery features; gallery_labels: [G] person ids.
+  """
+  walk_features = walks_lib.mean_over_walks(probe_windows, probe_walks)
+  distances = metrics.pairwise_distances(walk_features, gallery,
+                                         settings.distance)
+  priority = None
+  if aggregation == 'vote':
+    people = np.unique(gallery_labels)
+    nearest = metrics.nearest_neighbour_predict(
+        probe_windows, gallery, gallery_labels, settings.distance)
+    votes = walks_lib.vote_counts(np.searchsorted(people, nearest),
+                                  probe_walks, people.size)
+    priority = votes[:, np.searchsorted(people, gallery_labels)]
+  return ranked_retrieval_metrics(distances, probe_walks.labels,
+                                  gallery_labels,
+                                  max_rank=settings.cmc_max_rank,
+                                  priority=priority)
+
+
+def retrieval_entries(base: dict[str, Any], probe: str,
+                      split_labels: tuple[str, str],
+                      feature_sets: Mapping[str, Any], recordings: np.ndarray,
+                      labels: np.ndarray, gallery_labels: np.ndarray,
+                      gallery_recordings: np.ndarray, settings: EvalSettings,
+                      where: str, describe) -> dict[str, dict]:
+  """Walk-level protocol-B entries: per gallery level (walks, windows) and
+  aggregation.
+
+  Args:
+    base: fields every entry repeats (protocol, probe, gallery, ...).
+    probe: the probe split's name (entry keys).
+    split_labels: human names of the probe and gallery sets (entry labels).
+    feature_sets: method -> (probe window features [n, F], gallery window
+      features [G, F]) or the reason it was skipped; ``CAGES`` first.
+    recordings, labels: [n] recording and person ids of the probe windows.
+    gallery_labels, gallery_recordings: [G] of the gallery windows; gallery
+      walks are compared only when every gallery recording is known.
+    settings: distance, CMC length, ``min_walk_windows``, aggregations.
+    where: names the data in errors.
+    describe: baseline name -> its description.
+  """
+  probe_walks = ProbeWalks(recordings, labels, settings.min_walk_windows, where)
+  skipped = _skipped(probe_walks)
+  gallery_walks = (walks_lib.group_windows(gallery_recordings, gallery_labels,
+                                           where)
+                   if recording_ids.known(gallery_recordings) else None)
+  entries = {}
+  for gallery_level in GALLERY_LEVELS:
+    for aggregation in settings.aggregations:
+      entry = {**base, 'aggregation': aggregation,
+               'gallery_level': gallery_level, **probe_walks.counts,
+               'num_people': int(np.unique(probe_walks.walks.labels).size)}
+      entries[entry_key('B', probe, aggregation, gallery_level)] = entry
+      entry['label'] = (f'{split_labels[0]} walks -> {split_labels[1]} '
+                        f'{gallery_level}s')
+      entry['num_gallery'] = (
+          int(gallery_labels.size) if gallery_level == 'window'
+          else gallery_walks.count if gallery_walks else 0)
+      if skipped:
+        entry['skipped'] = skipped
+        continue
+      if gallery_level == 'walk' and gallery_walks is None:
+        entry['skipped'] = ("the gallery's recordings are unknown, so it has "
+                            'no walks')
+        continue
+
+      def score(features):
+        probe_features, gallery_features = features
+        if gallery_level == 'walk':
+          gallery_features = walks_lib.mean_over_walks(gallery_features,
+                                                       gallery_walks)
+          item_labels = gallery_walks.labels
+        else:
+          item_labels = gallery_labels
+        return _walk_retrieval(probe_features[probe_walks.windows],
+                               probe_walks.walks, gallery_features,
+                               item_labels, aggregation, settings)
+
+      entry.update(score(feature_sets[CAGES]))
+      baselines = {name: value for name, value in feature_sets.items()
+                   if name != CAGES}
+      if baselines:
+        entry['baselines'] = {
+            name: ({'skipped': value} if isinstance(value, str) else
+                   {**score(value), 'description':
+                    f'{describe(name)}; walk = {aggregation} of its windows'})
+            for name, value in baselines.items()}
+  return entries
