@@ -47,6 +47,36 @@ def test_j18_dataset_with_non_contiguous_ids_trains_and_exports(tmp_path):
           'attention', 'pretext', 'config_hash'} <= set(raw.files)
 
 
+def test_authors_layout_recordings_reach_the_walk_level(tmp_path):
+  arrays = write_authors_dataset(tmp_path / 'Datasets', 'WALKS', 6, 20,
+                                 people=[1, 2, 3], per_person=8,
+                                 recordings_per_person=2)
+  config = _authors_config(tmp_path / 'Datasets', 'WALKS',
+                           **{'eval.baselines': False, 'eval.plots': False})
+  config.stages = 'train,encode,evaluate'
+  results = pipeline.run(config, tmp_path / 'run')
+  encodings = load_encodings(tmp_path / 'run' / 'encodings.npz')
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(encodings.select(split).recordings,
+                                  arrays[split][2])
+  entry = results['entries']['A/test/walks-mean']
+  assert (entry['num_walks'], entry['num_sequences']) == (6, 24)
+  assert results['entries']['B/test/walks-vote-vs-windows']['num_gallery'] == 24
+  assert results['walks']['num_walks'] == {'train': 6, 'test': 6}
+
+
+def test_level_walk_without_recordings_stops_before_any_work(tmp_path):
+  write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 8)
+  config = _authors_config(tmp_path / 'Datasets', 'MYSET',
+                           **{'eval.level': 'walk'})
+  config.stages = 'train,encode,evaluate'
+  with pytest.raises(DataError, match="config.eval.level='walk' needs the "
+                     'recording of every test window.*split\\(s\\) test'):
+    pipeline.run(config, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'config.json').exists()
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
 def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   write_authors_dataset(tmp_path / 'Datasets', 'SOURCE', 6, 20, [1, 2], 8)
   write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20, [5, 6, 7], 8, seed=1)

@@ -10,6 +10,7 @@ from tests.fixtures import preprocess as fixtures
 from sge_jax.data import authors_layout
 from sge_jax.data.windows import cut_windows
 from sge_jax.errors import DataError
+from sge_jax.evaluate.walks import group_windows
 from sge_jax.preprocess import kgbd
 from sge_jax.preprocess import pipeline
 from sge_jax.preprocess import recordings as rec_lib
@@ -229,6 +230,29 @@ def test_round_trip_through_the_authors_layout_loader(kgbd_run):
     np.testing.assert_array_equal(dataset.split(split).sequences, expected)
     np.testing.assert_array_equal(dataset.split(split).labels, labels)
   assert cages.joint_names == fixtures.V1_NAMES
+
+
+def test_every_window_keeps_its_recording_through_the_authors_layout(
+    kgbd_run):
+  _, out, _, manifest = kgbd_run
+  by_id = {r['id']: r for r in manifest['recordings']}
+  for root, variant in ((out, 'cages'), (os.path.join(out, 'spc_mgr'),
+                                         'spc_mgr')):
+    dataset = authors_layout.load_authors_dataset(root, 'KGBD', 6)
+    seen = {}
+    for name, split in dataset.splits.items():
+      walks = group_windows(split.recordings, split.labels)
+      for recording, person, count in zip(walks.recordings, walks.labels,
+                                          walks.num_windows):
+        entry = by_id[int(recording)]
+        assert entry['person'] == person
+        assert entry['sequences'] == count
+        assert entry['splits'][variant] == name
+        assert recording not in seen, (recording, seen.get(recording), name)
+        seen[recording] = name
+    assert sorted(seen) == sorted(i for i, r in by_id.items()
+                                  if r['status'] == 'used')
+    assert any(f.endswith('recordings_KGBD_6.npy') for f in manifest['files'])
 
 
 def test_missing_raw_folder_says_what_was_expected(tmp_path):
