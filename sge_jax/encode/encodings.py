@@ -186,6 +186,11 @@ def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
     if arrays[name].ndim == 0 or arrays[name].shape[0] != encodings.shape[0]:
       raise field_error(name, f'has shape {arrays[name].shape} but encodings '
                         f'has {encodings.shape[0]} rows')
+  for name in ('labels', 'recording'):
+    if (arrays[name].ndim != 1
+        or not np.issubdtype(arrays[name].dtype, np.integer)):
+      raise field_error(name, f'must be an integer [N] array, not '
+                        f'{arrays[name].dtype} {arrays[name].shape}')
   try:
     joint_names = tuple(str(n) for n in arrays['joint_names']) or None
     bones = tuple(tuple(int(i) for i in b) for b in arrays['bones']) or None

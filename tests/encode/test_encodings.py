@@ -44,3 +44,16 @@ def test_arrays_of_different_lengths_name_the_field(tmp_path):
   np.savez(path, **arrays)
   with pytest.raises(DataError, match="field 'labels' has shape"):
     encodings_lib.load_encodings(path)
+
+
+@pytest.mark.parametrize('field', ['recording', 'labels'])
+def test_non_integer_ids_name_the_field(tmp_path, field):
+  # Float recording ids would merge walks when cast (0.5 -> 0): refused.
+  path = tmp_path / 'encodings.npz'
+  encodings_lib.save_encodings(path, _encoding_set())
+  with np.load(path) as data:
+    arrays = {name: data[name] for name in data.files}
+  arrays[field] = arrays[field] + 0.5
+  np.savez(path, **arrays)
+  with pytest.raises(DataError, match=f"field '{field}' must be an integer"):
+    encodings_lib.load_encodings(path)
