@@ -270,7 +270,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.cmc_max_rank = 50
   # Write PNG plots (CMC, ROC, RN accuracy) when matplotlib is installed.
   config.eval.plots = True
-  # What is re-identified (docs/method.md §7.3): 'window' (each f-frame sequence,
+  # What is re-identified (docs/method.md §7.1): 'window' (each f-frame sequence,
   # the paper's protocols), 'walk' (a whole recording, all its windows as
   # evidence) or 'both'. Walk level needs the recording of every window; data
   # without recordings is scored at window level with a note ('walk' stops).

@@ -3,7 +3,7 @@
 A recording is one continuous capture of one person, e.g. one walk seen by one
 Kinect; its f-frame windows are the sequences the encoders see. Knowing the
 recording of every window lets the evaluation re-identify whole walks
-(docs/method.md §7.3). Sources:
+(docs/method.md §7.1). Sources:
 
 * generic ``.npz``: each ``seq_offsets`` entry is one recording (its index in
   the file);

@@ -1,4 +1,4 @@
-"""Walk-level re-identification entries (docs/method.md §7.3).
+"""Walk-level re-identification entries (docs/method.md §7.1).
 
 Every window-level protocol entry scores f-frame windows. Here a test walk (one
 recording, ``sge_jax.data.recording_ids``) is the unit, with all its windows as

@@ -1,4 +1,4 @@
-"""Windows grouped into walks, and walk-level aggregation (docs/method.md §7.3).
+"""Windows grouped into walks, and walk-level aggregation (docs/method.md §7.1).
 
 A walk is one recording; its windows are the f-frame sequences cut from it.
 Every function here is pure NumPy on per-window arrays.
