@@ -585,6 +585,10 @@ class EvalSettings:
             WALK_AGGREGATIONS)
     for field in ('baseline_k', 'cmc_max_rank', 'min_walk_windows'):
       _int_at_least(getattr(settings, field), f'eval.{field}')
+    _require(settings.level != 'walk' or {'A', 'B'} & set(settings.protocols),
+             'eval.level', settings.level,
+             "'window' or 'both': walks are scored by protocols A and B, and "
+             f'eval.protocols={section.protocols!r} has neither')
     return settings
 
 

@@ -27,6 +27,9 @@ from sge_jax.errors import ConfigError
     ('eval.distance', 'manhattan', 'euclidean, cosine'),
     ('eval.protocols', 'A,C', 'A, B, CME'),
     ('eval.retrieval_features', 'max', 'concat'),
+    ('eval.level', 'walks', 'window, walk, both'),
+    ('eval.walk_aggregation', 'median', 'mean, vote'),
+    ('eval.min_walk_windows', 0, 'an integer >= 1'),
 ])
 def test_bad_values_name_the_field(field, value, message):
   config = get_config()
@@ -35,6 +38,16 @@ def test_bad_values_name_the_field(field, value, message):
     config_lib.validate_config(config, num_devices=1)
   assert message in str(error.value)
   assert f'--config.{field}=' in str(error.value)
+
+
+def test_walk_level_needs_protocol_a_or_b():
+  config = get_config()
+  config.eval.level = 'walk'
+  config.eval.protocols = 'CME'
+  with pytest.raises(ConfigError, match='walks are scored by protocols A and B'):
+    config_lib.validate_config(config, num_devices=1)
+  config.eval.protocols = 'B,CME'
+  config_lib.validate_config(config, num_devices=1)
 
 
 def test_batch_must_split_over_devices():

@@ -203,10 +203,13 @@ def _windows_per_walk(entry: dict[str, Any]) -> str:
   return f'{counts["min"]} / {counts["median"]:g} / {counts["max"]}'
 
 
-def _walk_table(results: dict[str, Any], protocol: str) -> list[str]:
-  """Walk-level entries of one protocol: CAGEs and baselines per aggregation."""
+def _walk_table(results: dict[str, Any], protocol: str,
+                gallery_level: str = 'walk') -> list[str]:
+  """Walk-level entries of one protocol (for B: against gallery walks or
+  gallery windows): CAGEs and baselines per aggregation."""
   entries = [e for e in results['entries'].values()
-             if e['protocol'] == protocol and is_walk_entry(e)]
+             if e['protocol'] == protocol and is_walk_entry(e)
+             and e.get('gallery_level', 'walk') == gallery_level]
   if not entries:
     return []
   last, size_title = (('nauc', 'classes') if protocol == 'A'
@@ -254,6 +257,24 @@ _WALK_EXPLANATIONS = {
           '(most votes first), then by distance to the walk\'s mean feature, so '
           'under vote mAP mostly measures where the true person\'s votes rank.'),
 }
+
+
+def _walk_section(results: dict[str, Any], protocol: str) -> list[str]:
+  """The walk-level tables of one protocol with their explanation ([] if none)."""
+  if protocol == 'A':
+    tables = [('', _walk_table(results, 'A'))]
+  else:
+    tables = [(f'#### Against gallery {level}s', _walk_table(results, protocol,
+                                                             level))
+              for level in ('walk', 'window')]
+  tables = [(title, table) for title, table in tables if table]
+  if not tables:
+    return []
+  lines = ['### Walk level (a whole recording, every window as evidence)', '',
+           _WALK_EXPLANATIONS[protocol], '']
+  for title, table in tables:
+    lines += ([title, ''] if title else []) + table + ['']
+  return lines
 
 
 def _selection_table(results: dict[str, Any]) -> list[str]:
@@ -310,10 +331,7 @@ def render_markdown(results: dict[str, Any]) -> str:
       lines += [f'Gallery rule: {results["retrieval"]["gallery_rule"]}. '
                 'Baselines rank the same gallery with z-scored hand-crafted '
                 'features.', '']
-    walk_table = _walk_table(results, protocol)
-    if walk_table:
-      lines += ['### Walk level (a whole recording, every window as evidence)',
-                '', _WALK_EXPLANATIONS[protocol], ''] + walk_table + ['']
+    lines += _walk_section(results, protocol)
   if results.get('notes'):
     lines += ['## Notes', ''] + [f'- {note}' for note in results['notes']]
     lines += ['']
