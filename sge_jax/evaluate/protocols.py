@@ -442,6 +442,21 @@ def _retrieval_scores(feature_sets: dict[str, Any], probe_labels: np.ndarray,
   return scores
 
 
+def _score_retrieval(entry: dict[str, Any], encoding_set: EncodingSet,
+                     probe: SplitEncodings, gallery: SplitEncodings,
+                     keep: np.ndarray, settings: EvalSettings,
+                     exclude_self: bool) -> dict[str, Any]:
+  """Adds the window-level retrieval metrics of the kept probe sequences to
+  ``entry``; returns the feature sets they came from (for the walk level)."""
+  feature_sets = _retrieval_feature_sets(
+      encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
+      settings, exclude_self=exclude_self)
+  entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
+                                 gallery.labels, settings,
+                                 exclude_self=exclude_self))
+  return feature_sets
+
+
 def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
   """Probe -> gallery retrieval of sequence-level CAGEs."""
   outcome = _Outcome()
@@ -469,12 +484,8 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
     if not keep.any():
       entry['skipped'] = 'no probe person has a gallery sequence'
       continue
-    feature_sets = _retrieval_feature_sets(
-        encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
-        settings, exclude_self=False)
-    entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
-                                   gallery.labels, settings,
-                                   exclude_self=False))
+    feature_sets = _score_retrieval(entry, encoding_set, probe, gallery, keep,
+                                    settings, exclude_self=False)
     if settings.walks and recording_ids.known(probe.recordings[keep]):
       walk_level.check_separate_walks(gallery_name, gallery.recordings,
                                       probe_name, probe.recordings, dataset)
@@ -566,12 +577,8 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   if exclude_self and gallery.labels.size < 2:
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
                     'gallery sequences')
-  feature_sets = _retrieval_feature_sets(
-      encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
-      settings, exclude_self=exclude_self)
-  entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
-                                 gallery.labels, settings,
-                                 exclude_self=exclude_self))
+  _score_retrieval(entry, encoding_set, probe, gallery, keep, settings,
+                   exclude_self=exclude_self)
   if second_nearest:
     entry['rank1_self_match_rule'] = entry['rank1']
     entry['rank1'] = released_cme_rank1(
