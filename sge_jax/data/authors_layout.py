@@ -21,7 +21,8 @@ the file tag (usually <DS>; see "File tags" below)::
 * ``recordings_<TAG>_<f>.npy`` (not in the authors' release; written by
   ``python -m sge_jax.preprocess``): the recording id of each sequence, int64
   [N], for walk-level evaluation (``sge_jax.data.recording_ids``). Optional, in
-  train and test folders alike; a recording may not occur in two splits.
+  train and test folders alike; a recording holds one person and may not occur
+  in the training split and a test split.
 * The data folders are called ``<DS>_train_npy_data``/``<DS>_test_npy_data`` in the
   CAGEs release and ``train_npy_data``/``test_npy_data`` in the later SPC-MGR
   release; both are accepted.
@@ -209,9 +210,12 @@ def write_authors_split(dataset_dir: str | pathlib.Path,
   ids_path = folder / f'ids_{tag}_{length}.npy'
   np.save(ids_path, ids, allow_pickle=True)
   written.append(ids_path)
+  recordings_path = folder / recording_ids.recordings_file_name(tag, length)
   if recordings is not None:
     written.append(recording_ids.write_recordings_file(folder, tag, length,
                                                        recordings))
+  elif recordings_path.is_file():
+    recordings_path.unlink()    # a stale file would describe other sequences
   return written
 
 
@@ -292,7 +296,7 @@ def load_authors_dataset(root: str | pathlib.Path,
   _check_same_joint_count(splits, dataset_dir)
   recording_ids.check_walks_in_one_split(
       {name: split.recordings for name, split in splits.items()},
-      str(dataset_dir))
+      f'{dataset_dir} (its recordings_<TAG>_{length}.npy files)')
   num_joints = next(iter(splits.values())).sequences.shape[2]
   layout = joints.layout_for_num_joints(num_joints)
   return SkeletonDataset(
@@ -573,8 +577,10 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
       _check_target(target_path, axis_series[axis_index], length)
 
   labels = labels_from_ids(_read_ids_file(ids_path), sequences.shape[0], ids_path)
-  recordings = recording_ids.read_recordings_file(
-      folder / recording_ids.recordings_file_name(tag, length), labels.size)
+  recordings_path = folder / recording_ids.recordings_file_name(tag, length)
+  recordings = recording_ids.read_recordings_file(recordings_path, labels.size)
+  if recordings is not None:
+    recording_ids.check_recordings_file(recordings_path, recordings, labels)
   return SkeletonSplit(sequences=sequences, labels=labels,
                        recordings=recordings)
 

@@ -15,8 +15,9 @@ recording of every window lets the evaluation re-identify whole walks
 
 ``UNKNOWN`` (-1) marks a sequence whose recording is not known; a split knows
 its walks only when every sequence has a recording id >= 0. A walk must lie in
-one split: ``check_walks_in_one_split`` refuses data where a recording id occurs
-in the training split and in a test split.
+one split and hold one person: ``check_walks_in_one_split`` refuses data where a
+recording id occurs in the training split and in a test split,
+``check_recordings_file`` a recordings file that gives two people one recording.
 """
 
 from __future__ import annotations
@@ -74,7 +75,20 @@ def read_recordings_file(path: pathlib.Path,
   if values.size and values.min() < 0:
     raise DataError(f'{path}: recording ids must be >= 0, found '
                     f'{int(values.min())}. ' + fix)
+  if values.size and values.max() > np.iinfo(np.int64).max:
+    raise DataError(f'{path}: recording id {values.max()} does not fit in '
+                    'int64. ' + fix)
   return values.astype(np.int64)
+
+
+def check_recordings_file(path: pathlib.Path, recordings: np.ndarray,
+                          labels: np.ndarray) -> None:
+  """Raises DataError naming ``path`` when a recording holds two people."""
+  problem = mixed_people_problem(recordings, labels)
+  if problem:
+    raise DataError(f'{path}: {problem}. Rebuild it with python -m '
+                    'sge_jax.preprocess, or delete it to load the split '
+                    'without recordings (window-level evaluation only).')
 
 
 def known(recordings: Optional[np.ndarray]) -> bool:
@@ -89,30 +103,54 @@ def shared_recordings(first: np.ndarray, second: np.ndarray) -> list[int]:
   return [int(r) for r in both if r >= 0]
 
 
-def check_walks_in_one_split(recordings: Mapping[str, Optional[np.ndarray]],
-                             where: str, train: str = 'train') -> None:
-  """Raises DataError when a recording occurs in ``train`` and a test split.
+def _listed(values: list[int]) -> str:
+  return ', '.join(map(str, values[:8])) + (
+      f', ... ({len(values)} in all)' if len(values) > 8 else '')
 
-  Args:
-    recordings: split name -> recording ids [N] (None or -1 when unknown).
-    where: the data's source, named in the message.
-    train: the training (or gallery) split's name.
-  """
+
+def straddling_problem(recordings: Mapping[str, Optional[np.ndarray]],
+                       train: str = 'train') -> Optional[str]:
+  """What is wrong when a recording occurs in ``train`` and a test split, else
+  None. ``recordings``: split name -> ids [N] (None or -1 when unknown)."""
   train_ids = recordings.get(train)
   if train_ids is None:
-    return
+    return None
   for name, ids in recordings.items():
     if name == train or ids is None:
       continue
     shared = shared_recordings(train_ids, ids)
     if shared:
-      shown = ', '.join(map(str, shared[:8])) + (
-          f', ... ({len(shared)} in all)' if len(shared) > 8 else '')
-      raise DataError(
-          f'{where}: recording(s) {shown} hold sequences of both the {train} '
-          f'and the {name} split, so a walk would be scored against itself. '
-          'Give every recording one split (fix the recordings file, or split '
-          'by recording).')
+      return (f'recording(s) {_listed(shared)} hold sequences of both the '
+              f'{train} and the {name} split, so a walk would be scored '
+              'against itself')
+  return None
+
+
+def mixed_people_problem(recordings: np.ndarray,
+                         labels: np.ndarray) -> Optional[str]:
+  """What is wrong when a known recording holds windows of two people, else
+  None (a recording is one walk of one person)."""
+  recordings = np.asarray(recordings)
+  labels = np.asarray(labels)
+  order = np.lexsort((labels, recordings))
+  ids, people = recordings[order], labels[order]
+  mixed = (ids[1:] == ids[:-1]) & (people[1:] != people[:-1]) & (ids[1:] >= 0)
+  if not mixed.any():
+    return None
+  recording = int(ids[1:][mixed][0])
+  found = sorted({int(p) for p in labels[recordings == recording]})
+  return (f'recording {recording} holds windows of people {found}; a '
+          'recording is one walk of one person')
+
+
+def check_walks_in_one_split(recordings: Mapping[str, Optional[np.ndarray]],
+                             where: str, train: str = 'train') -> None:
+  """Raises DataError (naming ``where``) when a recording occurs in ``train``
+  and a test split."""
+  problem = straddling_problem(recordings, train)
+  if problem:
+    raise DataError(f'{where}: {problem}. Give every recording one split (fix '
+                    'the recordings file, or split by recording).')
 
 
 def splits_without_recordings(recordings: Mapping[str, Optional[np.ndarray]],

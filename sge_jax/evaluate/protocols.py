@@ -313,6 +313,13 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   return outcome
 
 
+def _walk_problem_note(outcome: _Outcome, label: str, problem: str) -> None:
+  _note(outcome, (
+      f'No walk level for {label}: {problem} (recording field of '
+      'encodings.npz). Fix the recording ids, or score windows only with '
+      '--config.eval.level=window.'), warn=True)
+
+
 def _walks_a(outcome: _Outcome, window_entry: dict[str, Any],
              train: SplitEncodings, split: SplitEncodings, keep: np.ndarray,
              scores: np.ndarray, baseline_scores: dict[str, Any],
@@ -327,8 +334,10 @@ def _walks_a(outcome: _Outcome, window_entry: dict[str, Any],
         'or drop test windows, so the RN scores no longer map one to one onto '
         'the windows of a walk.'))
     return
-  walk_level.check_separate_walks(TRAIN_SPLIT, train.recordings, name,
-                                  split.recordings, dataset)
+  problem = walk_level.walk_problem(TRAIN_SPLIT, train, name, split)
+  if problem:
+    _walk_problem_note(outcome, window_entry['label'], problem)
+    return
   base = {key: window_entry[key] for key in (
       'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
       'num_classes', 'selection', 'selected_epoch')}
@@ -486,20 +495,23 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
       continue
     feature_sets = _score_retrieval(entry, encoding_set, probe, gallery, keep,
                                     settings, exclude_self=False)
-    if settings.walks and recording_ids.known(probe.recordings[keep]):
-      walk_level.check_separate_walks(gallery_name, gallery.recordings,
-                                      probe_name, probe.recordings, dataset)
-      base = {key: entry[key] for key in (
-          'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
-          'num_classes', 'features')}
-      outcome.entries.update(walk_level.retrieval_entries(
-          base, probe_name, (split_label(dataset, probe_name),
-                             split_label(dataset, gallery_name)),
-          feature_sets, probe.recordings[keep], probe.labels[keep],
-          gallery.labels, gallery.recordings, settings,
-          f'{dataset} splits {probe_name}/{gallery_name}',
-          functools.partial(retrieval_baseline_description,
-                            distance=settings.distance)))
+    if not (settings.walks and recording_ids.known(probe.recordings[keep])):
+      continue
+    problem = walk_level.walk_problem(gallery_name, gallery, probe_name, probe)
+    if problem:
+      _walk_problem_note(outcome, f'Protocol B, {label}', problem)
+      continue
+    base = {key: entry[key] for key in (
+        'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
+        'num_classes', 'features')}
+    outcome.entries.update(walk_level.retrieval_entries(
+        base, probe_name, (split_label(dataset, probe_name),
+                           split_label(dataset, gallery_name)),
+        feature_sets, probe.recordings[keep], probe.labels[keep],
+        gallery.labels, gallery.recordings, settings,
+        f'{dataset} splits {probe_name}/{gallery_name}',
+        functools.partial(retrieval_baseline_description,
+                          distance=settings.distance)))
   return outcome
 
 

@@ -259,6 +259,29 @@ _WALK_EXPLANATIONS = {
 }
 
 
+def _window_section(results: dict[str, Any], protocol: str) -> list[str]:
+  """The window-level table of one protocol with its explanation (and, for A,
+  the selection rules); [] when there are no window entries (eval.level=walk)."""
+  table = _protocol_table(results, protocol)
+  if not table:
+    return []
+  lines = table + ['']
+  if protocol != 'A':
+    return lines + [f'Gallery rule: {results["retrieval"]["gallery_rule"]}. '
+                    'Baselines rank the same gallery with z-scored hand-crafted '
+                    'features.', '']
+  lines += ['Rank-k and nAUC from the RN\'s sequence scores (mean of the '
+            'frame logits for ap). Baselines: k-NN over the train split on '
+            'hand-crafted features of the raw sequences.', '']
+  selection = _selection_table(results)
+  if selection:
+    lines += ['### Model selection rules (same RN run)', '',
+              f'Reported above: **{results["selection_label"]}**. The paper '
+              'rule picks the epoch with the best *test* accuracy and is '
+              'optimistic.', ''] + selection + ['']
+  return lines
+
+
 def _walk_section(results: dict[str, Any], protocol: str) -> list[str]:
   """The walk-level tables of one protocol with their explanation ([] if none)."""
   if protocol == 'A':
@@ -314,23 +337,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                for e in results['entries'].values()):
       continue
     lines += [f'## {_PROTOCOL_TITLES[protocol]}', '']
-    window_table = _protocol_table(results, protocol)
-    if window_table:
-      lines += window_table + ['']
-    if protocol == 'A':
-      lines += ['Rank-k and nAUC from the RN\'s sequence scores (mean of the '
-                'frame logits for ap). Baselines: k-NN over the train split '
-                'on hand-crafted features of the raw sequences.', '']
-      selection = _selection_table(results)
-      if selection:
-        lines += ['### Model selection rules (same RN run)', '',
-                  f'Reported above: **{results["selection_label"]}**. The '
-                  'paper rule picks the epoch with the best *test* accuracy '
-                  'and is optimistic.', ''] + selection + ['']
-    else:
-      lines += [f'Gallery rule: {results["retrieval"]["gallery_rule"]}. '
-                'Baselines rank the same gallery with z-scored hand-crafted '
-                'features.', '']
+    lines += _window_section(results, protocol)
     lines += _walk_section(results, protocol)
   if results.get('notes'):
     lines += ['## Notes', ''] + [f'- {note}' for note in results['notes']]

@@ -62,9 +62,10 @@ def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
   windows = [key for key in scored
              if not walk_level.is_walk_entry(entries[key])]
   # Window entries when there are any (the paper's numbers); else the walk
-  # entries against gallery walks, the configured aggregation first.
-  scored = windows or [key for key in scored
-                       if entries[key].get('gallery_level') != 'window']
+  # entries, against gallery walks before gallery windows (the configured
+  # aggregation comes first in each).
+  scored = windows or sorted(
+      scored, key=lambda key: entries[key].get('gallery_level') == 'window')
   for protocol in ('A', 'CME', 'B'):
     candidates = [k for k in scored if entries[k]['protocol'] == protocol]
     for key in candidates:
@@ -116,7 +117,10 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
   """
   recordings = {name: encoding_set.select(name).recordings
                 for name in encoding_set.split_names}
-  missing = recording_ids.splits_without_recordings(recordings)
+  walk_entries = [e for e in entries.values() if walk_level.is_walk_entry(e)]
+  walked = {entry['probe'] for entry in walk_entries}
+  missing = [name for name in recording_ids.splits_without_recordings(
+      recordings) if name not in walked]
   if settings.walks and missing:
     notes.append(
         f'No walk level for split(s) {", ".join(missing)}: the data does not '
@@ -125,10 +129,10 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
         'do); window level only.')
   if settings.walks and 'CME' in plan:
     notes.append('CME is scored at window level only.')
-  walk_entries = [e for e in entries.values() if walk_level.is_walk_entry(e)]
   if (settings.level == 'walk'
       and not any('rank1' in entry for entry in walk_entries)):
-    reasons = [e['skipped'] for e in walk_entries if 'skipped' in e]
+    reasons = [e['skipped'] for e in walk_entries if 'skipped' in e] + [
+        note for note in notes if note.startswith('No walk level')]
     raise DataError(
         "config.eval.level='walk' but no walk could be scored"
         + (f' ({"; ".join(sorted(set(reasons)))})' if reasons else

@@ -9,15 +9,18 @@ evidence, aggregated as ``sge_jax.evaluate.walks`` describes (mean, vote):
 * **B**: a walk's feature is the mean of its windows' sequence-level CAGEs,
   ranked against gallery *walks* (each the mean of its windows) and, as a
   second entry, against gallery *windows*; with ``vote`` every probe window
-  votes for the person of its nearest gallery walk (window), and the gallery
-  is ranked by its person's votes, then by distance to the walk's mean
-  feature. Rank-k, CMC and mAP over walks.
+  votes for the person of its nearest gallery walk (window; split among the
+  people of equally near ones), and the gallery is ranked by its person's
+  votes, then by distance to the walk's mean feature. Rank-k, CMC and mAP over
+  walks.
 
 The baselines are aggregated the same way from their own window-level scores
 (A) or z-scored features (B). Test walks with fewer than
 ``eval.min_walk_windows`` windows are left out and counted; walks of people the
-RN (or the gallery) does not know are excluded as at window level; a recording
-in both the gallery (train) and the probe split is refused. Entry keys:
+RN (or the gallery) does not know are excluded as at window level; when a
+recording lies in both the gallery (train) and the probe split, or holds two
+people, the walk level of that split is skipped with a warning
+(``walk_problem``). Entry keys:
 ``A/<split>/walks-<aggregation>``, ``B/<split>/walks-<aggregation>`` and
 ``B/<split>/walks-<aggregation>-vs-windows``.
 """
@@ -49,13 +52,17 @@ def is_walk_entry(entry: Mapping[str, Any]) -> bool:
   return entry.get('level') == 'walk'
 
 
-def check_separate_walks(gallery_name: str, gallery_recordings: np.ndarray,
-                         probe_name: str, probe_recordings: np.ndarray,
-                         dataset: str) -> None:
-  """DataError when a recording lies in the gallery and the probe split."""
-  recording_ids.check_walks_in_one_split(
-      {gallery_name: gallery_recordings, probe_name: probe_recordings},
-      f'encodings of {dataset}', train=gallery_name)
+def walk_problem(gallery_name: str, gallery: Any, probe_name: str,
+                 probe: Any) -> Optional[str]:
+  """Why the walks of ``probe`` cannot be scored against ``gallery`` (both
+  SplitEncodings: a recording in both splits, or one holding two people), or
+  None."""
+  return (recording_ids.straddling_problem(
+      {gallery_name: gallery.recordings, probe_name: probe.recordings},
+      train=gallery_name)
+          or recording_ids.mixed_people_problem(probe.recordings, probe.labels)
+          or recording_ids.mixed_people_problem(gallery.recordings,
+                                                gallery.labels))
 
 
 class ProbeWalks:
@@ -178,16 +185,30 @@ def _walk_retrieval(probe_windows: np.ndarray, probe_walks: walks_lib.Walks,
                                          settings.distance)
   priority = None
   if aggregation == 'vote':
-    people = np.unique(gallery_labels)
-    nearest = metrics.nearest_neighbour_predict(
-        probe_windows, gallery, gallery_labels, settings.distance)
-    votes = walks_lib.vote_counts(np.searchsorted(people, nearest),
-                                  probe_walks, people.size)
-    priority = votes[:, np.searchsorted(people, gallery_labels)]
+    people, columns = np.unique(gallery_labels, return_inverse=True)
+    votes = walks_lib.vote_counts(
+        _nearest_people(probe_windows, gallery, columns, people.size,
+                        settings.distance), probe_walks)
+    priority = votes[:, columns]
   return ranked_retrieval_metrics(distances, probe_walks.labels,
                                   gallery_labels,
                                   max_rank=settings.cmc_max_rank,
                                   priority=priority)
+
+
+def _nearest_people(windows: np.ndarray, gallery: np.ndarray,
+                    columns: np.ndarray, num_people: int,
+                    distance: str) -> np.ndarray:
+  """[n, P] votes of windows [n, F] for the person (column 0..P-1 of each
+  gallery item) of their nearest gallery item; 1/t each when items of t
+  people are equally near."""
+  one_hot = np.eye(num_people)[columns]                        # [G, P]
+  choices = np.empty((windows.shape[0], num_people))
+  for start, block in metrics.iter_pairwise_distances(windows, gallery,
+                                                      distance):
+    nearest = block == block.min(axis=1, keepdims=True)       # [b, G]
+    choices[start:start + block.shape[0]] = (nearest @ one_hot) > 0
+  return choices / choices.sum(axis=1, keepdims=True)
 
 
 def retrieval_entries(base: dict[str, Any], probe: str,

@@ -9,14 +9,16 @@ both are always reported):
 * ``mean``: a walk's class scores are the mean of its windows' score vectors
   [C]; a walk's feature is the mean of its windows' feature vectors. The
   default: it keeps how sure every window is, so one confident window can
-  outweigh several that hesitate, and it gives no ties.
+  outweigh several that hesitate, and classes tie only when their mean scores
+  are exactly equal.
 * ``vote``: every window casts one vote, for its top class (classification)
-  or for the person of its nearest gallery sample (retrieval); a walk ranks
-  classes by their votes. Robust to a few outlying windows, but it throws the
-  margins away and ties often when a walk has few windows. Ties in votes are
-  broken by the mean aggregation: ``vote_scores`` adds a fraction in (0, 1)
-  that is monotone in the mean score, so equal votes rank by mean score, and
-  only classes equal in both votes and mean score stay tied (ties then count
+  or for the person of its nearest gallery sample (retrieval); a window whose
+  top is shared by t classes (people) gives each 1/t. A walk ranks classes by
+  their votes. Robust to a few outlying windows, but it throws the margins
+  away and ties often when a walk has few windows. Ties in votes are broken by
+  the mean aggregation: ``vote_scores`` adds a fraction in (0, 1) that is
+  monotone in the mean score, so equal votes rank by mean score, and only
+  classes equal in both votes and mean score stay tied (ties then count
   against the true class, as everywhere in ``sge_jax.evaluate.metrics``).
 """
 
@@ -26,6 +28,7 @@ import dataclasses
 
 import numpy as np
 
+from sge_jax.data import recording_ids
 from sge_jax.errors import DataError
 
 
@@ -67,13 +70,9 @@ def group_windows(recordings: np.ndarray, labels: np.ndarray,
   rank[order] = np.arange(order.size)
   window_walk = rank[window_walk.reshape(-1)]
   walk_labels = labels[first[order]]
-  mixed = np.flatnonzero(labels != walk_labels[window_walk])
-  if mixed.size:
-    recording = int(recordings[mixed[0]])
-    people = sorted({int(p) for p in labels[recordings == recording]})
-    raise DataError(
-        f'{where}: recording {recording} holds windows of people {people}; a '
-        'recording is one walk of one person. Fix the recording ids.')
+  problem = recording_ids.mixed_people_problem(recordings, labels)
+  if problem:
+    raise DataError(f'{where}: {problem}. Fix the recording ids.')
   return Walks(recordings=ids[order], window_walk=window_walk,
                labels=walk_labels,
                num_windows=np.bincount(window_walk, minlength=order.size))
@@ -101,12 +100,18 @@ def mean_over_walks(values: np.ndarray, walks: Walks) -> np.ndarray:
   return sums / walks.num_windows.reshape((-1,) + (1,) * (values.ndim - 1))
 
 
-def vote_counts(choices: np.ndarray, walks: Walks,
-                num_classes: int) -> np.ndarray:
-  """[W, C] votes: window i votes for class ``choices[i]`` in 0..C-1."""
-  counts = np.zeros((walks.count, num_classes), dtype=np.int64)
-  np.add.at(counts, (walks.window_walk, np.asarray(choices, np.int64)), 1)
+def vote_counts(choices: np.ndarray, walks: Walks) -> np.ndarray:
+  """[W, C] votes from per-window votes ``choices`` [N, C] (rows sum to 1)."""
+  counts = np.zeros((walks.count, choices.shape[1]))
+  np.add.at(counts, walks.window_walk, choices)
   return counts
+
+
+def top_choices(window_scores: np.ndarray) -> np.ndarray:
+  """[N, C] votes of windows for their top-scoring classes: 1 for a single top
+  class, 1/t each for t classes tied at the top."""
+  top = window_scores == window_scores.max(axis=1, keepdims=True)
+  return top / top.sum(axis=1, keepdims=True)
 
 
 def tie_break_fraction(mean_scores: np.ndarray) -> np.ndarray:
@@ -120,13 +125,12 @@ def tie_break_fraction(mean_scores: np.ndarray) -> np.ndarray:
 def vote_scores(window_scores: np.ndarray, walks: Walks) -> np.ndarray:
   """Majority-vote walk scores [W, C] from window scores [N, C].
 
-  Window i votes for argmax of its row (the first column on an exact tie);
-  score = votes + ``tie_break_fraction`` of the mean scores, so classes rank
-  by votes, then by mean score.
+  Window i votes for the top class of its row (``top_choices``); score =
+  votes + ``tie_break_fraction`` of the mean scores, so classes rank by votes,
+  then by mean score.
   """
   window_scores = np.asarray(window_scores, dtype=np.float64)
-  votes = vote_counts(np.argmax(window_scores, axis=1), walks,
-                      window_scores.shape[1])
+  votes = vote_counts(top_choices(window_scores), walks)
   return votes + tie_break_fraction(mean_over_walks(window_scores, walks))
 
 

@@ -167,3 +167,30 @@ def test_require_walks_stops_level_walk_only_without_any_recordings():
   partial = {'train': None, 'A': np.array([0]), 'B': np.array([-1])}
   assert recording_ids.splits_without_recordings(partial) == ['B']
   recording_ids.require_walks('walk', partial, 'data')
+
+
+def test_a_recordings_file_giving_two_people_one_recording_is_named(tmp_path):
+  folder, _ = _write(tmp_path, np.array([1, 1, 1, 1, 1, 2, 2, 2]),
+                     np.array([5, 5, 6, 6]))
+  with pytest.raises(DataError, match='recording 1 holds windows of people '
+                     r'\[1, 2\]') as error:
+    load_authors_dataset(tmp_path, 'MYSET', LENGTH)
+  assert 'MYSET_train_npy_data/recordings_MYSET_6.npy' in str(error.value)
+
+
+def test_ids_beyond_int64_are_refused(tmp_path):
+  folder, _ = _write(tmp_path)
+  path = folder / 'MYSET_train_npy_data' / 'recordings_MYSET_6.npy'
+  np.save(path, np.full(8, 2**63 + 5, np.uint64))
+  with pytest.raises(DataError, match='does not fit in int64'):
+    load_authors_dataset(tmp_path, 'MYSET', LENGTH)
+
+
+def test_rewriting_a_split_without_recordings_removes_the_old_file(tmp_path):
+  folder, written = _write(tmp_path, np.arange(8), np.arange(10, 14))
+  assert written['train'][-1].exists()
+  sequences, labels = _split(5, [1, 2, 3], 2)
+  write_authors_split(folder, 'MYSET', LENGTH, sequences, labels, train=True)
+  assert not written['train'][-1].exists()
+  assert load_authors_dataset(tmp_path, 'MYSET', LENGTH).split(
+      'train').recordings is None

@@ -1,6 +1,7 @@
 """Walk-level protocols A and B (sge_jax.evaluate.walk_level) through the
 evaluate stage, and the walk entries' numbers on hand-made inputs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -203,11 +204,48 @@ def test_data_without_recordings_is_scored_at_window_level_with_a_note(
                        _encoding_set(known=False), tmp_path / 'walk')
 
 
-def test_a_recording_in_train_and_test_is_refused(tmp_path):
-  with pytest.raises(DataError, match='hold sequences of both the train and '
-                     'the test split'):
-    stage.evaluate_run(_config(baselines=False, protocols='B'),
-                       _encoding_set(shared_recording=True), tmp_path)
+def test_a_recording_in_train_and_test_skips_the_walks_with_a_warning(
+    tmp_path):
+  results = stage.evaluate_run(_config(baselines=False), _encoding_set(
+      shared_recording=True), tmp_path)
+  # The window level is scored and written as always; no walk entry.
+  assert list(results['entries']) == ['A/test', 'B/test']
+  assert (tmp_path / 'results.json').exists()
+  warnings = [w for w in results['warnings'] if w.startswith('No walk level')]
+  assert len(warnings) == 2                         # protocols A and B
+  assert 'hold sequences of both the train and the test split' in warnings[0]
+  assert '--config.eval.level=window' in warnings[0]
+  with pytest.raises(DataError, match="no walk could be scored.*both the "
+                     'train and the test split'):
+    stage.evaluate_run(_config(level='walk', baselines=False),
+                       _encoding_set(shared_recording=True), tmp_path / 'w')
+
+
+def test_a_recording_with_two_people_skips_the_walks(tmp_path):
+  encoding_set = _encoding_set()
+  test = encoding_set.split == 'test'
+  recording = encoding_set.recording.copy()
+  rows = np.flatnonzero(test)
+  recording[rows[7]] = recording[rows[0]]   # person 4's first window, walk 0
+  mixed = dataclasses.replace(encoding_set, recording=recording)
+  results = stage.evaluate_run(_config(baselines=False, protocols='B'), mixed,
+                               tmp_path)
+  assert list(results['entries']) == ['B/test']
+  assert any('holds windows of people [1, 4]' in w
+             for w in results['warnings'])
+
+
+def test_walks_without_gallery_recordings_still_give_a_walk_headline(
+    tmp_path):
+  encoding_set = _encoding_set()
+  recording = np.where(encoding_set.split == 'train', -1,
+                       encoding_set.recording)
+  results = stage.evaluate_run(
+      _config(level='walk', baselines=False, protocols='B'),
+      dataclasses.replace(encoding_set, recording=recording), tmp_path)
+  assert 'skipped' in results['entries']['B/test/walks-mean']
+  assert results['headline'] == 'B/test/walks-mean-vs-windows'
+  assert not any('No walk level for split' in n for n in results['notes'])
 
 
 def test_released_row_rules_leave_protocol_a_at_window_level(tmp_path):
@@ -270,6 +308,22 @@ def test_retrieval_walks_against_gallery_walks_and_windows():
   # nearer 2, window 4 nearer 5: one vote each, distance decides again.
   assert entries['B/p/walks-vote']['rank1'] == 1.0
   assert entries['B/p/walks-vote']['label'] == 'p walks -> g walks'
+
+
+def test_equally_near_gallery_items_of_two_people_split_the_vote():
+  # Both windows sit exactly between a person-0 item (at 1) and a person-1
+  # item (at -1): each window's vote is split, and the walk mean (0) is as far
+  # from both, so every key ties and the correct match ranks second.
+  probe = np.array([[0.0], [0.0]])
+  gallery = np.array([[1.0], [-1.0]])
+  entries = walk_level.retrieval_entries(
+      {'protocol': 'B', 'probe': 'p', 'gallery': 'g'}, 'p', ('p', 'g'),
+      {'CAGEs': (probe, gallery)}, np.array([3, 3]), np.array([0, 0]),
+      np.array([0, 1]), np.array([-1, -1]),
+      EvalSettings(baselines=False), 'hand-made', str)
+  assert entries['B/p/walks-vote-vs-windows']['rank1'] == 0.0
+  assert entries['B/p/walks-vote-vs-windows']['rank5'] is None
+  assert entries['B/p/walks-vote-vs-windows']['cmc'] == [0.0, 1.0]
 
 
 def test_retrieval_vote_outvotes_the_mean():

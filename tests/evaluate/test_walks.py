@@ -26,9 +26,9 @@ def test_group_windows_groups_interleaved_windows_of_one_recording():
 
 
 def test_a_recording_with_two_people_is_refused():
-  with pytest.raises(DataError, match=r'recording 4 holds windows of people '
-                     r'\[0, 2\]'):
-    walks.group_windows(np.array([4, 4, 5]), np.array([0, 2, 2]), 'here')
+  with pytest.raises(DataError, match=r'here: recording 4 holds windows of '
+                     r'people \[0, 2\]'):
+    walks.group_windows(np.array([4, 5, 4]), np.array([0, 2, 2]), 'here')
 
 
 def test_mean_aggregation_is_the_mean_of_window_scores():
@@ -85,8 +85,24 @@ def test_tie_break_fraction_is_inside_the_unit_interval_and_monotone():
 def test_vote_counts_count_each_window_once():
   grouped = walks.group_windows(np.array([0, 0, 0, 1, 1]),
                                 np.array([0, 0, 0, 1, 1]))
-  counts = walks.vote_counts(np.array([2, 2, 0, 1, 1]), grouped, 3)
+  choices = np.eye(3)[[2, 2, 0, 1, 1]]
+  counts = walks.vote_counts(choices, grouped)
   np.testing.assert_array_equal(counts, [[1, 0, 2], [0, 2, 0]])
+
+
+def test_a_window_tied_at_the_top_splits_its_vote():
+  np.testing.assert_allclose(
+      walks.top_choices(np.array([[2.0, 2.0, 1.0], [0.0, 3.0, 0.0]])),
+      [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+
+
+def test_constant_scores_give_no_credit_under_any_aggregation():
+  # As at window level (ties against the true class): Rank-1 = 0.
+  scores = np.zeros((6, 4))
+  grouped = walks.group_windows(np.repeat([0, 1], 3), np.repeat([0, 1], 3))
+  for aggregation in ('mean', 'vote'):
+    walk_scores = walks.aggregate_scores(scores, grouped, aggregation)
+    assert metrics.rank_k(walk_scores, np.array([0, 1]), 1) == 0.0
 
 
 def test_ranked_retrieval_with_vote_priority_ranks_people_first():
