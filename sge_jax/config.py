@@ -276,8 +276,8 @@ def base_config() -> ml_collections.ConfigDict:
   # without recordings is scored at window level with a note ('walk' stops).
   config.eval.level = 'both'
   # Walk aggregation shown first and used for a walk-level headline: 'mean'
-  # (mean of the windows' RN scores / CAGEs; keeps every window's margin, no
-  # ties) or 'vote' (majority of the windows' decisions). Both are reported.
+  # (mean of the windows' RN scores / CAGEs; keeps every window's margin) or
+  # 'vote' (majority of the windows' decisions). Both are reported.
   config.eval.walk_aggregation = 'mean'
   # Test walks with fewer windows than this are left out of walk-level scores
   # and counted (one window is window-level evidence, not a walk).
