@@ -28,7 +28,7 @@ from sge_jax.errors import ConfigError
     ('eval.protocols', 'A,C', 'A, B, CME'),
     ('eval.retrieval_features', 'max', 'concat'),
     ('eval.level', 'walks', 'window, walk, both'),
-    ('eval.walk_aggregation', 'median', 'mean, vote'),
+    ('eval.walk_aggregation', 'median', 'vote, mean'),
     ('eval.min_walk_windows', 0, 'an integer >= 1'),
 ])
 def test_bad_values_name_the_field(field, value, message):

@@ -246,16 +246,17 @@ def _walk_table(results: dict[str, Any], protocol: str,
 
 
 _WALK_EXPLANATIONS = {
-    'A': ('A walk is one recording; its class scores are the mean of its '
-          'windows\' scores (mean) or the windows\' majority vote, ties broken '
-          'by the mean (vote). Same RN and epoch as the window table; the '
-          'baselines\' window scores are aggregated the same way.'),
-    'B': ('A walk\'s feature is the mean of its windows\' features, ranked '
-          'against gallery walks (each the mean of its windows) or gallery '
-          'windows. vote: every probe window votes for the person of its '
-          'nearest gallery item and the gallery is ranked person by person '
-          '(most votes first), then by distance to the walk\'s mean feature, so '
-          'under vote mAP mostly measures where the true person\'s votes rank.'),
+    'A': ('A walk is one recording. vote: each window votes for its top class '
+          'under the RN, ties in votes broken by the mean score; mean: the '
+          'mean of the windows\' scores. Same RN and epoch as the window '
+          'table; the baselines\' window scores are aggregated the same way.'),
+    'B': ('A walk is one recording. vote: each probe window votes for the '
+          'person of its nearest gallery window (its window-level match), and '
+          'the gallery is ranked person by person (most votes first), then by '
+          'distance to the walk\'s mean feature, so under vote mAP mostly '
+          'measures where the true person\'s votes rank. mean: the walk\'s '
+          'feature is the mean of its windows\' features, ranked against '
+          'gallery walks (each the mean of its windows) or gallery windows.'),
 }
 
 

@@ -9,10 +9,10 @@ evidence, aggregated as ``sge_jax.evaluate.walks`` describes (mean, vote):
 * **B**: a walk's feature is the mean of its windows' sequence-level CAGEs,
   ranked against gallery *walks* (each the mean of its windows) and, as a
   second entry, against gallery *windows*; with ``vote`` every probe window
-  votes for the person of its nearest gallery walk (window; split among the
-  people of equally near ones), and the gallery is ranked by its person's
-  votes, then by distance to the walk's mean feature. Rank-k, CMC and mAP over
-  walks.
+  votes for the person of its nearest gallery window (the window-level
+  decision of protocol B; split among the people of equally near ones), and
+  the gallery walks (windows) are ranked by their person's votes, then by
+  distance to the walk's mean feature. Rank-k, CMC and mAP over walks.
 
 The baselines are aggregated the same way from their own window-level scores
 (A) or z-scored features (B). Test walks with fewer than
@@ -171,27 +171,29 @@ def classification_entries(base: dict[str, Any], probe: str,
 
 
 def _walk_retrieval(probe_windows: np.ndarray, probe_walks: walks_lib.Walks,
-                    gallery: np.ndarray, gallery_labels: np.ndarray,
-                    aggregation: str, settings: EvalSettings) -> dict[str, Any]:
+                    items: np.ndarray, item_labels: np.ndarray,
+                    aggregation: str, window_votes: np.ndarray,
+                    people: np.ndarray, settings: EvalSettings
+                    ) -> dict[str, Any]:
   """Retrieval metrics of probe walks against gallery items (walks or windows).
 
   Args:
     probe_windows: [n, F] features of the scored probe windows.
     probe_walks: their walks.
-    gallery: [G, F] gallery features; gallery_labels: [G] person ids.
+    items: [G', F] gallery items (walk means or windows); item_labels: [G'].
+    aggregation: 'mean' ranks the items by distance to the walk's mean
+      feature; 'vote' ranks them by their person's votes first.
+    window_votes: [n, P] each probe window's vote for the people ``people``
+      [P] (``_nearest_people``; used by 'vote').
   """
   walk_features = walks_lib.mean_over_walks(probe_windows, probe_walks)
-  distances = metrics.pairwise_distances(walk_features, gallery,
+  distances = metrics.pairwise_distances(walk_features, items,
                                          settings.distance)
   priority = None
   if aggregation == 'vote':
-    people, columns = np.unique(gallery_labels, return_inverse=True)
-    votes = walks_lib.vote_counts(
-        _nearest_people(probe_windows, gallery, columns, people.size,
-                        settings.distance), probe_walks)
-    priority = votes[:, columns]
-  return ranked_retrieval_metrics(distances, probe_walks.labels,
-                                  gallery_labels,
+    votes = walks_lib.vote_counts(window_votes, probe_walks)
+    priority = votes[:, np.searchsorted(people, item_labels)]
+  return ranked_retrieval_metrics(distances, probe_walks.labels, item_labels,
                                   max_rank=settings.cmc_max_rank,
                                   priority=priority)
 
@@ -238,6 +240,10 @@ def retrieval_entries(base: dict[str, Any], probe: str,
   gallery_walks = (walks_lib.group_windows(gallery_recordings, gallery_labels,
                                            where)
                    if recording_ids.known(gallery_recordings) else None)
+  # Votes are the window-level decisions: each probe window's nearest gallery
+  # window, whatever the gallery items ranked are (computed once per method).
+  people, columns = np.unique(gallery_labels, return_inverse=True)
+  votes: dict[str, np.ndarray] = {}
   entries = {}
   for gallery_level in GALLERY_LEVELS:
     for aggregation in settings.aggregations:
@@ -258,25 +264,29 @@ def retrieval_entries(base: dict[str, Any], probe: str,
                             'no walks')
         continue
 
-      def score(features):
-        probe_features, gallery_features = features
+      def score(name):
+        probe_features, gallery_features = feature_sets[name]
+        probe_features = probe_features[probe_walks.windows]
+        if aggregation == 'vote' and name not in votes:
+          votes[name] = _nearest_people(probe_features, gallery_features,
+                                        columns, people.size,
+                                        settings.distance)
         if gallery_level == 'walk':
-          gallery_features = walks_lib.mean_over_walks(gallery_features,
-                                                       gallery_walks)
+          items = walks_lib.mean_over_walks(gallery_features, gallery_walks)
           item_labels = gallery_walks.labels
         else:
-          item_labels = gallery_labels
-        return _walk_retrieval(probe_features[probe_walks.windows],
-                               probe_walks.walks, gallery_features,
-                               item_labels, aggregation, settings)
+          items, item_labels = gallery_features, gallery_labels
+        return _walk_retrieval(probe_features, probe_walks.walks, items,
+                               item_labels, aggregation, votes.get(name),
+                               people, settings)
 
-      entry.update(score(feature_sets[CAGES]))
+      entry.update(score(CAGES))
       baselines = {name: value for name, value in feature_sets.items()
                    if name != CAGES}
       if baselines:
         entry['baselines'] = {
             name: ({'skipped': value} if isinstance(value, str) else
-                   {**score(value), 'description':
+                   {**score(name), 'description':
                     f'{describe(name)}; walk = {aggregation} of its windows'})
             for name, value in baselines.items()}
   return entries

@@ -6,20 +6,24 @@ Every function here is pure NumPy on per-window arrays.
 Aggregations (``config.eval.walk_aggregation`` picks the one listed first;
 both are always reported):
 
+* ``vote`` (the default): every window casts one vote, for its own
+  window-level decision: its top class (classification) or the person of its
+  nearest gallery window (retrieval); a window whose top is shared by t
+  classes (people) gives each 1/t. A walk ranks classes by their votes. It
+  keeps the window-level matching (like is compared with like), and a few
+  outlying windows cannot swing it; it throws the margins away and ties often
+  when a walk has few windows. Ties in votes are broken by the mean
+  aggregation: ``vote_scores`` adds a fraction in (0, 1) that is monotone in
+  the mean score, so equal votes rank by mean score, and only classes equal in
+  both votes and mean score stay tied (ties then count against the true class,
+  as everywhere in ``sge_jax.evaluate.metrics``).
 * ``mean``: a walk's class scores are the mean of its windows' score vectors
-  [C]; a walk's feature is the mean of its windows' feature vectors. The
-  default: it keeps how sure every window is, so one confident window can
-  outweigh several that hesitate, and classes tie only when their mean scores
-  are exactly equal.
-* ``vote``: every window casts one vote, for its top class (classification)
-  or for the person of its nearest gallery sample (retrieval); a window whose
-  top is shared by t classes (people) gives each 1/t. A walk ranks classes by
-  their votes. Robust to a few outlying windows, but it throws the margins
-  away and ties often when a walk has few windows. Ties in votes are broken by
-  the mean aggregation: ``vote_scores`` adds a fraction in (0, 1) that is
-  monotone in the mean score, so equal votes rank by mean score, and only
-  classes equal in both votes and mean score stay tied (ties then count
-  against the true class, as everywhere in ``sge_jax.evaluate.metrics``).
+  [C]; a walk's feature is the mean of its windows' feature vectors. It keeps
+  how sure every window is, so one confident window can outweigh several that
+  hesitate. For retrieval the mean of the flattened per-frame CAGEs averages
+  the windows' gait phases away, and a walk's mean compared with single
+  gallery windows is not like with like; on the demo and GIST it ranks below
+  the vote in every retrieval table (README, "Walk level").
 """
 
 from __future__ import annotations

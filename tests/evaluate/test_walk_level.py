@@ -104,12 +104,12 @@ def test_window_entries_are_identical_with_and_without_walks(runs):
 def test_walk_entries_are_added_for_a_and_b(runs):
   keys = [key for key, entry in runs['both']['entries'].items()
           if walk_level.is_walk_entry(entry)]
-  assert keys == ['A/test/walks-mean', 'A/test/walks-vote',
-                  'B/test/walks-mean', 'B/test/walks-vote',
-                  'B/test/walks-mean-vs-windows',
-                  'B/test/walks-vote-vs-windows']
+  assert keys == ['A/test/walks-vote', 'A/test/walks-mean',
+                  'B/test/walks-vote', 'B/test/walks-mean',
+                  'B/test/walks-vote-vs-windows',
+                  'B/test/walks-mean-vs-windows']
   walks = runs['both']['walks']
-  assert walks == {'level': 'both', 'aggregations': ['mean', 'vote'],
+  assert walks == {'level': 'both', 'aggregations': ['vote', 'mean'],
                    'min_walk_windows': 2,
                    'num_walks': {'train': 6, 'test': 7}}
 
@@ -145,27 +145,27 @@ def test_separable_walks_are_all_recognised(runs):
 def test_level_walk_reports_only_walks_with_a_walk_headline(runs):
   walk = runs['walk']
   assert all(walk_level.is_walk_entry(e) for e in walk['entries'].values())
-  assert walk['headline'] == 'A/test/walks-mean'
-  assert walk['rank1'] == walk['entries']['A/test/walks-mean']['rank1']
+  assert walk['headline'] == 'A/test/walks-vote'
+  assert walk['rank1'] == walk['entries']['A/test/walks-vote']['rank1']
 
 
 def test_report_has_walk_tables_next_to_window_tables(runs, tmp_path):
   text = report.render_markdown(runs['both'])
   assert text.count('### Walk level') == 2
-  assert '| test walks -> train windows | CAGEs NN (concat) | vote |' in text
-  assert 'mean (default)' in text
+  assert '| test walks -> train windows | CAGEs NN (concat) | mean |' in text
+  assert 'vote (default)' in text and '| mean |' in text
   lines = report.summary_lines(runs['both'])
   assert any(line.startswith('A/test/walks-vote') and '5 walks of 17 windows'
              in line for line in lines)
 
 
-def test_vote_is_the_headline_aggregation_when_configured(tmp_path):
+def test_mean_is_the_headline_aggregation_when_configured(tmp_path):
   results = stage.evaluate_run(
-      _config(level='walk', walk_aggregation='vote', baselines=False,
+      _config(level='walk', walk_aggregation='mean', baselines=False,
               protocols='B'), _encoding_set(), tmp_path)
-  assert list(results['entries'])[0] == 'B/test/walks-vote'
-  assert results['headline'] == 'B/test/walks-vote'
-  assert results['walks']['aggregations'] == ['vote', 'mean']
+  assert list(results['entries'])[0] == 'B/test/walks-mean'
+  assert results['headline'] == 'B/test/walks-mean'
+  assert results['walks']['aggregations'] == ['mean', 'vote']
 
 
 def test_min_walk_windows_leaves_out_more_walks(tmp_path):
@@ -244,7 +244,7 @@ def test_walks_without_gallery_recordings_still_give_a_walk_headline(
       _config(level='walk', baselines=False, protocols='B'),
       dataclasses.replace(encoding_set, recording=recording), tmp_path)
   assert 'skipped' in results['entries']['B/test/walks-mean']
-  assert results['headline'] == 'B/test/walks-mean-vs-windows'
+  assert results['headline'] == 'B/test/walks-vote-vs-windows'
   assert not any('No walk level for split' in n for n in results['notes'])
 
 
@@ -304,8 +304,8 @@ def test_retrieval_walks_against_gallery_walks_and_windows():
   # Vote vs windows: window 0 -> 0.1 (person 1), window 4 -> 2.1 (person 0):
   # one vote each, so the mean-feature distance decides: person 0 first.
   assert entries['B/p/walks-vote-vs-windows']['rank1'] == 1.0
-  # Vote vs walks: walk means 2 (person 0) and 5 (person 1); window 0 is
-  # nearer 2, window 4 nearer 5: one vote each, distance decides again.
+  # Vote vs walks: the votes are the same window decisions (one each); the
+  # walk means 2 (person 0) and 5 (person 1) are ranked, distance decides.
   assert entries['B/p/walks-vote']['rank1'] == 1.0
   assert entries['B/p/walks-vote']['label'] == 'p walks -> g walks'
 
