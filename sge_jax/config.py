@@ -277,7 +277,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.level = 'both'
   # Walk aggregation shown first and used for a walk-level headline: 'vote'
   # (majority of the windows' own decisions, the window-level RN argmax or
-  # nearest gallery window; measured best or equal on the demo and GIST) or
+  # nearest gallery window; for CAGEs best or equal on the demo and GIST) or
   # 'mean' (mean of the windows' RN scores / CAGEs). Both are reported.
   config.eval.walk_aggregation = 'vote'
   # Test walks with fewer windows than this are left out of walk-level scores

@@ -22,8 +22,8 @@ both are always reported):
   how sure every window is, so one confident window can outweigh several that
   hesitate. For retrieval the mean of the flattened per-frame CAGEs averages
   the windows' gait phases away, and a walk's mean compared with single
-  gallery windows is not like with like; on the demo and GIST it ranks below
-  the vote in every retrieval table (README, "Walk level").
+  gallery windows is not like with like; on the demo and GIST it ranks CAGEs
+  below the vote in every retrieval table (README, "Walk level").
 """
 
 from __future__ import annotations
