@@ -45,6 +45,11 @@ by k-NN over the train split (``run_baseline``, columns = the RN's classes);
 B/CME rank the same gallery with the z-scored (gallery statistics) features.
 A baseline that cannot run on the data (no bones or joint names) is reported as
 skipped with the reason.
+
+Walk level (``config.eval.level`` 'walk' or 'both', docs/method.md §7.1): A and
+B hand their window scores and feature sets to ``walk_level``, which adds the
+walk entries of every test split whose recordings are known. The window
+entries are computed the same way whether or not walks are scored.
 """
 
 from __future__ import annotations
