@@ -143,6 +143,9 @@ def write_plots(results: dict[str, Any], workdir: pathlib.Path,
                 ) -> Optional[list[str]]:
   """CMC (CAGEs vs baselines), micro ROC and RN accuracy PNGs.
 
+  Walk-level entries are plotted for the configured aggregation (the first of
+  ``results['walks']['aggregations']``); the other's curves are in results.json.
+
   Returns:
     The file names written, or None when matplotlib is not installed.
   """
@@ -150,8 +153,11 @@ def write_plots(results: dict[str, Any], workdir: pathlib.Path,
   if matplotlib_api is None:
     _log.info('[eval] %s', NO_MATPLOTLIB_NOTE)
     return None
+  shown = ((results.get('walks') or {}).get('aggregations') or [None])[0]
   written = []
   for key, entry in results['entries'].items():
+    if is_walk_entry(entry) and entry.get('aggregation') != shown:
+      continue
     if 'cmc' in entry:
       written.append(_plot_cmc(matplotlib_api, key, entry, workdir))
     if rocs and rocs.get(key):
