@@ -10,6 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
+from sge_jax import interrupts
 from sge_jax.errors import USER_ERRORS
 
 USER_ERROR_STATUS = 2
@@ -54,6 +55,7 @@ def exit_on_user_error(main: Callable[..., Any], *args: Any,
   then stop when JAX notices this process is gone (--peer_timeout). A user
   error exits normally: the job's checks raise it on every process together.
   """
+  interrupts.install()
   try:
     result = main(*args)
   except USER_ERRORS as error:

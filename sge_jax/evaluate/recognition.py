@@ -68,6 +68,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from sge_jax import interrupts
 from sge_jax.config import RNSettings, invalid
 from sge_jax.errors import DataError
 from sge_jax.models.recognition import RecognitionNetwork
@@ -471,6 +472,7 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
   num_epochs = np.int32(settings.epochs)
   histories = []
   for first in range(0, settings.epochs, chunk):
+    interrupts.raise_if_requested()
     epochs = np.arange(first, first + chunk, dtype=np.int32)
     carry, history = _run_epochs(carry, epochs, num_epochs, data,
                                  program=program)

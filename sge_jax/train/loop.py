@@ -35,6 +35,7 @@ import numpy as np
 from jax import lax
 
 from sge_jax import distributed
+from sge_jax import interrupts
 from sge_jax import released
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
@@ -289,6 +290,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   warned = False
   logging.info('[train] %s', LEGEND)
   while step < total_steps and stopping.active.any():
+    interrupts.raise_if_requested()
     num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
     call_start = time.perf_counter()
     replicated, metrics = run_calls(replicated, resident, stopping.active,
