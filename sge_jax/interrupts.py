@@ -26,10 +26,15 @@ def _handle_interrupt(signum, frame) -> None:
 
 def install() -> None:
   """Makes SIGINT raise KeyboardInterrupt and remember it (main thread only)."""
-  global _requested
-  _requested = False
+  clear()
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, _handle_interrupt)
+
+
+def clear() -> None:
+  """Forgets a remembered Ctrl-C (for a process that goes on after one)."""
+  global _requested
+  _requested = False
 
 
 def raise_if_requested() -> None:

@@ -32,4 +32,5 @@ def test_an_interrupt_lost_in_a_finalizer_is_raised_at_the_next_check():
     with pytest.raises(KeyboardInterrupt):
       interrupts.raise_if_requested()
   finally:
+    interrupts.clear()
     signal.signal(signal.SIGINT, previous)
