@@ -35,6 +35,7 @@ from sge_jax.config import EvalSettings
 from sge_jax.data import recording_ids
 from sge_jax.evaluate import metrics
 from sge_jax.evaluate import walks as walks_lib
+from sge_jax.evaluate.report import is_walk_entry  # noqa: F401 (re-exported)
 from sge_jax.evaluate.scoring import (CAGES, classification_metrics,
                                       ranked_retrieval_metrics)
 
@@ -46,10 +47,6 @@ def entry_key(protocol: str, probe: str, aggregation: str,
   """'A/test/walks-mean', 'B/test/walks-vote-vs-windows', ..."""
   key = f'{protocol}/{probe}/walks-{aggregation}'
   return key + ('-vs-windows' if gallery_level == 'window' else '')
-
-
-def is_walk_entry(entry: Mapping[str, Any]) -> bool:
-  return entry.get('level') == 'walk'
 
 
 def walk_problem(gallery_name: str, gallery: Any, probe_name: str,
