@@ -167,27 +167,22 @@ def classification_entries(base: dict[str, Any], probe: str,
 # Protocol B.
 
 
-def _walk_retrieval(probe_windows: np.ndarray, probe_walks: walks_lib.Walks,
-                    items: np.ndarray, item_labels: np.ndarray,
-                    aggregation: str, window_votes: np.ndarray,
+def _walk_retrieval(distances: np.ndarray, probe_walks: walks_lib.Walks,
+                    item_labels: np.ndarray, window_votes: Optional[np.ndarray],
                     people: np.ndarray, settings: EvalSettings
                     ) -> dict[str, Any]:
   """Retrieval metrics of probe walks against gallery items (walks or windows).
 
   Args:
-    probe_windows: [n, F] features of the scored probe windows.
-    probe_walks: their walks.
-    items: [G', F] gallery items (walk means or windows); item_labels: [G'].
-    aggregation: 'mean' ranks the items by distance to the walk's mean
-      feature; 'vote' ranks them by their person's votes first.
-    window_votes: [n, P] each probe window's vote for the people ``people``
-      [P] (``_nearest_people``; used by 'vote').
+    distances: [W, G'] from each walk's mean feature to each gallery item
+      (a walk mean or a window); item_labels: [G'] their people.
+    probe_walks: the scored probe walks.
+    window_votes: None ('mean': items ranked by distance), or [n, P] each
+      probe window's vote for the people ``people`` [P] ('vote': items ranked
+      by their person's votes first; ``_nearest_people``).
   """
-  walk_features = walks_lib.mean_over_walks(probe_windows, probe_walks)
-  distances = metrics.pairwise_distances(walk_features, items,
-                                         settings.distance)
   priority = None
-  if aggregation == 'vote':
+  if window_votes is not None:
     votes = walks_lib.vote_counts(window_votes, probe_walks)
     priority = votes[:, np.searchsorted(people, item_labels)]
   return ranked_retrieval_metrics(distances, probe_walks.labels, item_labels,
@@ -238,9 +233,16 @@ def retrieval_entries(base: dict[str, Any], probe: str,
                                            where)
                    if recording_ids.known(gallery_recordings) else None)
   # Votes are the window-level decisions: each probe window's nearest gallery
-  # window, whatever the gallery items ranked are (computed once per method).
+  # window, whatever the gallery items ranked are. Features, distances and
+  # votes are computed once per method and reused by both aggregations.
   people, columns = np.unique(gallery_labels, return_inverse=True)
-  votes: dict[str, np.ndarray] = {}
+  cache: dict[tuple[str, str], Any] = {}
+
+  def cached(key, make):
+    if key not in cache:
+      cache[key] = make()
+    return cache[key]
+
   entries = {}
   for gallery_level in GALLERY_LEVELS:
     for aggregation in settings.aggregations:
@@ -263,19 +265,23 @@ def retrieval_entries(base: dict[str, Any], probe: str,
 
       def score(name):
         probe_features, gallery_features = feature_sets[name]
-        probe_features = probe_features[probe_walks.windows]
-        if aggregation == 'vote' and name not in votes:
-          votes[name] = _nearest_people(probe_features, gallery_features,
-                                        columns, people.size,
-                                        settings.distance)
+        probe_windows = cached((name, 'probe windows'),
+                               lambda: probe_features[probe_walks.windows])
         if gallery_level == 'walk':
-          items = walks_lib.mean_over_walks(gallery_features, gallery_walks)
+          items = cached((name, 'gallery walks'), lambda: walks_lib.
+                         mean_over_walks(gallery_features, gallery_walks))
           item_labels = gallery_walks.labels
         else:
           items, item_labels = gallery_features, gallery_labels
-        return _walk_retrieval(probe_features, probe_walks.walks, items,
-                               item_labels, aggregation, votes.get(name),
-                               people, settings)
+        distances = cached((name, gallery_level), lambda: (
+            metrics.pairwise_distances(
+                walks_lib.mean_over_walks(probe_windows, probe_walks.walks),
+                items, settings.distance)))
+        votes = (cached((name, 'votes'), lambda: _nearest_people(
+            probe_windows, gallery_features, columns, people.size,
+            settings.distance)) if aggregation == 'vote' else None)
+        return _walk_retrieval(distances, probe_walks.walks, item_labels,
+                               votes, people, settings)
 
       entry.update(score(CAGES))
       baselines = {name: value for name, value in feature_sets.items()
