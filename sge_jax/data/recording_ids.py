@@ -30,6 +30,9 @@ import numpy as np
 from sge_jax.errors import DataError
 
 UNKNOWN = -1
+# The way out every recordings-file error offers.
+_FIX = ('Rebuild it with python -m sge_jax.preprocess, or delete it to load the '
+        'split without recordings (window-level evaluation only).')
 
 
 def recordings_file_name(tag: str, length: int) -> str:
@@ -57,27 +60,25 @@ def read_recordings_file(path: pathlib.Path,
   path = pathlib.Path(path)
   if not path.is_file():
     return None
-  fix = ('Rebuild it with python -m sge_jax.preprocess, or delete it to load '
-         'the split without recordings (window-level evaluation only).')
   try:
     values = np.load(path, allow_pickle=False)
   except Exception as error:  # numpy raises ValueError/OSError/EOFError/...
     raise DataError(f'Cannot read {path} ({type(error).__name__}: {error}). '
-                    + fix) from None
+                    + _FIX) from None
   if (not isinstance(values, np.ndarray) or values.ndim != 1
       or not np.issubdtype(values.dtype, np.integer)):
     raise DataError(f'{path}: expected an integer array [N] of recording ids, '
                     f'got {getattr(values, "dtype", type(values).__name__)} '
-                    f'{getattr(values, "shape", "")}. ' + fix)
+                    f'{getattr(values, "shape", "")}. ' + _FIX)
   if values.shape[0] != num_sequences:
     raise DataError(f'{path} holds {values.shape[0]} recording ids, but the '
-                    f'split has {num_sequences} sequences. ' + fix)
+                    f'split has {num_sequences} sequences. ' + _FIX)
   if values.size and values.min() < 0:
     raise DataError(f'{path}: recording ids must be >= 0, found '
-                    f'{int(values.min())}. ' + fix)
+                    f'{int(values.min())}. ' + _FIX)
   if values.size and values.max() > np.iinfo(np.int64).max:
     raise DataError(f'{path}: recording id {values.max()} does not fit in '
-                    'int64. ' + fix)
+                    'int64. ' + _FIX)
   return values.astype(np.int64)
 
 
@@ -86,21 +87,19 @@ def check_recordings_file(path: pathlib.Path, recordings: np.ndarray,
   """Raises DataError naming ``path`` when a recording holds two people."""
   problem = mixed_people_problem(recordings, labels)
   if problem:
-    raise DataError(f'{path}: {problem}. Rebuild it with python -m '
-                    'sge_jax.preprocess, or delete it to load the split '
-                    'without recordings (window-level evaluation only).')
+    raise DataError(f'{path}: {problem}. {_FIX}')
 
 
 def known(recordings: Optional[np.ndarray]) -> bool:
   """Whether every sequence of a split has a recording id."""
   return (recordings is not None and np.size(recordings) > 0
-          and bool(np.all(np.asarray(recordings) >= 0)))
+          and bool(np.all(np.asarray(recordings) > UNKNOWN)))
 
 
 def shared_recordings(first: np.ndarray, second: np.ndarray) -> list[int]:
   """Known recording ids that occur in both arrays, sorted."""
   both = np.intersect1d(np.asarray(first), np.asarray(second))
-  return [int(r) for r in both if r >= 0]
+  return [int(r) for r in both if r > UNKNOWN]
 
 
 def _listed(values: list[int]) -> str:
@@ -134,7 +133,8 @@ def mixed_people_problem(recordings: np.ndarray,
   labels = np.asarray(labels)
   order = np.lexsort((labels, recordings))
   ids, people = recordings[order], labels[order]
-  mixed = (ids[1:] == ids[:-1]) & (people[1:] != people[:-1]) & (ids[1:] >= 0)
+  mixed = ((ids[1:] == ids[:-1]) & (people[1:] != people[:-1])
+           & (ids[1:] > UNKNOWN))
   if not mixed.any():
     return None
   recording = int(ids[1:][mixed][0])
