@@ -99,30 +99,45 @@ def class_indices(labels, classes) -> np.ndarray:
   return columns.astype(np.int64)
 
 
-def true_class_ranks(scores, labels) -> np.ndarray:
+def true_class_ranks(scores, labels, tie_break=None) -> np.ndarray:
   """Rank of the true class in each row (1 = top), ties counted against it.
 
   Args:
     scores: [N, C] scores, higher = more likely.
     labels: [N] true class indices in 0..C-1.
+    tie_break: optional [N, C]: classes of equal score are ranked by it,
+      higher first (lexicographic: score, then tie_break; the walk-level
+      vote ranks by votes, then by the mean score). None: equal scores tie.
 
   Returns:
-    [N] int64 ranks in 1..C: 1 + the number of *other* classes whose score is
-    >= the true class's score.
+    [N] int64 ranks in 1..C: 1 + the number of *other* classes ranked at or
+    above the true class (score greater, or equal with a tie_break >= the
+    true class's).
   """
   scores, labels = _check_scores_and_labels(scores, labels)
-  true_scores = scores[np.arange(labels.size), labels]
-  # The true class itself satisfies >=, so the count is already 1-based.
-  return np.count_nonzero(scores >= true_scores[:, None], axis=1).astype(np.int64)
+  rows = np.arange(labels.size)
+  true_scores = scores[rows, labels][:, None]
+  if tie_break is None:
+    at_or_above = scores >= true_scores
+  else:
+    tie_break = np.asarray(tie_break, dtype=np.float64)
+    if tie_break.shape != scores.shape:
+      raise ValueError(f'tie_break must be [N, C]={scores.shape}, got '
+                       f'{tie_break.shape}')
+    at_or_above = (scores > true_scores) | (
+        (scores == true_scores) & (tie_break >= tie_break[rows, labels][:, None]))
+  # The true class itself is at or above itself, so the count is 1-based.
+  return np.count_nonzero(at_or_above, axis=1).astype(np.int64)
 
 
-def rank_k(scores, labels, k: int) -> float:
+def rank_k(scores, labels, k: int, tie_break=None) -> float:
   """Rank-k accuracy.
 
   Args:
     scores: [N, C] scores, higher = more likely.
     labels: [N] true class indices in 0..C-1.
     k: how many top classes count, 1 <= k <= C.
+    tie_break: optional [N, C] secondary key (``true_class_ranks``).
 
   Returns:
     Fraction of the N rows whose true class is among the k highest scores
@@ -131,21 +146,22 @@ def rank_k(scores, labels, k: int) -> float:
   num_classes = np.shape(scores)[-1]
   if not 1 <= k <= num_classes:
     raise ValueError(f'k must be in 1..C={num_classes}, got {k}')
-  return float(np.mean(true_class_ranks(scores, labels) <= k))
+  return float(np.mean(true_class_ranks(scores, labels, tie_break) <= k))
 
 
-def cmc(scores, labels) -> np.ndarray:
+def cmc(scores, labels, tie_break=None) -> np.ndarray:
   """Cumulative match characteristic of a score matrix.
 
   Args:
     scores: [N, C] scores, higher = more likely.
     labels: [N] true class indices in 0..C-1.
+    tie_break: optional [N, C] secondary key (``true_class_ranks``).
 
   Returns:
     [C] float64; entry k-1 is ``rank_k(scores, labels, k)`` for k = 1..C, so the
     last entry is 1.
   """
-  ranks = true_class_ranks(scores, labels)
+  ranks = true_class_ranks(scores, labels, tie_break)
   num_classes = np.shape(scores)[1]
   hits_at_rank = np.bincount(ranks - 1, minlength=num_classes)
   return np.cumsum(hits_at_rank) / ranks.size

@@ -247,9 +247,11 @@ def _walk_table(results: dict[str, Any], protocol: str,
 
 _WALK_EXPLANATIONS = {
     'A': ('A walk is one recording. vote: each window votes for its top class '
-          'under the RN, ties in votes broken by the mean score; mean: the '
-          'mean of the windows\' scores. Same RN and epoch as the window '
-          'table; the baselines\' window scores are aggregated the same way.'),
+          'under the RN; a walk scores each class by the share of its windows '
+          'voting for it (nAUC pools these shares), and classes of equal share '
+          'rank by the mean score; mean: the mean of the windows\' scores. '
+          'Same RN and epoch as the window table; the baselines\' window '
+          'scores are aggregated the same way.'),
     'B': ('A walk is one recording. vote: each probe window votes for the '
           'person of its nearest gallery window (its window-level match), and '
           'the gallery is ranked person by person (most votes first), then by '

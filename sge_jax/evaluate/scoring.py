@@ -48,10 +48,15 @@ def rank_values(curve: np.ndarray) -> dict[str, Optional[float]]:
           for k in RANKS}
 
 
-def classification_metrics(scores: np.ndarray, columns: np.ndarray
+def classification_metrics(scores: np.ndarray, columns: np.ndarray,
+                           tie_break: Optional[np.ndarray] = None
                            ) -> dict[str, Any]:
-  """Rank-k, CMC and nAUC of a score matrix [N, C] against columns [N]."""
-  curve = metrics.cmc(scores, columns)
+  """Rank-k, CMC and nAUC of a score matrix [N, C] against columns [N].
+
+  ``tie_break`` [N, C] (optional) ranks classes of equal score for Rank-k and
+  the CMC (``metrics.true_class_ranks``); nAUC pools the scores alone.
+  """
+  curve = metrics.cmc(scores, columns, tie_break)
   values = rank_values(curve)
   values['nauc'] = (metrics.nauc(scores, columns) if scores.shape[1] >= 2
                     else None)

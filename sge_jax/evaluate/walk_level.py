@@ -143,10 +143,11 @@ def classification_entries(base: dict[str, Any], probe: str,
                                         probe_walks.walks, aggregation)
 
     scores = walk_scores(window_scores)
-    entry.update(classification_metrics(scores, columns))
+    entry.update(classification_metrics(scores.scores, columns,
+                                        scores.tie_break))
     rocs[key] = {}
     if classes.size >= 2:
-      rocs[key][CAGES] = metrics.micro_roc(scores, columns)
+      rocs[key][CAGES] = metrics.micro_roc(scores.scores, columns)
     if baseline_scores:
       entry['baselines'] = {}
     for name, value in baseline_scores.items():
@@ -156,10 +157,11 @@ def classification_entries(base: dict[str, Any], probe: str,
       baseline_window_scores, description = value
       aggregated = walk_scores(baseline_window_scores)
       entry['baselines'][name] = {
-          **classification_metrics(aggregated, columns),
+          **classification_metrics(aggregated.scores, columns,
+                                   aggregated.tie_break),
           'description': f'{description}; walk = {aggregation} of its windows'}
       if classes.size >= 2:
-        rocs[key][name] = metrics.micro_roc(aggregated, columns)
+        rocs[key][name] = metrics.micro_roc(aggregated.scores, columns)
   return entries, rocs
 
 
@@ -179,12 +181,12 @@ def _walk_retrieval(distances: np.ndarray, probe_walks: walks_lib.Walks,
     probe_walks: the scored probe walks.
     window_votes: None ('mean': items ranked by distance), or [n, P] each
       probe window's vote for the people ``people`` [P] ('vote': items ranked
-      by their person's votes first; ``_nearest_people``).
+      by their person's vote share first; ``_nearest_people``).
   """
   priority = None
   if window_votes is not None:
-    votes = walks_lib.vote_counts(window_votes, probe_walks)
-    priority = votes[:, np.searchsorted(people, item_labels)]
+    shares = walks_lib.vote_shares(window_votes, probe_walks)
+    priority = shares[:, np.searchsorted(people, item_labels)]
   return ranked_retrieval_metrics(distances, probe_walks.labels, item_labels,
                                   max_rank=settings.cmc_max_rank,
                                   priority=priority)

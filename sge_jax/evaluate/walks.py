@@ -6,24 +6,27 @@ Every function here is pure NumPy on per-window arrays.
 Aggregations (``config.eval.walk_aggregation`` picks the one listed first;
 both are always reported):
 
-* ``vote`` (the default): every window casts one vote, for its own
-  window-level decision: its top class (classification) or the person of its
-  nearest gallery window (retrieval); a window whose top is shared by t
-  classes (people) gives each 1/t. A walk ranks classes by their votes. It
-  keeps the window-level matching (like is compared with like), and a few
-  outlying windows cannot swing it; it throws the margins away and ties often
-  when a walk has few windows. Ties in votes are broken by the mean
-  aggregation: ``vote_scores`` adds a fraction in (0, 1) that is monotone in
-  the mean score, so equal votes rank by mean score, and only classes equal in
-  both votes and mean score stay tied (ties then count against the true class,
-  as everywhere in ``sge_jax.evaluate.metrics``).
+* ``vote``: every window casts one vote, for its own window-level decision:
+  its top class (classification) or the person of its nearest gallery window
+  (retrieval); a window whose top is shared by t classes (people) gives each
+  1/t. A walk's score for a class is its *share* of the walk's windows (votes
+  / windows, in [0, 1]), so walks of different lengths are on one scale when
+  scores are pooled (ROC, nAUC). Classes rank by share first and, only among
+  equal shares, by the mean score (an exact lexicographic order, the
+  ``tie_break`` of ``WalkScores``); classes equal in both stay tied (ties then
+  count against the true class, as everywhere in
+  ``sge_jax.evaluate.metrics``). It keeps the window-level matching (like is
+  compared with like), and a few outlying windows cannot swing it; it throws
+  the margins away and ties often when a walk has few windows.
 * ``mean``: a walk's class scores are the mean of its windows' score vectors
   [C]; a walk's feature is the mean of its windows' feature vectors. It keeps
   how sure every window is, so one confident window can outweigh several that
   hesitate. For retrieval the mean of the flattened per-frame CAGEs averages
   the windows' gait phases away, and a walk's mean compared with single
-  gallery windows is not like with like; on the demo and GIST it ranks CAGEs
-  below the vote in every retrieval table (README, "Walk level").
+  gallery windows is not like with like.
+
+Vote counts are sums of fractions 1/t; they are rounded to ``VOTE_DECIMALS``
+decimals so that equal counts reached in different orders compare equal.
 """
 
 from __future__ import annotations
@@ -104,11 +107,41 @@ def mean_over_walks(values: np.ndarray, walks: Walks) -> np.ndarray:
   return sums / walks.num_windows.reshape((-1,) + (1,) * (values.ndim - 1))
 
 
+# Vote counts are rounded to this many decimals before they are compared:
+# sums of fractions 1/t reached in different orders can differ in the last
+# bits (ten votes of 0.1 sum to 0.9999999999999999), while two different
+# counts differ by far more than 1e-9 unless windows tie among thousands of
+# classes in several different ways.
+VOTE_DECIMALS = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class WalkScores:
+  """Class scores of walks and how they rank.
+
+  Attributes:
+    scores: [W, C] what pooled metrics (ROC, nAUC) read: the mean of the
+      windows' scores ('mean') or the share of the walk's windows voting for
+      each class ('vote', in [0, 1]).
+    tie_break: [W, C] ranks classes of equal ``scores`` (higher first): the
+      mean score for 'vote'; None for 'mean'.
+  """
+  scores: np.ndarray
+  tie_break: np.ndarray | None = None
+
+
 def vote_counts(choices: np.ndarray, walks: Walks) -> np.ndarray:
-  """[W, C] votes from per-window votes ``choices`` [N, C] (rows sum to 1)."""
+  """[W, C] votes from per-window votes ``choices`` [N, C] (rows sum to 1),
+  rounded to ``VOTE_DECIMALS``."""
   counts = np.zeros((walks.count, choices.shape[1]))
   np.add.at(counts, walks.window_walk, choices)
-  return counts
+  return np.round(counts, VOTE_DECIMALS)
+
+
+def vote_shares(choices: np.ndarray, walks: Walks) -> np.ndarray:
+  """[W, C] share of each walk's windows voting for each column (votes /
+  windows, in [0, 1]) from per-window votes ``choices`` [N, C]."""
+  return vote_counts(choices, walks) / walks.num_windows[:, None]
 
 
 def top_choices(window_scores: np.ndarray) -> np.ndarray:
@@ -118,31 +151,18 @@ def top_choices(window_scores: np.ndarray) -> np.ndarray:
   return top / top.sum(axis=1, keepdims=True)
 
 
-def tie_break_fraction(mean_scores: np.ndarray) -> np.ndarray:
-  """[W, C] in (0, 1), strictly increasing in each row's mean scores (equal
-  scores stay equal): (s - min + 1) / (max - min + 2)."""
-  low = mean_scores.min(axis=1, keepdims=True)
-  high = mean_scores.max(axis=1, keepdims=True)
-  return (mean_scores - low + 1.0) / (high - low + 2.0)
-
-
-def vote_scores(window_scores: np.ndarray, walks: Walks) -> np.ndarray:
-  """Majority-vote walk scores [W, C] from window scores [N, C].
-
-  Window i votes for the top class of its row (``top_choices``); score =
-  votes + ``tie_break_fraction`` of the mean scores, so classes rank by votes,
-  then by mean score.
-  """
-  window_scores = np.asarray(window_scores, dtype=np.float64)
-  votes = vote_counts(top_choices(window_scores), walks)
-  return votes + tie_break_fraction(mean_over_walks(window_scores, walks))
-
-
 def aggregate_scores(window_scores: np.ndarray, walks: Walks,
-                     aggregation: str) -> np.ndarray:
-  """Walk class scores [W, C] by ``aggregation`` ('mean' or 'vote')."""
+                     aggregation: str) -> WalkScores:
+  """Walk class scores from window scores [N, C] by ``aggregation``.
+
+  'mean': the mean of the walk's window scores. 'vote': each window votes for
+  its top class (``top_choices``); scores are the vote shares
+  (``vote_shares``), ranked by the mean score among equal shares.
+  """
+  mean = mean_over_walks(window_scores, walks)
   if aggregation == 'mean':
-    return mean_over_walks(window_scores, walks)
+    return WalkScores(mean)
   if aggregation == 'vote':
-    return vote_scores(window_scores, walks)
+    return WalkScores(vote_shares(top_choices(np.asarray(window_scores)),
+                                  walks), tie_break=mean)
   raise ValueError(f'unknown walk aggregation {aggregation!r}')

@@ -361,3 +361,21 @@ class TestRetrieval:
       cmc = metrics.retrieval_cmc(query, query_labels, gallery, gallery_labels,
                                   metric).cmc
       assert np.mean(predicted == query_labels) == pytest.approx(cmc[0])
+
+
+def test_a_tie_break_orders_equal_scores_only_and_its_ties_count_against():
+  # Row 0: class 1 outscores the true class 0 whatever the tie-break; classes
+  # 0 and 2 share a score, and the tie-break puts 0 first. Row 1: the true
+  # class 2 ties class 0 in both keys, which counts against it.
+  scores = np.array([[1.0, 2.0, 1.0], [3.0, 0.0, 3.0]])
+  tie_break = np.array([[5.0, -9.0, 4.0], [1.0, 7.0, 1.0]])
+  labels = np.array([0, 2])
+  np.testing.assert_array_equal(
+      metrics.true_class_ranks(scores, labels, tie_break), [2, 2])
+  np.testing.assert_array_equal(metrics.true_class_ranks(scores, labels),
+                                [3, 2])
+  np.testing.assert_allclose(metrics.cmc(scores, labels, tie_break),
+                             [0.0, 1.0, 1.0])
+  assert metrics.rank_k(scores, labels, 1, tie_break) == 0.0
+  with pytest.raises(ValueError, match='tie_break must be'):
+    metrics.true_class_ranks(scores, labels, tie_break[:, :2])

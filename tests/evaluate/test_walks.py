@@ -34,9 +34,14 @@ def test_a_recording_with_two_people_is_refused():
 def test_mean_aggregation_is_the_mean_of_window_scores():
   scores = np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 1.0], [5.0, 2.0]])
   grouped = walks.group_windows(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 1]))
-  np.testing.assert_allclose(
-      walks.aggregate_scores(scores, grouped, 'mean'),
-      [[1.0, 2.0 / 3.0], [5.0, 2.0]])
+  mean = walks.aggregate_scores(scores, grouped, 'mean')
+  np.testing.assert_allclose(mean.scores, [[1.0, 2.0 / 3.0], [5.0, 2.0]])
+  assert mean.tie_break is None
+
+
+def _rank1(walk_scores, columns):
+  return metrics.rank_k(walk_scores.scores, np.asarray(columns), 1,
+                        walk_scores.tie_break)
 
 
 def test_mean_and_vote_disagree_when_one_window_is_confident():
@@ -45,41 +50,79 @@ def test_mean_and_vote_disagree_when_one_window_is_confident():
   grouped = walks.group_windows(np.zeros(3, int), np.zeros(3, int))
   mean = walks.aggregate_scores(scores, grouped, 'mean')
   vote = walks.aggregate_scores(scores, grouped, 'vote')
-  assert np.argmax(mean[0]) == 0          # mean: the confident window wins
-  assert np.argmax(vote[0]) == 1          # vote: two windows against one
-  columns = np.array([0])
-  assert metrics.rank_k(mean, columns, 1) == 1.0
-  assert metrics.rank_k(vote, columns, 1) == 0.0
+  np.testing.assert_allclose(vote.scores, [[1 / 3, 2 / 3]])
+  assert _rank1(mean, [0]) == 1.0         # mean: the confident window wins
+  assert _rank1(vote, [0]) == 0.0         # vote: two windows against one
+  assert _rank1(vote, [1]) == 1.0
+
+
+def test_votes_rank_before_the_mean_score_even_when_a_vote_is_split():
+  # Window 1 votes for class 0; window 2 is tied between classes 1 and 2, so
+  # the votes are [1, .5, .5]. Class 1 has by far the highest mean score
+  # (7.45 against 0), which must not lift it over class 0's larger vote.
+  scores = np.array([[10.0, 9.9, 0.0], [-10.0, 5.0, 5.0]])
+  grouped = walks.group_windows(np.zeros(2, int), np.zeros(2, int))
+  vote = walks.aggregate_scores(scores, grouped, 'vote')
+  np.testing.assert_allclose(vote.scores, [[0.5, 0.25, 0.25]])
+  np.testing.assert_array_equal(
+      metrics.true_class_ranks(vote.scores, np.array([0]), vote.tie_break), [1])
+  np.testing.assert_array_equal(
+      metrics.true_class_ranks(vote.scores, np.array([1]), vote.tie_break), [2])
+  # Equal votes for classes 1 and 2: the mean score (7.45 > 2.5) decides.
+  np.testing.assert_array_equal(
+      metrics.true_class_ranks(vote.scores, np.array([2]), vote.tie_break), [3])
+
+
+def test_vote_scores_are_shares_of_the_walk_so_walk_length_does_not_weigh():
+  # A 2-window walk voting 2/2 for its class (0) and a 10-window walk voting
+  # 6/10 for its class (1) and 4/10 for class 0. As raw counts the wrong
+  # cell (4) outscores a right one (2); as shares every right cell (1.0, 0.6)
+  # is above every wrong one (0.4, 0.0), so the pooled nAUC is 1.
+  scores = np.zeros((12, 2))
+  scores[[0, 1], 0] = 1.0
+  scores[2:8, 1] = 1.0
+  scores[8:12, 0] = 1.0
+  recordings = np.array([0, 0] + [1] * 10)
+  labels = np.array([0, 0] + [1] * 10)
+  grouped = walks.group_windows(recordings, labels)
+  vote = walks.aggregate_scores(scores, grouped, 'vote')
+  np.testing.assert_allclose(vote.scores, [[1.0, 0.0], [0.4, 0.6]])
+  assert metrics.nauc(vote.scores, np.array([0, 1])) == 1.0
 
 
 def test_equal_votes_are_broken_by_the_mean_score():
   # One vote each for classes 0 and 2; class 2's mean score is higher.
   scores = np.array([[2.0, 0.0, 1.9], [0.0, 0.0, 3.0]])
   grouped = walks.group_windows(np.zeros(2, int), np.zeros(2, int))
-  vote = walks.vote_scores(scores, grouped)
-  np.testing.assert_array_equal(np.floor(vote[0]), [1, 0, 1])
-  assert np.argmax(vote[0]) == 2
-  assert metrics.rank_k(vote, np.array([2]), 1) == 1.0
-  assert metrics.rank_k(vote, np.array([0]), 1) == 0.0
-  assert metrics.rank_k(vote, np.array([0]), 2) == 1.0
+  vote = walks.aggregate_scores(scores, grouped, 'vote')
+  np.testing.assert_allclose(vote.scores, [[0.5, 0.0, 0.5]])
+  assert _rank1(vote, [2]) == 1.0
+  assert _rank1(vote, [0]) == 0.0
+  assert metrics.rank_k(vote.scores, np.array([0]), 2, vote.tie_break) == 1.0
+
+
+def test_equal_votes_reached_in_different_orders_compare_equal():
+  # Ten windows tied among classes 0-9 give each ten votes of 0.1 (summed in
+  # floating point: 0.9999999999999999); one window votes for class 10 (1.0)
+  # and scores class 0 second. Equal votes, so the mean score puts class 0
+  # first.
+  scores = np.zeros((11, 11))
+  scores[:10, :10] = 1.0
+  scores[10, 10], scores[10, 0] = 2.0, 1.5
+  grouped = walks.group_windows(np.zeros(11, int), np.zeros(11, int))
+  vote = walks.aggregate_scores(scores, grouped, 'vote')
+  assert vote.scores[0, 0] == vote.scores[0, 10]
+  assert _rank1(vote, [0]) == 1.0
 
 
 def test_a_tie_in_votes_and_mean_counts_against_the_true_class():
   # Symmetric windows: equal votes and equal mean scores for classes 0 and 1.
   scores = np.array([[1.0, 0.0], [0.0, 1.0]])
   grouped = walks.group_windows(np.zeros(2, int), np.zeros(2, int))
-  vote = walks.vote_scores(scores, grouped)
-  assert vote[0, 0] == vote[0, 1]
-  assert metrics.rank_k(vote, np.array([0]), 1) == 0.0
-  assert metrics.rank_k(vote, np.array([1]), 1) == 0.0
-
-
-def test_tie_break_fraction_is_inside_the_unit_interval_and_monotone():
-  mean = np.array([[-1e6, 0.0, 1e6, 1e6], [4.0, 4.0, 4.0, 4.0]])
-  fraction = walks.tie_break_fraction(mean)
-  assert np.all((fraction > 0) & (fraction < 1))
-  assert fraction[0, 0] < fraction[0, 1] < fraction[0, 2] == fraction[0, 3]
-  assert np.all(fraction[1] == fraction[1, 0])
+  vote = walks.aggregate_scores(scores, grouped, 'vote')
+  assert vote.scores[0, 0] == vote.scores[0, 1]
+  assert _rank1(vote, [0]) == 0.0
+  assert _rank1(vote, [1]) == 0.0
 
 
 def test_vote_counts_count_each_window_once():
@@ -102,7 +145,7 @@ def test_constant_scores_give_no_credit_under_any_aggregation():
   grouped = walks.group_windows(np.repeat([0, 1], 3), np.repeat([0, 1], 3))
   for aggregation in ('mean', 'vote'):
     walk_scores = walks.aggregate_scores(scores, grouped, aggregation)
-    assert metrics.rank_k(walk_scores, np.array([0, 1]), 1) == 0.0
+    assert _rank1(walk_scores, [0, 1]) == 0.0
 
 
 def test_ranked_retrieval_with_vote_priority_ranks_people_first():
