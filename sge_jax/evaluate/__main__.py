@@ -8,10 +8,11 @@ Reads ``DIR/config.json`` and ``DIR/encodings.npz``, runs the evaluation
 protocols again (recognition network, retrieval, baselines) and writes
 ``results.json``, ``report.md`` and the plots to ``DIR/evaluations/<name>/``
 (``--name``, default from the overrides): the run's own results are never
-replaced. The RN is re-scored from the run's saved ``rn.npz`` (every selection
-rule's parameters, so the numbers equal the run's) unless an override changes
-what the RN learns (rn.epochs, rn.hidden, ...), in which case it is trained
-again and the results say why. The encoders are not touched. Overrides use launch.py's syntax and types
+replaced. The results are what a fresh run with the same overrides would
+give on these encodings: the RN is re-scored from the run's saved ``rn.npz``
+when such a run would train the same RN, else trained again (rn.epochs,
+rn.hidden, or rn.selection=fixed/paper on a run that held validation rows
+out, ...), and the results say why. The encoders are not touched. Overrides use launch.py's syntax and types
 and may change ``rn.*`` and ``eval.*`` fields, e.g.::
 
   python -m sge_jax.evaluate --workdir=runs/kgbd --config.rn.selection=fixed \

@@ -248,24 +248,21 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           'training person.', warn=True)
     return outcome
 
+  rn_train = released_train_set(train.encodings, train.labels, rows)
   digest = outcome.rn_digest = saved_rn.encodings_digest(encoding_set, rows)
-  why_not = (saved.mismatch(rn_settings, digest) if saved is not None
-             else None)
+  why_not = (saved.mismatch(rn_settings, saved_rn.expected_fingerprint(
+      rn_settings, digest, rn_train[1])) if saved is not None else None)
   if saved is not None and why_not is None:
     result = saved_rn.rescore(saved, test_sets, rn_settings)
     source = f're-scored from the saved RN {saved.path}'
-    val_fraction = saved.meta['fingerprint']['val_fraction']
   else:
     if saved is not None:
       _note(outcome, f'The RN is trained again: the saved RN {saved.path} '
             f'cannot serve this evaluation ({why_not}).')
-    result = recognition.train_and_score(
-        *released_train_set(train.encodings, train.labels, rows), test_sets,
-        rn_settings)
+    result = recognition.train_and_score(*rn_train, test_sets, rn_settings)
     outcome.trained_rn = result
     source = 'trained in this evaluation'
-    val_fraction = (rn_settings.val_fraction if rn_settings.selection == 'val'
-                    else None)
+  val_fraction = rn_settings.val_fraction if result.num_val_sequences else None
   outcome.rn = _rn_summary(result, rn_settings, train, val_fraction)
   outcome.rn['source'] = source
   for name in test_names:

@@ -151,6 +151,34 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int
   return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def holdout_rows(train_labels: np.ndarray, settings: RNSettings
+                 ) -> np.ndarray:
+  """The training rows held out for validation: ``validation_split``'s for
+  selection 'val', none for 'fixed' and 'paper' (those train on every row).
+
+  Raises:
+    DataError: selection 'val' without any person to hold a sequence out from.
+  """
+  if settings.selection != 'val':
+    return np.zeros(0, dtype=np.int64)
+  _, val_rows = validation_split(train_labels, settings.val_fraction,
+                                 settings.seed)
+  if val_rows.size == 0:
+    raise DataError(
+        "config.rn.selection='val' needs a validation split, but no training "
+        'person has two or more sequences to hold one out from. Use '
+        "--config.rn.selection=fixed (last epoch) instead.")
+  return val_rows
+
+
+def reported_rules(settings: RNSettings, has_holdout: bool) -> tuple[str, ...]:
+  """The selection rules one RN run reports: 'fixed' always, 'val' with a
+  hold-out, 'paper' when the test splits are tracked."""
+  return (('fixed',) + (('paper',) if settings.track_test
+                        or settings.selection == 'paper' else ())
+          + (('val',) if has_holdout else ()))
+
+
 @dataclasses.dataclass(frozen=True)
 class RuleSelection:
   """What one selection rule picks.
@@ -198,6 +226,7 @@ class RNResult:
     train_sequences_per_person: person id -> sequences the RN trained on
       (after any padding, without the validation hold-out).
     num_val_sequences: sequences held out for 'val' (0 otherwise).
+    val_rows: [num_val_sequences] the held-out rows of the training set.
     samples_per_epoch: training samples S (frames for 'ap').
     batch_size: effective batch size B (<= S).
     batches_per_epoch: floor(S / B); S mod B samples are dropped per epoch.
@@ -217,6 +246,8 @@ class RNResult:
   batches_per_epoch: int
   train_seconds: float
   params: dict[str, Any] = dataclasses.field(default_factory=dict)
+  val_rows: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,16 +461,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
     test_samples.append(rn_samples(encodings, settings.manner))
     test_columns.append(np.searchsorted(classes, labels).astype(np.int32))
 
-  train_rows = np.arange(train_labels.size)
-  val_rows = np.zeros(0, dtype=np.int64)
-  if settings.selection == 'val':
-    train_rows, val_rows = validation_split(train_labels, settings.val_fraction,
-                                            settings.seed)
-    if val_rows.size == 0:
-      raise DataError(
-          "config.rn.selection='val' needs a validation split, but no training "
-          'person has two or more sequences to hold one out from. Use '
-          "--config.rn.selection=fixed (last epoch) instead.")
+  val_rows = holdout_rows(train_labels, settings)
+  train_rows = np.setdiff1d(np.arange(train_labels.size), val_rows)
   samples = rn_samples(train_encodings, settings.manner)
   train_columns = np.searchsorted(classes, train_labels).astype(np.int32)
   per_sequence = samples.shape[1]
@@ -521,7 +544,7 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
       train_sequences_per_person=per_person_counts(train_labels[train_rows]),
       num_val_sequences=int(val_rows.size), samples_per_epoch=num_samples,
       batch_size=batch_size, batches_per_epoch=program.batches_per_epoch,
-      train_seconds=train_seconds, params=kept)
+      train_seconds=train_seconds, params=kept, val_rows=val_rows)
 
 
 def rule_selections(params: Mapping[str, Any],

@@ -81,28 +81,65 @@ def test_cli_reevaluates_with_overrides(tmp_path):
   assert not (tmp_path / 'results.json').exists()
 
 
-def test_reevaluation_rescored_from_the_saved_rn_reproduces_every_rule(tmp_path):
+def _numbers(results):
+  """What a re-evaluation must reproduce: every entry and the RN summary,
+  without where the RN came from and how long it took."""
+  rn = {key: value for key, value in results['rn'].items()
+        if key not in ('source', 'train_seconds')}
+  return results['entries'], rn
+
+
+def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
   config = _write_run(tmp_path)
-  original = stage.evaluate_run(config, encodings_lib.load_encodings(
-      tmp_path / 'encodings.npz'), tmp_path)
+  encoding_set = encodings_lib.load_encodings(tmp_path / 'encodings.npz')
+  original = stage.evaluate_run(config, encoding_set, tmp_path)
   assert original['rn']['source'] == 'trained in this evaluation'
   original_bytes = (tmp_path / 'results.json').read_bytes()
-  entry = original['entries']['A/test']
   for selection in ('val', 'fixed', 'paper'):
     results, out_dir = pipeline.reevaluate(
         tmp_path, {'rn.selection': selection})
-    assert results['rn']['source'].startswith('re-scored from the saved RN')
-    again = results['entries']['A/test']
-    assert again['by_selection'] == entry['by_selection']
-    assert again['rank1'] == entry['by_selection'][selection]['rank1']
-    assert results['rn']['num_val_sequences'] == original['rn']['num_val_sequences']
+    fresh_config = get_config()
+    fresh_config.update_from_flattened_dict(
+        {'seed': 0, 'rn.epochs': 4, 'rn.hidden': 8, 'rn.batch_size': 16,
+         'rn.selection': selection})
+    fresh = stage.evaluate_run(fresh_config, encoding_set,
+                               tmp_path / f'fresh_{selection}')
+    assert _numbers(results) == _numbers(fresh), selection
     assert out_dir.name == f'rn.selection-{selection}'
+    if selection == 'val':   # the run's own RN, re-scored
+      assert results['rn']['source'].startswith('re-scored from the saved RN')
+      assert _numbers(results) == _numbers(original)
+    else:                    # the saved RN held rows out; a fresh one does not
+      assert results['rn']['source'] == 'trained in this evaluation'
+      assert any('validation hold-out differs' in note
+                 for note in results['notes'])
   assert (tmp_path / 'results.json').read_bytes() == original_bytes
   # A field that changes what the RN learns trains it again, saying why.
   results, _ = pipeline.reevaluate(tmp_path, {'rn.epochs': 2}, name='short')
   assert results['rn']['source'] == 'trained in this evaluation'
   assert any('rn.epochs differ from the saved RN' in note
              for note in results['notes'])
+
+
+def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
+  config = _write_run(tmp_path)
+  config.rn.selection = 'fixed'
+  (tmp_path / 'config.json').write_text(config.to_json())
+  original = stage.evaluate_run(config, encodings_lib.load_encodings(
+      tmp_path / 'encodings.npz'), tmp_path)
+  assert original['rn']['num_val_sequences'] == 0
+  paper, _ = pipeline.reevaluate(tmp_path, {'rn.selection': 'paper'})
+  assert paper['rn']['source'].startswith('re-scored from the saved RN')
+  assert (paper['entries']['A/test']['by_selection']
+          == original['entries']['A/test']['by_selection'])
+  assert (paper['entries']['A/test']['rank1']
+          == original['entries']['A/test']['by_selection']['paper']['rank1'])
+  # Without the test splits tracked a fresh run reports no 'paper' rule and
+  # no test curves; the re-scored one drops them as well.
+  untracked, _ = pipeline.reevaluate(tmp_path, {'rn.track_test': False})
+  assert untracked['rn']['source'].startswith('re-scored from the saved RN')
+  assert list(untracked['entries']['A/test']['by_selection']) == ['fixed']
+  assert untracked['rn']['history']['test_accuracy'] == {}
 
 
 def test_cli_missing_files_are_named(tmp_path):
