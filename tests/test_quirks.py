@@ -113,6 +113,19 @@ def test_r5_sc_scores_full_batches_of_a_seeded_permutation():
   np.testing.assert_array_equal(again, scored)
 
 
+def test_r5_draws_one_test_permutation_per_split():
+  # IAS has two test splits of equal size (A and B): the released code draws
+  # test_permutation and test_2_permutation separately, so they differ.
+  labels = _labels()
+  encodings = _encodings(labels)
+  rows = ReleasedRows(full_test_batches=True, manner='sc', seed=3)
+  split_a, _ = released_test_set(encodings, labels, rows, 'A')
+  split_b, _ = released_test_set(encodings, labels, rows, 'B')
+  assert not np.array_equal(split_a, split_b)
+  again, _ = released_test_set(encodings, labels, rows, 'B')
+  np.testing.assert_array_equal(again, split_b)
+
+
 @pytest.mark.parametrize('manner', ['ap', 'sc'])
 def test_released_counts_in_results_match_the_closed_forms(manner):
   """Counts computed here from the ids alone (T(n), S(n), full batches), not by

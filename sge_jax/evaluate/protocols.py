@@ -242,7 +242,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           'training people, so the RN has no class for them.'), warn=True)
     if keep.any():
       test_sets[name] = released_test_set(split.encodings[keep],
-                                          split.labels[keep], rows)
+                                          split.labels[keep], rows, name)
   if not test_sets:
     _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
           'training person.', warn=True)

@@ -12,13 +12,23 @@ never reaches the released index rules.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import numpy as np
 
 from sge_jax import released
 
-# Seed stream of the one-off SC test permutation of R5 (ASCII 'R5').
+# Seed stream of the one-off SC test permutations of R5 (ASCII 'R5'); each test
+# split draws its own (the released code draws ``test_permutation`` and, for
+# IAS-B, ``test_2_permutation`` separately), keyed by the split's name.
 TEST_PERMUTATION_STREAM = 0x5235
+
+
+def test_permutation(seed: int, split_name: str, size: int) -> np.ndarray:
+  """R5's once-drawn permutation of the ``size`` test rows of one split (SC)."""
+  rng = np.random.default_rng(
+      [seed, TEST_PERMUTATION_STREAM, zlib.crc32(split_name.encode())])
+  return rng.permutation(size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +73,13 @@ def released_train_set(encodings: np.ndarray, labels: np.ndarray,
 
 
 def released_test_set(encodings: np.ndarray, labels: np.ndarray,
-                      rows: ReleasedRows) -> tuple[np.ndarray, np.ndarray]:
+                      rows: ReleasedRows, split_name: str = 'test'
+                      ) -> tuple[np.ndarray, np.ndarray]:
   """The test sequences the RN scores: [N, f, D], [N] -> [K, f, D], [K].
 
   R1 test side (copies cut, large persons truncated; with R3 the copies stay),
-  then R5: SC scores the full batches of a once-permuted order; AP scores the
+  then R5: SC scores the full batches of an order permuted once per split
+  (``test_permutation`` of ``split_name``); AP scores the
   full batches of frames in stored order, regrouped into windows of f frames
   (a window of f copies of frame 0 of the first sequence, when there are fewer
   than B_rn frames, counts as a sequence of that person, as in the released
@@ -82,9 +94,8 @@ def released_test_set(encodings: np.ndarray, labels: np.ndarray,
   if not rows.full_test_batches:
     return encodings, labels
   if rows.manner == 'sc':
-    rng = np.random.default_rng([rows.seed, TEST_PERMUTATION_STREAM])
-    scored = released.sc_scored_sequences(rng.permutation(labels.size),
-                                          rows.batch_size)
+    scored = released.sc_scored_sequences(
+        test_permutation(rows.seed, split_name, labels.size), rows.batch_size)
     return encodings[scored], labels[scored]
   num, frames, dim = encodings.shape
   windows, window_labels = released.ap_scored_windows(labels, frames,
