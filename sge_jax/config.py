@@ -80,8 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Root seed: model init, sorting permutations, RN init/shuffling and validation
   # split all derive from it (typed PRNG keys, fold_in per use).
   config.seed = 0
-  # Multi-seed run: comma-separated seeds ('0,1,2'). Empty = just `seed`. Each seed
-  # runs the whole job in <workdir>/seed_<s>/; the workdir gets mean ± std.
+  # Multi-seed run: comma-separated seeds or ranges ('0,1,2', '0-7'). Empty = just
+  # `seed`. Each seed runs the whole job in <workdir>/seed_<s>/; the workdir gets
+  # mean ± std. Seeds are integers from 0 to 2**32 - 1 (distinct PRNG keys).
   config.seeds = ''
   # Stages to run, comma-separated, in this order: train (self-supervised encoders),
   # encode (CAGEs -> encodings.npz), evaluate (RN, metrics, baselines, reports).
@@ -395,16 +396,42 @@ def parse_stages(text: str) -> list[str]:
   return [s for s in STAGES if s in stages]
 
 
+# Seeds give distinct PRNG keys (jax.random.key keeps 32 bits) and NumPy seed
+# sequences (no negatives) exactly in this range.
+MAX_SEED = 2**32 - 1
+_SEED_RANGE = f'an integer from 0 to {MAX_SEED} (2**32 - 1)'
+
+
+def _is_seed(value) -> bool:
+  return (isinstance(value, int) and not isinstance(value, bool)
+          and 0 <= value <= MAX_SEED)
+
+
 def parse_seeds(config: ml_collections.ConfigDict) -> list[int]:
-  """``config.seeds`` ('0,1,2') as ints, or ``[config.seed]`` when empty."""
+  """``config.seeds`` ('0,1,2', '0-7' or '0-3,10') as ints, or
+  ``[config.seed]`` when empty.
+
+  Raises:
+    ConfigError: not a list of seeds in 0..MAX_SEED, or a seed repeated.
+  """
   items = parse_list(config.seeds)
   if not items:
     return [int(config.seed)]
-  try:
-    seeds = [int(item) for item in items]
-  except ValueError:
-    raise invalid('seeds', config.seeds,
-                  'comma-separated integers, e.g. 0,1,2') from None
+  expected = (f'comma-separated seeds or ranges of seeds, each {_SEED_RANGE}, '
+              'e.g. 0,1,2 or 0-7')
+  seeds = []
+  for item in items:
+    first, dash, last = item.partition('-')
+    try:
+      bounds = [int(first)] + ([int(last)] if dash else [])
+    except ValueError:
+      raise invalid('seeds', config.seeds, expected) from None
+    if not all(_is_seed(bound) for bound in bounds) or bounds[-1] < bounds[0]:
+      raise invalid('seeds', config.seeds, expected)
+    if bounds[-1] - bounds[0] >= 10_000:
+      raise invalid('seeds', config.seeds,
+                    f'{expected}; a range of at most 10000 seeds')
+    seeds.extend(range(bounds[0], bounds[-1] + 1))
   if len(set(seeds)) != len(seeds):
     raise invalid('seeds', config.seeds, 'each seed once (it repeats a seed)')
   return seeds
@@ -605,6 +632,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   """
   config = resolve_config(config)
   parse_stages(config.stages)
+  _require(_is_seed(config.seed), 'seed', config.seed, _SEED_RANGE)
   parse_seeds(config)
   _one_of(config.procedure, 'procedure', PROCEDURES)
   for field in QUIRKS.values():
@@ -617,7 +645,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if data.format == 'npz':
     _require(bool(data.path), 'data.path', data.path, 'the .npz file to read')
   _int_at_least(data.max_sequences, 'data.max_sequences', 0)
-  _int_at_least(data.seed, 'data.seed', -1)
+  _require(data.seed == -1 or _is_seed(data.seed), 'data.seed', data.seed,
+           f'-1 (follow config.seed) or {_SEED_RANGE}')
   _one_of(model.attention, 'model.attention', ATTENTION_TYPES)
   _one_of(model.pretext, 'model.pretext', PRETEXTS)
   # rev_rec_plus fixes its tasks' attention (rev_rec LA, prediction and sorting

@@ -72,8 +72,10 @@ def test_stages_and_seeds_parse():
   assert config_lib.parse_seeds(config) == [0]
   config.seeds = '3, 1,2'
   assert config_lib.parse_seeds(config) == [3, 1, 2]
+  config.seeds = '0-3,7'
+  assert config_lib.parse_seeds(config) == [0, 1, 2, 3, 7]
   config.seeds = '1,x'
-  with pytest.raises(ConfigError, match='integers'):
+  with pytest.raises(ConfigError, match='comma-separated seeds'):
     config_lib.parse_seeds(config)
   config.seeds = '1,1'
   with pytest.raises(ConfigError, match='repeats'):
@@ -91,3 +93,26 @@ def test_rev_rec_plus_fixes_its_attention():
   config.model.attention = 'BA'
   with pytest.raises(ConfigError, match='config.model.attention'):
     config_lib.validate_config(config, 1)
+
+
+@pytest.mark.parametrize('field,value', [
+    ('seed', -1), ('seed', 2**32), ('seed', 2**63 - 1), ('seed', 10**20),
+    ('seed', True), ('data.seed', -2), ('data.seed', 2**32),
+    ('seeds', '0,4294967296'), ('seeds', '-1,0'), ('seeds', '0,1e20'),
+    ('seeds', '5-3'), ('seeds', '0-4294967296'),
+])
+def test_seeds_that_would_alias_or_overflow_are_refused(field, value):
+  # jax.random.key keeps 32 bits: 0 and 2**32 (or -1 and 2**63 - 1) would
+  # train identical models; NumPy seed sequences take no negatives.
+  config = get_config()
+  config.update_from_flattened_dict({field: value})
+  with pytest.raises(ConfigError, match=f'config.{field}=') as error:
+    config_lib.validate_config(config, num_devices=1)
+  assert '4294967295' in str(error.value)
+
+
+def test_every_seed_in_range_is_accepted():
+  config = get_config()
+  config.update_from_flattened_dict({'seed': 2**32 - 1, 'data.seed': 0,
+                                     'seeds': '0,4294967295'})
+  config_lib.validate_config(config, num_devices=1)
