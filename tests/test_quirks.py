@@ -232,6 +232,35 @@ def test_r6_picks_the_paper_rule_with_last_ties_except_on_ias():
   assert RNSettings.from_config(config).test_ties == 'first'
   clean = RNSettings.from_config(config_lib.resolve_config(config_lib.get_config()))
   assert (clean.selection, clean.test_ties) == ('val', 'first')
+  # The data scored decides, not the config's name (encodings of another set).
+  assert RNSettings.from_config(config, 'KGBD').test_ties == 'last'
+  config.data.name = 'KGBD'
+  assert RNSettings.from_config(config, 'IAS').test_ties == 'first'
+
+
+def test_r5_warns_when_most_scored_rows_are_copies_of_the_first():
+  # 2 people x 3 sequences x 2 frames = 12 test frames in one RN batch of
+  # 128: 116 of the 128 rows scored are copies of frame 0.
+  labels = np.repeat([0, 1], 3)
+  encodings = np.random.default_rng(0).normal(size=(6, 2, 4)).astype(
+      np.float32)
+
+  def split(enc, lab):
+    return SplitEncodings(enc, lab, np.zeros((lab.size, 2, 1, 3), np.float32),
+                          np.full(lab.size, -1))
+
+  encoding_set = combine_splits(
+      [('train', split(encodings, labels)), ('test', split(encodings, labels))],
+      EncodingMetadata('X', 2, 'LA', 'rev_rec', 4, 0, 'h', ('rev_rec/x',)))
+  settings = RNSettings(selection='fixed', epochs=1, hidden=4)
+  outcome = protocols.protocol_a(encoding_set, settings,
+                                 EvalSettings(baselines=False),
+                                 ReleasedRows(full_test_batches=True))
+  assert any('116 of the 128 scored rows (91%) are copies of its first row'
+             in warning for warning in outcome.warnings)
+  quiet = protocols.protocol_a(encoding_set, settings,
+                               EvalSettings(baselines=False), ReleasedRows())
+  assert not any('R5' in warning for warning in quiet.warnings)
 
 
 # ----------------------------------------------------------------- R2, R9, R10

@@ -96,6 +96,23 @@ def known(recordings: Optional[np.ndarray]) -> bool:
           and bool(np.all(np.asarray(recordings) > UNKNOWN)))
 
 
+def unknown_problem(recordings: Optional[np.ndarray]) -> Optional[str]:
+  """Why the windows of a split cannot all be grouped into walks, naming the
+  ids at fault, or None when every window's recording is known."""
+  if known(recordings):
+    return None
+  ids = (np.asarray(recordings) if recordings is not None
+         else np.zeros(0, np.int64))
+  bad = ids <= UNKNOWN
+  if not ids.size or np.all(ids == UNKNOWN):
+    return ('the data does not say which recording each window was cut from '
+            '(the generic .npz format, the synthetic demo and python -m '
+            'sge_jax.preprocess output do)')
+  values = sorted(int(v) for v in np.unique(ids[bad]))
+  return (f'{int(np.count_nonzero(bad))} of {ids.size} windows have no valid '
+          f'recording id ({_listed(values)}; ids are >= 0, -1 means unknown)')
+
+
 def shared_recordings(first: np.ndarray, second: np.ndarray) -> list[int]:
   """Known recording ids that occur in both arrays, sorted."""
   both = np.intersect1d(np.asarray(first), np.asarray(second))

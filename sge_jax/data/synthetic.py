@@ -56,6 +56,9 @@ from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
 from sge_jax.errors import ConfigError
 
 FRAMES_PER_SECOND = 30.0
+# ``SkeletonDataset.source`` of the synthetic walkers ('synthetic(seed=0)'):
+# encodings made from them say so (encodings.npz ``data_source``).
+SOURCE_PREFIX = 'synthetic('
 
 _LAYOUT = joints.KINECT_V1
 _J = {name: index for index, name in enumerate(_LAYOUT.joint_names)}
@@ -399,4 +402,4 @@ def make_synthetic_dataset(seed: int,
       splits=splits,
       joint_names=_LAYOUT.joint_names,
       bones=_LAYOUT.bones,
-      source=f'synthetic(seed={seed})')
+      source=f'{SOURCE_PREFIX}seed={seed})')

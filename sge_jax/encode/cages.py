@@ -164,5 +164,6 @@ def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       bones=tuple(map(tuple, dataset.bones)) if dataset.bones else None,
       sge_jax_version=__version__,
       procedure=str(config.get('procedure', 'clean')),
-      quirks=tuple(quirks_on(config)))
+      quirks=tuple(quirks_on(config, dataset.name)),
+      data_source=dataset.source)
   return combine_splits(splits, metadata)

@@ -18,6 +18,9 @@ with plain ``np.load(path)`` (no pickles):
   bones           [n, 2] int64       (parent, child) pairs (empty when unknown)
   dataset, attention, pretext, config_hash, sge_jax_version   str scalars
   length, hidden, seed                                        int scalars
+  data_source     str scalar         where the data came from (the dataset
+                                     folder, the .npz file, or
+                                     'synthetic(seed=S)'; absent in older files)
   procedure       str scalar         'released' (absent = 'clean', the default,
                                      so clean files stay as they were)
   quirks          [q] str            the released behaviours that were on,
@@ -61,6 +64,7 @@ class EncodingMetadata:
   sge_jax_version: str = ''
   procedure: str = 'clean'
   quirks: tuple[str, ...] = ()
+  data_source: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +143,8 @@ def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
     arrays[name] = np.asarray(getattr(meta, name), dtype=str)
   for name in _INT_METADATA:
     arrays[name] = np.asarray(getattr(meta, name), dtype=np.int64)
+  if meta.data_source:
+    arrays['data_source'] = np.asarray(meta.data_source, dtype=str)
   if meta.procedure != 'clean' or meta.quirks:
     arrays['procedure'] = np.asarray(meta.procedure, dtype=str)
     arrays['quirks'] = np.asarray(meta.quirks, dtype=str)
@@ -201,6 +207,8 @@ def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
                    else 'clean'),
         quirks=(tuple(str(q) for q in arrays['quirks']) if 'quirks' in arrays
                 else ()),
+        data_source=(str(arrays['data_source']) if 'data_source' in arrays
+                     else ''),
         **{name: str(arrays[name]) for name in _STRING_METADATA},
         **{name: int(arrays[name]) for name in _INT_METADATA})
   except (TypeError, ValueError) as error:

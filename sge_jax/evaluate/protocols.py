@@ -72,7 +72,8 @@ from sge_jax.evaluate import metrics, recognition, saved_rn, walk_level
 from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
                                       keep_known_people, retrieval_metrics,
                                       sequence_features, split_label)
-from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
+from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
+                                            r5_padding, r5_scored_rows,
                                             released_train_set)
 
 _log = logging.getLogger(__name__)
@@ -241,8 +242,19 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           f'excluded: people {unknown} are not among the {classes.size} '
           'training people, so the RN has no class for them.'), warn=True)
     if keep.any():
-      test_sets[name] = released_test_set(split.encodings[keep],
-                                          split.labels[keep], rows, name)
+      r1_rows = r1_test_rows(split.encodings[keep], split.labels[keep], rows)
+      padding = r5_padding(r1_rows[1].size, split.encodings.shape[1], rows)
+      if padding:
+        unit = 'frames' if rows.manner == 'ap' else 'sequences'
+        _note(outcome, (
+            f'Protocol A, {split_label(dataset, name)}: R5 full_test_batches '
+            f'scores one RN batch of {rows.batch_size} rows, but the split has '
+            f'only {rows.batch_size - padding} test {unit}: {padding} of the '
+            f'{rows.batch_size} scored rows ({padding / rows.batch_size:.0%}) '
+            'are copies of its first row, and its numbers weigh that row '
+            'accordingly (config.rn.batch_size).'),
+              warn=True)
+      test_sets[name] = r5_scored_rows(*r1_rows, rows, name)
   if not test_sets:
     _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
           'training person.', warn=True)

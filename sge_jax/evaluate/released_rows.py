@@ -75,22 +75,36 @@ def released_train_set(encodings: np.ndarray, labels: np.ndarray,
 def released_test_set(encodings: np.ndarray, labels: np.ndarray,
                       rows: ReleasedRows, split_name: str = 'test'
                       ) -> tuple[np.ndarray, np.ndarray]:
-  """The test sequences the RN scores: [N, f, D], [N] -> [K, f, D], [K].
+  """The test sequences the RN scores: [N, f, D], [N] -> [K, f, D], [K];
+  ``r5_scored_rows`` of ``r1_test_rows``."""
+  return r5_scored_rows(*r1_test_rows(encodings, labels, rows), rows,
+                        split_name)
 
-  R1 test side (copies cut, large persons truncated; with R3 the copies stay),
-  then R5: SC scores the full batches of an order permuted once per split
-  (``test_permutation`` of ``split_name``); AP scores the
-  full batches of frames in stored order, regrouped into windows of f frames
-  (a window of f copies of frame 0 of the first sequence, when there are fewer
-  than B_rn frames, counts as a sequence of that person, as in the released
-  code).
+
+def r1_test_rows(encodings: np.ndarray, labels: np.ndarray,
+                 rows: ReleasedRows) -> tuple[np.ndarray, np.ndarray]:
+  """R1 test side: [N, f, D], [N] -> [M, f, D], [M] (copies cut, large
+  persons truncated; with R3 the copies stay); unchanged without R1."""
+  if not rows.extraction_batches:
+    return encodings, labels
+  if rows.plus_test_copies:
+    order, _ = released.rev_rec_plus_test_order(labels)
+  else:
+    order = released.released_test_order(labels)
+  return encodings[order], labels[order]
+
+
+def r5_scored_rows(encodings: np.ndarray, labels: np.ndarray,
+                   rows: ReleasedRows, split_name: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """R5: [M, f, D], [M] -> [K, f, D], [K]; unchanged without R5.
+
+  SC scores the full batches of an order permuted once per split
+  (``test_permutation`` of ``split_name``); AP scores the full batches of
+  frames in stored order, regrouped into windows of f frames (a window of f
+  copies of frame 0 of the first sequence, when there are fewer than B_rn
+  frames, counts as a sequence of that person, as in the released code).
   """
-  if rows.extraction_batches:
-    if rows.plus_test_copies:
-      order, _ = released.rev_rec_plus_test_order(labels)
-    else:
-      order = released.released_test_order(labels)
-    encodings, labels = encodings[order], labels[order]
   if not rows.full_test_batches:
     return encodings, labels
   if rows.manner == 'sc':
@@ -101,3 +115,12 @@ def released_test_set(encodings: np.ndarray, labels: np.ndarray,
   windows, window_labels = released.ap_scored_windows(labels, frames,
                                                       rows.batch_size)
   return encodings.reshape(num * frames, dim)[windows], window_labels
+
+
+def r5_padding(num_sequences: int, frames: int, rows: ReleasedRows) -> int:
+  """How many of the B_rn rows R5 scores are copies of row 0: B_rn minus the
+  test rows (sequences in SC, frames in AP) when there are fewer, else 0."""
+  if not rows.full_test_batches:
+    return 0
+  real = num_sequences * (frames if rows.manner == 'ap' else 1)
+  return max(0, rows.batch_size - real)

@@ -110,6 +110,10 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
                     if procedure['name'] == 'released' else '')))
     rows.append(('released quirks on',
                  ', '.join(procedure['quirks_on']) or 'none'))
+    not_applicable = procedure.get('quirks_not_applicable')
+    if not_applicable:
+      rows.append(('released quirks that cannot act here', '; '.join(
+          f'{quirk} ({why})' for quirk, why in not_applicable.items())))
     rows.append(('normalization', procedure['normalization']))
   if 'seeds' in results:
     rows.append(('seeds', ', '.join(str(s) for s in results['seeds'])))

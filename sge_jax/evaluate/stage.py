@@ -14,38 +14,41 @@ from typing import Any, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from sge_jax.config import PROTOCOLS, EvalSettings, RNSettings, quirks_on
+from sge_jax.config import (CME_DATASET, PROTOCOLS, EvalSettings, RNSettings,
+                            quirks_not_applicable, quirks_on)
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.data import recording_ids
+from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
 from sge_jax.evaluate import (protocols, recognition, report, saved_rn, scoring,
                               walk_level)
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
 from sge_jax.released import require_equal_person_sets
 
-# On this dataset protocol B runs as CME (module docstring of protocols.py).
-CME_DATASET = 'CASIA_B_match'
-
 _log = logging.getLogger(__name__)
 
 
-def is_synthetic(config: ml_collections.ConfigDict,
-                 encoding_set: EncodingSet) -> bool:
-  """True for the built-in procedural walkers (not real recordings)."""
-  data = config.get('data') or {}
-  return (encoding_set.metadata.dataset == 'demo'
-          or str(data.get('format', '')) == 'synthetic')
+def is_synthetic(encoding_set: EncodingSet) -> bool:
+  """True for encodings of the built-in procedural walkers (not real
+  recordings), read off the encodings scored, not the config."""
+  meta = encoding_set.metadata
+  if meta.data_source:
+    return meta.data_source.startswith(SYNTHETIC_SOURCE_PREFIX)
+  return meta.dataset == 'demo'     # files written before data_source existed
 
 
-
-def procedure_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def procedure_record(config: ml_collections.ConfigDict,
+                     dataset: str) -> dict[str, Any]:
   """{'name': 'clean'|'released', 'quirks_on': ['R1 extraction_batches', ...],
-  'normalization': ...} for results.json and report.md."""
+  'quirks_not_applicable': {'R7 biwi_two_thirds': 'BIWI only', ...},
+  'normalization': ...} for results.json and report.md; ``dataset`` names the
+  encodings scored (quirks that cannot act on them are not 'on')."""
   return {
       'name': str(config.get('procedure', 'clean')),
-      'quirks_on': quirks_on(config),
+      'quirks_on': quirks_on(config, dataset),
+      'quirks_not_applicable': quirks_not_applicable(config, dataset),
       'normalization': str((config.get('data') or {}).get('normalization',
                                                           'none')),
   }
@@ -80,9 +83,7 @@ def _protocol_plan(config: ml_collections.ConfigDict,
                    encoding_set: EncodingSet, settings: EvalSettings,
                    notes: list[str]) -> tuple[str, ...]:
   """Protocols to run, after the CME rule (module docstring)."""
-  data = config.get('data') or {}
-  is_cme = CME_DATASET in (str(data.get('name', '')),
-                           encoding_set.metadata.dataset)
+  is_cme = encoding_set.metadata.dataset == CME_DATASET
   plan = list(settings.protocols)
   if is_cme and 'B' in plan:
     plan.remove('B')
@@ -121,12 +122,11 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
   walked = {entry['probe'] for entry in walk_entries}
   missing = [name for name in recording_ids.splits_without_recordings(
       recordings) if name not in walked]
-  if settings.walks and missing:
-    notes.append(
-        f'No walk level for split(s) {", ".join(missing)}: the data does not '
-        'say which recording each window was cut from (the generic .npz '
-        'format, the synthetic demo and python -m sge_jax.preprocess output '
-        'do); window level only.')
+  if settings.walks:
+    for name in missing:
+      notes.append(f'No walk level for split {name}: '
+                   f'{recording_ids.unknown_problem(recordings[name])}; window '
+                   'level only.')
   if settings.walks and 'CME' in plan:
     notes.append('CME is scored at window level only.')
   if (settings.level == 'walk'
@@ -173,9 +173,9 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     ``sge_jax.evaluate.results``).
   """
   workdir = pathlib.Path(workdir)
-  settings = EvalSettings.from_config(config)
-  rn_settings = RNSettings.from_config(config)
   meta = encoding_set.metadata
+  settings = EvalSettings.from_config(config)
+  rn_settings = RNSettings.from_config(config, meta.dataset)
   notes: list[str] = []
   plan = _protocol_plan(config, encoding_set, settings, notes)
 
@@ -211,7 +211,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
     raise DataError('Nothing could be evaluated: ' + ' '.join(
         warnings or ['no protocol produced a score.']))
   head = entries.get(headline, {})
-  synthetic = is_synthetic(config, encoding_set)
+  synthetic = is_synthetic(encoding_set)
   if synthetic:
     notes.insert(0, 'Synthetic data (procedural demo walkers), not a '
                  'published benchmark: the numbers only show that the '
@@ -226,7 +226,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'selection': rn_settings.selection,
       'selection_label': recognition.selection_label(rn_settings.selection,
                                                      rn_settings.test_ties),
-      'procedure': procedure_record(config),
+      'procedure': procedure_record(config, meta.dataset),
       'headline': headline,
       'protocol': head.get('protocol'),
       'rank1': head.get('rank1'),

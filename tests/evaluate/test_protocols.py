@@ -1,5 +1,6 @@
 """Tests of the evaluation protocols, the baselines in them and the reports."""
 
+import dataclasses
 import json
 import math
 import sys
@@ -374,6 +375,24 @@ class TestResultFiles:
                             encoding_set, tmp_path)
     assert 'Synthetic data' in (tmp_path / 'report.md').read_text()
     assert json.loads((tmp_path / 'results.json').read_text())['synthetic']
+
+  def test_the_synthetic_label_comes_from_the_encodings_not_the_config(
+      self, tmp_path):
+    # Real encodings scored under a config of the synthetic demo: not synthetic.
+    config = _config(eval__protocols='B', eval__baselines=False,
+                     data__format='synthetic', data__name='demo')
+    real = _line_set('gist_gait_normal', [0.0, 1.0], [1, 2], [0.1], [1])
+    real = dataclasses.replace(real, metadata=dataclasses.replace(
+        real.metadata, data_source='/data/gist_gait_normal.npz'))
+    results = stage.evaluate_run(config, real, tmp_path / 'real')
+    assert not results['synthetic'] and results['dataset'] == 'gist_gait_normal'
+    assert 'Synthetic data' not in (tmp_path / 'real' / 'report.md').read_text()
+    # Walkers of the generator, whatever the dataset is called.
+    walkers = dataclasses.replace(real, metadata=dataclasses.replace(
+        real.metadata, data_source='synthetic(seed=0)'))
+    assert stage.evaluate_run(_config(eval__protocols='B',
+                                      eval__baselines=False),
+                              walkers, tmp_path / 'walkers')['synthetic']
 
   def test_plots_written_with_matplotlib(self, ias_run):
     pytest.importorskip('matplotlib')

@@ -196,8 +196,8 @@ def test_data_without_recordings_is_scored_at_window_level_with_a_note(
   results = stage.evaluate_run(_config(baselines=False, protocols='B'),
                                _encoding_set(known=False), tmp_path)
   assert list(results['entries']) == ['B/test']
-  assert any('No walk level for split(s) test' in note
-             for note in results['notes'])
+  assert any('No walk level for split test: the data does not say which '
+             'recording' in note for note in results['notes'])
   assert results['walks']['num_walks'] == {'train': None, 'test': None}
   with pytest.raises(DataError, match="level='walk'"):
     stage.evaluate_run(_config(level='walk', protocols='B'),
@@ -340,3 +340,16 @@ def test_retrieval_vote_outvotes_the_mean():
   assert entries['B/p/walks-vote-vs-windows']['rank1'] == 1.0
   # The gallery's recordings are unknown: no gallery walks.
   assert 'recordings are unknown' in entries['B/p/walks-mean']['skipped']
+
+
+def test_a_bad_recording_id_is_named_in_the_note(tmp_path):
+  encoding_set = _encoding_set()
+  recording = encoding_set.recording.copy()
+  test_rows = np.flatnonzero(encoding_set.split == 'test')
+  recording[test_rows[[2, 5]]] = -7
+  encoding_set = dataclasses.replace(encoding_set, recording=recording)
+  results = stage.evaluate_run(_config(baselines=False, protocols='B'),
+                               encoding_set, tmp_path)
+  note = next(n for n in results['notes'] if 'No walk level for split test' in n)
+  assert '2 of 21 windows have no valid recording id (-7;' in note
+  assert '.npz format' not in note
