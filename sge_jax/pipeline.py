@@ -39,7 +39,7 @@ from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.released import require_equal_person_sets
-from sge_jax.evaluate import aggregate_seed_results, evaluate_run
+from sge_jax.evaluate import aggregate_seed_results, evaluate_run, report
 from sge_jax.train import train_encoders
 from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
@@ -136,7 +136,11 @@ def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
   for index, (seed_config, seed_workdir) in enumerate(runs):
     logging.info('[seeds] seed %d (%d of %d) in %s', int(seed_config.seed),
                  index + 1, len(runs), seed_workdir)
-    per_seed.append(run_one(seed_config, seed_workdir))
+    results = run_one(seed_config, seed_workdir)
+    if results is not None:
+      logging.info('[seeds] seed %d: %s', int(seed_config.seed),
+                   report.headline(results))
+    per_seed.append(results)
   if any(results is None for results in per_seed):
     return None     # also on every process but 0 of a multi-process job
   return aggregate_seed_results(per_seed, aggregate_dir)

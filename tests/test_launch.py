@@ -43,6 +43,11 @@ def test_demo_smoke_runs_every_stage_and_prints_the_results(tmp_path):
   assert 'A/test/walks-vote' in results['entries']
   assert 'walks' in run.stdout
   assert (tmp_path / 'cmc_B_test_walks-vote.png').exists()
+  # Each result line once: printed, not logged as well.
+  output = run.stdout + run.stderr
+  for line in run.stdout.splitlines():
+    if line.startswith(('A/', 'B/')):
+      assert output.count(line) == 1, line
 
 
 def test_bad_config_value_is_one_clear_line(tmp_path):

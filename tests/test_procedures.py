@@ -3,6 +3,8 @@ released outputs, counts, and the ablation table."""
 
 import json
 import logging
+import pathlib
+import types
 
 import numpy as np
 import pytest
@@ -247,7 +249,7 @@ def test_released_mode_refuses_different_person_sets(tmp_path):
 def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path):
   config = tiny_config(**{'eval.plots': False, 'eval.baselines': False,
                           'eval.protocols': 'A', 'rn.epochs': 2})
-  rows = ablate.run_ablation(config, tmp_path)
+  rows = ablate.run_ablation(config, tmp_path, command='python -m x')
   names = [row['name'] for row in rows]
   assert names[:2] == ['clean', 'released']
   assert len(rows) == 2 + len(config_lib.QUIRKS)
@@ -255,12 +257,94 @@ def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path):
   assert by_name['clean']['encoders'] == 'trained'
   assert by_name['R1_extraction_batches']['encoders'] == 'shared (clean)'
   assert by_name['R7_biwi_two_thirds']['not_applicable'] == 'BIWI only'
+  # R3 acts only with R1, so it runs (and is named) as R1+R3; on rev_rec it
+  # cannot act at all.
+  assert by_name['R1+R3_plus_test_copies']['not_applicable'] == (
+      'needs model.pretext=rev_rec_plus')
+  # R12 is a check on the clean run's data, not a variant.
+  assert by_name['R12_equal_id_counts']['kind'] == 'check'
+  assert by_name['R12_equal_id_counts']['check'].startswith('passes')
+  assert 'rank1_a' not in by_name['R12_equal_id_counts']
   assert not (tmp_path / 'R1_extraction_batches' / 'checkpoints').exists()
-  # R12 alone changes nothing when the person sets agree.
-  for field in ('rank1_a', 'nauc_a'):
-    assert by_name['R12_equal_id_counts'][field] == by_name['clean'][field]
+  assert not (tmp_path / 'R12_equal_id_counts').exists()
   table = (tmp_path / 'ablation.md').read_text()
-  assert table.count('\n') == 2 + len(rows)
+  assert table.count('\n| ') == 1 + len(rows)    # header and one line a row
+  assert '| R12_equal_id_counts | check, not a variant: passes' in table
+  assert '`python -m x`' in table and 'seed 0' in table
+  record = json.loads((tmp_path / 'ablation.json').read_text())
+  assert record['complete'] and record['command'] == 'python -m x'
+  assert record['config']['rn']['epochs'] == 2
+  assert record['dataset'] == 'demo' and record['sge_jax_version']
+  assert not (tmp_path / ablate.PARTIAL_MARKDOWN).exists()
   # R1 alone keeps clean's 'val' rule: 13 of each person's 128 rows held out.
   assert by_name['R1_extraction_batches']['rn_train_sequences'] == 4 * (128 - 13)
   assert by_name['released']['rn_train_sequences'] == 4 * 128
+
+
+def test_ablation_rows_of_plus_name_r1_and_r3_together():
+  config = config_lib.resolve_config(tiny_config(
+      **{'model.pretext': 'rev_rec_plus'}))
+  plan = {row['name']: row for row in ablate.variant_plan(config, 'demo')}
+  row = plan['R1+R3_plus_test_copies']
+  assert row['kind'] == 'variant'
+  assert row['fields'] == ['extraction_batches', 'plus_test_copies']
+  variant = ablate.variant_config(config, row, pathlib.Path('clean'), 'demo')
+  assert variant.quirks.extraction_batches and variant.quirks.plus_test_copies
+  assert config_lib.quirks_on(variant, 'demo') == [
+      'R1 extraction_batches', 'R3 plus_test_copies']
+
+
+@pytest.mark.parametrize('fields,message', [
+    ({'quirks.full_test_batches': True}, 'config.quirks.full_test_batches'),
+    ({'procedure': 'released'}, 'config.procedure'),
+    ({'stages': 'train,encode'}, 'include evaluate'),
+    ({'eval.level': 'walk'}, 'window-level entries'),
+    ({'seeds': '0,1'}, 'one seed'),
+    ({'rn.epochs': 0}, 'config.rn.epochs'),
+])
+def test_ablation_refuses_what_it_cannot_honour_before_any_work(
+    tmp_path, fields, message):
+  config = tiny_config(**fields)
+  with pytest.raises(ConfigError, match=message):
+    ablate.run_ablation(config, tmp_path / 'ablation')
+  assert not (tmp_path / 'ablation').exists()
+
+
+def test_a_failing_variant_is_written_in_its_row_and_a_complete_table_stays(
+    tmp_path, monkeypatch):
+  """With pipeline.run replaced: the released variant fails, the table still
+  completes; a second, interrupted run writes its progress to the partial
+  table and leaves the complete one as it was."""
+  results = {'entries': {'A/test': {'protocol': 'A', 'rank1': 0.5,
+                                    'nauc': 0.75, 'num_sequences': 24,
+                                    'num_scored_sequences': 24}},
+             'rn': {}, 'selection_label': 'val'}
+
+  def fake_run(config, workdir):
+    if config.procedure == 'released':
+      raise DataError('released went wrong')
+    if workdir.name == 'R4_fixed_rn_shuffle' and interrupt:
+      raise KeyboardInterrupt
+    workdir.mkdir(parents=True, exist_ok=True)
+    if workdir.name == 'clean':
+      (workdir / 'encodings.npz').write_bytes(b'')
+    return results
+
+  monkeypatch.setattr(ablate.pipeline, 'run', fake_run)
+  monkeypatch.setattr(ablate, 'load_encodings', lambda path: types.SimpleNamespace(
+      metadata=types.SimpleNamespace(dataset='demo'),
+      split_names=['train', 'test'],
+      select=lambda name: types.SimpleNamespace(labels=np.arange(3))))
+  interrupt = False
+  rows = ablate.run_ablation(tiny_config(), tmp_path)
+  by_name = {row['name']: row for row in rows}
+  assert by_name['released']['error'] == 'released went wrong'
+  assert by_name['R1_extraction_batches']['rank1_a'] == 0.5
+  complete = (tmp_path / 'ablation.md').read_text()
+  assert '| released | failed: released went wrong |' in complete
+  interrupt = True
+  with pytest.raises(KeyboardInterrupt):
+    ablate.run_ablation(tiny_config(), tmp_path)
+  assert (tmp_path / 'ablation.md').read_text() == complete
+  partial = json.loads((tmp_path / ablate.PARTIAL_JSON).read_text())
+  assert not partial['complete'] and len(partial['rows']) >= 2

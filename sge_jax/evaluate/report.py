@@ -54,6 +54,15 @@ def _k_title(results: dict[str, Any], entry: dict[str, Any]) -> str:
   return '1-NN' if entry['protocol'] != 'A' or k == 1 else f'{k}-NN'
 
 
+def headline(results: dict[str, Any]) -> str:
+  """'A/test Rank-1 89.4%, nAUC 97.6%': the headline entry's numbers."""
+  parts = [f'Rank-1 {percent(results.get("rank1"))}%']
+  for name, field in (('nAUC', 'nauc'), ('mAP', 'map')):
+    if results.get(field) is not None:
+      parts.append(f'{name} {percent(results[field])}%')
+  return f'{results.get("headline")} ' + ', '.join(parts)
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
   """Short console summary: one line per entry, CAGEs then baselines."""
   seeds = results.get('seeds')

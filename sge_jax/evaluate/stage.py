@@ -21,7 +21,7 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.data import recording_ids
 from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
-from sge_jax.evaluate import (protocols, recognition, report, saved_rn, scoring,
+from sge_jax.evaluate import (protocols, recognition, saved_rn, scoring,
                               walk_level)
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
@@ -266,8 +266,6 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       saved_rn.save_rn(workdir / saved_rn.RN_FILE, outcome.trained_rn,
                        rn_settings, outcome.rn_digest,
                        rn_summary)
-  for line in report.summary_lines(results):
-    _log.info('[eval] %s', line)
   return results
 
 
@@ -287,6 +285,4 @@ def aggregate_seed_results(per_seed: Sequence[dict[str, Any]],
   aggregate = results_lib.aggregate(per_seed)
   results_lib.write_aggregate_outputs(aggregate, pathlib.Path(workdir),
                                  plots=True)
-  for line in report.summary_lines(aggregate):
-    _log.info('[eval] %s', line)
   return aggregate
