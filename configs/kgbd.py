@@ -1,6 +1,6 @@
 """KGBD (Kinect v1, J=20, 164 people): train on the remaining recordings, test on the probe.
 
-Data: Datasets/KGBD/<f>/KGBD_{train,test}_npy_data/ (see README, "Getting the data").
+Data: Datasets/KGBD/<f>/KGBD_{train,test}_npy_data/ (see docs/data.md, "Getting the data").
 """
 
 from sge_jax.config import base_config, with_variant

@@ -141,7 +141,7 @@ def test_clean_demo_keeps_its_config_hash_and_encoder_quirks_change_it():
 # Float outputs may differ from the stored reference by rounding only when the
 # platform (CPU, XLA) differs from the one that wrote it; a few float32 ulps
 # per value, relative to the array's scale. On the reference machine they are
-# bit-identical (checked by hand on the full demo, see README).
+# bit-identical (checked by hand on the full demo, see docs/testing.md).
 FLOAT_TOLERANCE = 64 * float(np.finfo(np.float32).eps)
 
 

@@ -78,7 +78,7 @@ from sge_jax.errors import DataError
 AXES = ('x', 'y', 'z')
 
 GETTING_DATA_HINT = (
-    'The README section "Getting the data" explains how to get the preprocessed '
+    'The section "Getting the data" of docs/data.md explains how to get the preprocessed '
     'files; `python -m sge_jax.preprocess` builds them from the original '
     'downloads.')
 

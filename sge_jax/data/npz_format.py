@@ -139,7 +139,7 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
   if not path.is_file():
     raise DataError(
         f'npz file {path} (config.data.path) does not exist. It must hold '
-        f'{", ".join(REQUIRED_FIELDS)} (see the README, "Generic skeleton .npz").')
+        f'{", ".join(REQUIRED_FIELDS)} (see docs/data.md, "Generic skeleton .npz").')
   try:
     with np.load(path, allow_pickle=False) as archive:
       fields = {key: archive[key] for key in archive.files}
