@@ -118,8 +118,7 @@ def _lock(workdir: pathlib.Path, directory: int, record: int) -> None:
 
 def _release(workdir: pathlib.Path, fds: list[int], created: bool,
              locked: bool) -> None:
-  """Empties the record (if ``locked``), removes a workdir this lock
-  ``created`` that holds nothing else, and closes (which unlocks)."""
+  """Empties the record, removes a created workdir holding nothing else."""
   with contextlib.suppress(OSError):
     if locked:
       os.ftruncate(fds[1], 0)
@@ -138,11 +137,13 @@ def _busy_message(workdir: pathlib.Path, record_fd: int) -> str:
       record = json.loads(os.pread(record_fd, 1 << 16, 0))
       break
     time.sleep(0.02)
-  def get(field: str) -> str:
-    value = record.get(field, '?') if isinstance(record, dict) else '?'
-    return ' '.join(str(value).split())[:300]
-  return (f'Workdir {workdir} is in use by another run: PID {get("pid")} on '
-          f'host {get("host")}, started {get("started")}, command: '
-          f'{get("command")}. Wait for it to finish or stop it (kill '
-          f'{get("pid")} on {get("host")}); the lock of a stopped run is freed '
-          f'at once (if it persists, `fuser -v {workdir}` shows what holds it).')
+  find = f'`fuser -v {workdir}` shows what holds it'
+  if not isinstance(record, dict) or 'pid' not in record:
+    return (f'Workdir {workdir} is in use by another run (its record '
+            f'{workdir / LOCK_FILE} was removed or replaced): {find}.')
+  pid, host = record['pid'], record.get('host')
+  command = ' '.join(str(record.get('command')).split())[:300]
+  return (f'Workdir {workdir} is in use by another run: PID {pid} on host '
+          f'{host}, started {record.get("started")}, command: {command}. Wait '
+          f'for it to finish or stop it (kill {pid} on {host}); the lock of a '
+          f'stopped run is freed at once (if it persists, {find}).')

@@ -157,6 +157,13 @@ def test_removing_or_replacing_the_record_while_held_lets_no_second_run_in(
     os.replace(tmp_path / 'other', workdir / LOCK_FILE)
   assert _probe(spawn, workdir) == 'busy'
   assert _probe(spawn, workdir) == 'busy'   # the first probe's record either
+  with pytest.raises(WorkdirBusyError) as error:
+    with hold_workdir_lock(workdir, command='x'):
+      pass
+  assert str(error.value) == (
+      f'Workdir {workdir} is in use by another run (its record '
+      f'{workdir / LOCK_FILE} was removed or replaced): `fuser -v {workdir}` '
+      'shows what holds it.')
   assert holder.poll() is None
 
 

@@ -309,6 +309,9 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   if start_step >= total_steps or not stopping.active.any():
     logging.info('[train] already finished at step %d (of %d); nothing to train.',
                  start_step, total_steps)
+    if _stop_agreed():       # Ctrl-C while that was found out
+      raise KeyboardInterrupt('training had already finished; ' + _kept(
+          start_step, False, checkpoints.directory))
     return state
   logging.info('[train] %d sequences of %s -> %d batches of %d per epoch, %d '
                'models (%s), %d epochs, up to %d steps per call, %d device(s)',

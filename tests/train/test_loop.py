@@ -115,25 +115,28 @@ def test_a_second_ctrl_c_stops_at_once_naming_what_is_kept(
       + message.format(checkpoints=tmp_path / 'checkpoints'))
 
 
+@pytest.mark.parametrize('epochs, message', [
+    (2, 'training stopped before its first step in this run: nothing was '
+        'trained; the newest checkpoint, step 6 in {checkpoints}, is kept'),
+    (1, 'training had already finished; the newest checkpoint, step 6 in '
+        '{checkpoints}, is kept'),
+])
 def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
-    tmp_path, monkeypatch):
-  config = tiny_config()
-  dataset = tiny_dataset(config)
+    tmp_path, monkeypatch, epochs, message):
+  dataset = tiny_dataset(tiny_config())
   train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
-  real_replicate = loop.replicate
+  real_initial_state = loop.initial_state
 
-  def interrupted_replicate(*args):
+  def interrupted_initial_state(*args):
     ctrl_c.press()
-    return real_replicate(*args)
+    return real_initial_state(*args)
 
-  monkeypatch.setattr(loop, 'replicate', interrupted_replicate)
+  monkeypatch.setattr(loop, 'initial_state', interrupted_initial_state)
   with ctrl_c.commands_handler():
     with pytest.raises(KeyboardInterrupt) as stopped:
-      train_encoders(config, dataset, tmp_path)
-  assert str(stopped.value) == (
-      'training stopped before its first step in this run: nothing was '
-      f'trained; the newest checkpoint, step 6 in {tmp_path / "checkpoints"}, '
-      'is kept')
+      train_encoders(tiny_config(**{'train.epochs': epochs}), dataset, tmp_path)
+  assert str(stopped.value) == message.format(
+      checkpoints=tmp_path / 'checkpoints')
 
 
 def test_two_devices_train_like_one(tmp_path):
