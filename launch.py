@@ -98,8 +98,8 @@ def main(argv):
                ', '.join(map(str, jax.devices())), workdir)
   cli.exit_on_user_error(
       _run, workdir,
-      interrupted_hint='every checkpoint written so far is kept; run the same '
-      'command again to resume', multi_process=settings.multi_process,
+      interrupted_hint='run the same command again to resume',
+      multi_process=settings.multi_process,
       prefix=distributed.process_prefix())
 
 

@@ -45,8 +45,9 @@ def exit_on_user_error(main: Callable[..., Any], *args: Any,
   """Runs ``main(*args)`` and exits with its integer result (0 for None).
 
   A user error (``sge_jax.errors.USER_ERRORS``) is printed once as
-  ``error: <message>`` and exits with status 2; Ctrl-C prints
-  ``interrupted_hint`` (what survives and how to go on) and exits with 130.
+  ``error: <message>`` and exits with status 2; Ctrl-C prints what the
+  interrupted stage saved (the KeyboardInterrupt's message, if any) and
+  ``interrupted_hint`` (how to go on), and exits with 130.
 
   In a process of a multi-process job (``multi_process``), every line starts
   with ``prefix`` (its index), and a crash or Ctrl-C ends the process at once
@@ -60,10 +61,10 @@ def exit_on_user_error(main: Callable[..., Any], *args: Any,
     result = main(*args)
   except USER_ERRORS as error:
     exit_with_user_error(str(error), prefix=prefix)
-  except KeyboardInterrupt:
-    print(f'\n{prefix}interrupted'
-          f'{": " + interrupted_hint if interrupted_hint else ""}',
-          file=sys.stderr)
+  except KeyboardInterrupt as interrupt:
+    # The interrupted stage may say what it saved (KeyboardInterrupt(message)).
+    said = '; '.join(part for part in (str(interrupt), interrupted_hint) if part)
+    print(f'\n{prefix}interrupted{": " + said if said else ""}', file=sys.stderr)
     _exit(INTERRUPTED_STATUS, at_once=multi_process)
   except Exception:  # pylint: disable=broad-except
     if not multi_process:

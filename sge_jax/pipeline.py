@@ -85,7 +85,6 @@ def run_single(config: ml_collections.ConfigDict,
   stages = config_lib.parse_stages(config.stages)
   dataset = None
   with distributed.stop_together():
-    workdir.mkdir(parents=True, exist_ok=True)
     check_workdir(config, workdir)
     if config.encoder_workdir:
       config = with_encoder_model(config)
@@ -104,6 +103,11 @@ def run_single(config: ml_collections.ConfigDict,
       if train:
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
+    # After the checks: a refused run leaves no empty seed directory.
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+      raise workdir_lib.write_error(workdir, error, 'create', None) from error
   if train:
     check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.

@@ -15,20 +15,25 @@ One run (one seed) writes into its workdir::
 A multi-seed run has one such directory per seed, ``<workdir>/seed_<s>/``, and the
 aggregated ``results.json`` and ``report.md`` at the top. Every file is written
 to a temporary name and renamed over the old one, so an interruption never leaves
-a half-written file.
+a half-written file; a write that fails (disk full, read-only) is one line
+naming the file and the cause (``WorkdirError``) and leaves the previous version
+and no temporary file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import pathlib
 import re
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Mapping, Optional
 
 import ml_collections
 
-from sge_jax.errors import DataError
+from sge_jax.errors import DataError, WorkdirError
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
@@ -61,12 +66,97 @@ def seed_directories(workdir: pathlib.Path) -> list[pathlib.Path]:
 # ----------------------------------------------------------------- writing
 
 
-def write_text_atomically(path: str | pathlib.Path, text: str) -> None:
-  """Writes ``text`` to a temporary file beside ``path``, then renames it over."""
+def write_error(path: str | pathlib.Path, error: OSError, verb: str = 'write',
+                kept: Optional[str] = 'the previous version is kept'
+                ) -> WorkdirError:
+  """The one-line error for a write to ``path`` that failed with ``error``
+  (disk full, read-only, no permission): what, why, and the way out.
+
+  ``kept`` (what of the file survives) is said only when ``path`` exists.
+  """
+  path = pathlib.Path(path)
+  cause = error.strerror or str(error)
+  if error.filename and pathlib.Path(error.filename) != path:
+    cause += f': {error.filename}'      # e.g. the temporary file beside it
+    if error.filename2:
+      cause += f' -> {error.filename2}'
+  if error.errno is not None:
+    cause += f' (errno {error.errno})'
+  way_out = _WAYS_OUT.get(error.errno, 'fix that')
+  survives = f'; {kept}' if kept and path.exists() else ''
+  return WorkdirError(f'cannot {verb} {path}: {cause}; {way_out} and run the '
+                      f'same command again{survives}')
+
+
+_WAYS_OUT = {
+    errno.ENOSPC: 'free some space',
+    errno.EDQUOT: 'free some space or raise your disk quota',
+    errno.EFBIG: 'raise the file size limit (ulimit -f)',
+    errno.EACCES: 'make it and its directory writable',
+    errno.EPERM: 'make it and its directory writable',
+    errno.EROFS: 'use a writable filesystem',
+}
+
+
+def write_atomically(path: str | pathlib.Path,
+                     write: Callable[[BinaryIO], Any]) -> None:
+  """Writes ``path`` through ``write(file)``: into a temporary file beside it,
+  flushed to disk, then renamed over it. ``path`` is therefore always either
+  its previous version or the complete new one.
+
+  Raises:
+    WorkdirError: the write failed (``write_error``: path, cause, way out); the
+      temporary file is removed and the previous version is left as it was.
+  """
   path = pathlib.Path(path)
   temporary = path.with_name(path.name + '.tmp')
-  temporary.write_text(text)
-  temporary.replace(path)
+  try:
+    try:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)        # left by a killed run; never followed
+      with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                        | os.O_CLOEXEC, 0o666), 'wb') as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())
+      os.replace(temporary, path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.unlink(temporary)
+      raise
+  except OSError as error:
+    raise write_error(path, error) from error
+
+
+def write_text_atomically(path: str | pathlib.Path, text: str) -> None:
+  """Writes ``text`` (UTF-8) with ``write_atomically``."""
+  write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def append_text(path: str | pathlib.Path, text: str) -> None:
+  """Appends ``text`` (UTF-8) to ``path``; if that fails part-way, the file is
+  cut back to what it held before.
+
+  Raises:
+    WorkdirError: naming the path and the cause (``write_error``).
+  """
+  data = text.encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                 0o666)
+    try:
+      size = os.fstat(fd).st_size
+      try:
+        while data:
+          data = data[os.write(fd, data):]
+      except OSError:
+        os.ftruncate(fd, size)
+        raise
+    finally:
+      os.close(fd)
+  except OSError as error:
+    raise write_error(path, error, 'append to',
+                      'the lines written before are kept') from error
 
 
 def json_safe(value: Any, non_finite_as_text: bool = False) -> Any:
@@ -140,9 +230,8 @@ class MetricsLog:
   def write(self, record: Mapping[str, Any]) -> None:
     if not self.enabled:
       return
-    with self.path.open('a') as f:
-      f.write(json.dumps(json_safe(record, non_finite_as_text=True),
-                         sort_keys=False) + '\n')
+    append_text(self.path, json.dumps(
+        json_safe(record, non_finite_as_text=True), sort_keys=False) + '\n')
 
   def warnings(self) -> list[str]:
     """The ``warning`` texts of the records so far, in order, each once."""

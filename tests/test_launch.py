@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -88,10 +89,11 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
   assert not (tmp_path / 'run' / 'config.json').exists()
 
 
-def test_ctrl_c_during_training_says_how_to_resume_and_exits_130(tmp_path):
+def test_ctrl_c_during_training_saves_the_step_reached_and_exits_130(tmp_path):
   process = subprocess.Popen(
       [sys.executable, str(REPO / 'launch.py'), '--config=configs/demo.py:smoke',
-       f'--workdir={tmp_path}', '--config.train.epochs=200'],
+       f'--workdir={tmp_path}', '--config.train.epochs=200',
+       '--config.train.checkpoint_every_steps=100000'],
       stderr=subprocess.PIPE, text=True, cwd=REPO,
       env=dict(os.environ, PYTHONPATH=str(REPO)))
   lines = []
@@ -102,8 +104,38 @@ def test_ctrl_c_during_training_says_how_to_resume_and_exits_130(tmp_path):
   process.send_signal(signal.SIGINT)
   rest = process.stderr.read()
   assert process.wait(timeout=120) == 130, rest[-2000:]
-  assert 'run the same command again to resume' in rest
   assert 'Traceback' not in rest
+  assert 'stopping after the current step' in rest
+  checkpoints = tmp_path / 'checkpoints'
+  last = rest.strip().splitlines()[-1]
+  stopped = re.fullmatch(
+      r'interrupted: training stopped at step (\d+) of 1000; checkpoint step '
+      rf'(\d+) saved in {re.escape(str(checkpoints))}; run the same command '
+      r'again to resume', last)
+  assert stopped and stopped.group(1) == stopped.group(2), last
+  # Before, nothing was saved before the first periodic checkpoint.
+  assert sorted(p.name for p in checkpoints.iterdir()) == [stopped.group(1)]
+
+
+def test_a_full_disk_is_one_line_with_exit_2_and_leaves_no_temporary(tmp_path):
+  # `ulimit -f` makes every write beyond 32-64 KiB fail with EFBIG, as a full
+  # disk fails with ENOSPC: here the first checkpoint (Orbax and TensorStore).
+  run = subprocess.run(
+      ['sh', '-c', 'trap "" XFSZ; ulimit -f 64; exec "$0" "$@"',
+       sys.executable, str(REPO / 'launch.py'), '--config=configs/demo.py:smoke',
+       f'--workdir={tmp_path}', '--config.stages=train',
+       '--config.train.epochs=1'],
+      capture_output=True, text=True, timeout=600, cwd=REPO,
+      env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert run.returncode == 2, run.stderr[-3000:]
+  errors = [line for line in run.stderr.splitlines() if 'error' in line.lower()]
+  assert errors == [
+      f'error: cannot write checkpoint step 5 in {tmp_path / "checkpoints"}: '
+      'File too large (errno 27); raise the file size limit (ulimit -f) and '
+      'run the same command again'], run.stderr[-3000:]
+  assert 'Traceback' not in run.stderr
+  assert not [p for p in tmp_path.rglob('*') if 'tmp' in p.name]
+  assert not list((tmp_path / 'checkpoints').iterdir())
 
 
 def test_missing_dataset_names_the_expected_paths(tmp_path):

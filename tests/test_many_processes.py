@@ -9,6 +9,8 @@ another (two processes already fill the two cores of the CI machine).
 
 import json
 import pathlib
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -171,6 +173,36 @@ def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
   np.testing.assert_array_equal(
       load_encodings(workdir / workdir_lib.ENCODINGS_FILE).encodings,
       load_encodings(straight / workdir_lib.ENCODINGS_FILE).encodings)
+
+
+def test_ctrl_c_on_one_process_stops_every_process_at_one_saved_step(
+    compilation_cache, tmp_path):
+  workdir = tmp_path / 'run'
+  job = start_job([*RUN_FLAGS, f'--workdir={workdir}', '--config.stages=train',
+                   '--config.train.epochs=400',
+                   '--config.train.checkpoint_every_steps=100000'],
+                  tmp_path / 'logs', compilation_cache=compilation_cache)
+  try:
+    deadline = time.monotonic() + 300
+    while '[train] epoch' not in job.stderr(0):
+      assert time.monotonic() < deadline and job.processes[0].poll() is None, (
+          job.stderr(0)[-3000:])
+      time.sleep(0.1)
+    job.processes[1].send_signal(signal.SIGINT)   # the other process: not
+    finished = job.wait(timeout=120)              # signalled
+  finally:
+    job.kill()
+  assert [result.returncode for result in finished] == [130, 130], (
+      finished[0].stderr[-2000:] + finished[1].stderr[-2000:])
+  steps = _checkpoint_steps(workdir)
+  assert len(steps) == 1 and steps[0] < 2000
+  for index, result in enumerate(finished):
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'[process {index}] interrupted: training stopped at step {steps[0]} '
+        f'of 2000; checkpoint step {steps[0]} saved in '
+        f'{workdir / workdir_lib.CHECKPOINT_DIR}; run the same command again '
+        'to resume')
 
 
 # ----------------------------------------------------------------- errors

@@ -232,6 +232,19 @@ def test_a_rejected_run_writes_no_config(tmp_path):
   assert not (fresh / 'config.json').exists()
 
 
+def test_a_run_refused_while_loading_data_leaves_no_new_workdir(tmp_path):
+  for seeds in ('', '0,1'):
+    too_big = _smoke_config(**{'seeds': seeds, 'train.batch_size': 4096})
+    with pytest.raises(DataError, match='fewer than one batch'):
+      pipeline.run(too_big, tmp_path / 'fresh')
+    assert not (tmp_path / 'fresh').exists()
+  # An existing workdir stays, even an empty one.
+  (tmp_path / 'existing').mkdir()
+  with pytest.raises(DataError, match='fewer than one batch'):
+    pipeline.run(too_big, tmp_path / 'existing')
+  assert (tmp_path / 'existing').is_dir()
+
+
 @pytest.mark.parametrize('content', ['{"seed": 0, ', '[1, 2]', '\x00\xff'])
 def test_a_corrupt_config_json_is_named(tmp_path, content):
   workdir = tmp_path / 'run'

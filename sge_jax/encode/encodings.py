@@ -39,6 +39,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from sge_jax import workdir as workdir_lib
 from sge_jax.errors import DataError
 
 _ARRAY_FIELDS = ('encodings', 'labels', 'split', 'sequence_index', 'recording',
@@ -148,9 +149,7 @@ def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
   if meta.procedure != 'clean' or meta.quirks:
     arrays['procedure'] = np.asarray(meta.procedure, dtype=str)
     arrays['quirks'] = np.asarray(meta.quirks, dtype=str)
-  temporary = path.with_name(path.name + '.tmp.npz')
-  np.savez(temporary, **arrays)
-  temporary.replace(path)
+  workdir_lib.write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def load_encodings(path: str | pathlib.Path) -> EncodingSet:

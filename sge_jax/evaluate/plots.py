@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sge_jax import workdir as workdir_lib
 from sge_jax.evaluate.report import baseline_title, is_stat, is_walk_entry
 
 NO_MATPLOTLIB_NOTE = ('matplotlib is not installed: plots skipped '
@@ -46,7 +47,8 @@ def _file_stem(key: str) -> str:
 def _save(figure, canvas_class, path: pathlib.Path) -> None:
   canvas_class(figure)
   figure.tight_layout()
-  figure.savefig(path, dpi=110)
+  workdir_lib.write_atomically(
+      path, lambda file: figure.savefig(file, format='png', dpi=110))
 
 
 def _cmc_curves(entry: dict[str, Any]) -> dict[str, tuple]:

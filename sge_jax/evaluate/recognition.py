@@ -422,6 +422,17 @@ def _initial_carry(program: _Program, rn_key: jax.Array, input_dim: int,
   return carry
 
 
+STOPPING = ('stopping after the current epochs of the recognition network... '
+            '(Ctrl-C again to stop at once)')
+
+
+def stopped_message(epoch: int, epochs: int) -> str:
+  """What an interrupted RN training leaves, for the line the command prints."""
+  return (f'the recognition network stopped after epoch {epoch} of {epochs}; '
+          'it is not saved (the evaluation trains it again), the encodings '
+          'and checkpoints are kept')
+
+
 def rn_key(seed: int) -> jax.Array:
   """The RN's root key: fold_in(key(seed), RN_KEY_STREAM)."""
   return jax.random.fold_in(jax.random.key(seed), RN_KEY_STREAM)
@@ -494,20 +505,24 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
   chunk = min(settings.epochs_per_call, settings.epochs)
   num_epochs = np.int32(settings.epochs)
   histories = []
-  for first in range(0, settings.epochs, chunk):
-    interrupts.raise_if_requested()
-    epochs = np.arange(first, first + chunk, dtype=np.int32)
-    carry, history = _run_epochs(carry, epochs, num_epochs, data,
-                                 program=program)
-    history = jax.tree.map(np.asarray, history)
-    histories.append(history)
-    done = min(first + chunk, settings.epochs)
-    last = done - first - 1
-    val_note = (f', val acc {history["val_accuracy"][last]:.3f}'
-                if program.has_val else '')
-    _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
-              settings.epochs, history['train_loss'][last], val_note,
-              time.perf_counter() - started)
+  with interrupts.deferred(STOPPING):
+    for first in range(0, settings.epochs, chunk):
+      if interrupts.stop_requested():
+        raise KeyboardInterrupt(stopped_message(first, settings.epochs))
+      epochs = np.arange(first, first + chunk, dtype=np.int32)
+      carry, history = _run_epochs(carry, epochs, num_epochs, data,
+                                   program=program)
+      history = jax.tree.map(np.asarray, history)
+      histories.append(history)
+      done = min(first + chunk, settings.epochs)
+      last = done - first - 1
+      val_note = (f', val acc {history["val_accuracy"][last]:.3f}'
+                  if program.has_val else '')
+      _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
+                settings.epochs, history['train_loss'][last], val_note,
+                time.perf_counter() - started)
+    if interrupts.stop_requested():
+      raise KeyboardInterrupt(stopped_message(settings.epochs, settings.epochs))
   carry = jax.device_get(carry)
   kept = {'fixed': carry['params']}
   if program.has_val:

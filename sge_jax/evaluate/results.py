@@ -66,7 +66,10 @@ _ENTRY_METRICS = ('rank1', 'rank5', 'rank10', 'nauc', 'map', 'selected_epoch')
 
 def _write_outputs(results: dict[str, Any], workdir: pathlib.Path,
                    rocs, plots: bool) -> None:
-  workdir.mkdir(parents=True, exist_ok=True)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise workdir_lib.write_error(workdir, error, 'create', kept=None) from error
   results['plots'] = []
   if plots:
     written = plots_lib.write_plots(results, workdir, rocs)

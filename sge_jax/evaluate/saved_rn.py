@@ -139,9 +139,7 @@ def save_rn(path: pathlib.Path, result: recognition.RNResult,
       'summary': dict(summary),
   }
   arrays['meta'] = np.asarray(json.dumps(workdir_lib.json_safe(meta)))
-  temporary = path.with_name(path.name + '.tmp.npz')
-  np.savez(temporary, **arrays)
-  temporary.replace(path)
+  workdir_lib.write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def load_rn(path: pathlib.Path) -> Optional[SavedRN]:

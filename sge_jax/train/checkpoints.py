@@ -2,7 +2,12 @@
 
 One checkpoint is one pytree (the train state plus bookkeeping) saved under its
 step number. Orbax writes each step into a temporary directory and renames it
-when complete, so an interrupted save never leaves a half-written step behind.
+when complete, so an interrupted save never leaves a half-written step behind;
+Ctrl-C waits for a save to finish (``sge_jax.interrupts.uninterruptible``), a
+save killed half-way leaves a temporary directory that the next run removes, and
+a save that fails (disk full, read-only) removes what it wrote and raises a
+one-line
+``WorkdirError`` naming the directory and the cause.
 
 On top of Orbax:
 - typed PRNG keys are stored as their key data and re-wrapped on restore;
@@ -22,19 +27,29 @@ processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import pathlib
+import re
+import shutil
+import sys
+import time
 import zlib
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from sge_jax import distributed
+from sge_jax import interrupts
+from sge_jax import workdir as workdir_lib
 from sge_jax.errors import CheckpointError, CheckpointMismatchError
 
 _CHECKSUMS = '__leaf_crc32__'
+# What Orbax appends to the directory of a step while it is being written.
+_UNFINISHED = '.orbax-checkpoint-tmp'
 
 
 def _is_key(leaf) -> bool:
@@ -93,15 +108,16 @@ class CheckpointStore:
 
   def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
     self.directory = pathlib.Path(directory).absolute()
+    # A save killed mid-way leaves a *.orbax-checkpoint-tmp directory: removed
+    # here, before the manager lists the steps (Orbax's own clean-up runs in a
+    # thread that a short-lived process can leave unfinished).
+    self._remove_unfinished()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True,
         # Synchronous saves: a checkpoint is complete when save() returns, which
         # is what "nothing lost on interruption" needs; they take well under a
         # second at these model sizes.
-        enable_async_checkpointing=False,
-        # A save killed mid-way leaves a *.orbax-checkpoint-tmp directory;
-        # remove it on start so the step can be written again.
-        cleanup_tmp_directories=True)
+        enable_async_checkpointing=False, cleanup_tmp_directories=False)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers=ocp.StandardCheckpointHandler())
@@ -118,8 +134,43 @@ class CheckpointStore:
     # Orbax cannot save in a multi-process job (it is host-local).
     savable = jax.device_get(_keys_to_data(tree))
     payload = {'tree': savable, _CHECKSUMS: _leaf_checksums(savable)}
-    self._manager.save(step, args=ocp.args.StandardSave(payload), force=True)
-    self._manager.wait_until_finished()
+    with interrupts.uninterruptible(), _failure_reports_dropped():
+      try:
+        self._manager.save(step, args=ocp.args.StandardSave(payload),
+                           force=True)
+        self._manager.wait_until_finished()
+      except Exception as error:  # Orbax/TensorStore raise many types here.
+        fault = _storage_fault(error)
+        if fault is None:
+          raise
+        self._remove_unfinished(settle_s=0.5)
+        raise workdir_lib.write_error(
+            self.directory, fault, f'write checkpoint step {step} in',
+            'the previous checkpoints are kept'
+            if has_checkpoints(self.directory) else None) from error
+
+  def _remove_unfinished(self, settle_s: float = 0.0) -> None:
+    """Removes the temporary directories of unfinished saves (process 0). A
+    step's own directory only appears, by a rename, once it is complete.
+
+    After a failed save TensorStore may go on for a moment with the save's
+    other writes, creating the directory again: with ``settle_s`` it is
+    removed until it has stayed away that long (at most ten times as long).
+    """
+    if not (distributed.is_main_process() and self.directory.is_dir()):
+      return
+    give_up = time.monotonic() + 10 * settle_s
+    gone_since = time.monotonic()
+    while True:
+      unfinished = list(self.directory.glob(f'*{_UNFINISHED}*'))
+      for path in unfinished:
+        shutil.rmtree(path, ignore_errors=True)
+      now = time.monotonic()
+      if unfinished:
+        gone_since = now
+      if now - gone_since >= settle_s or now >= give_up:
+        return
+      time.sleep(settle_s / 5)
 
   def restore(self, step: int, template: Any) -> Any:
     """Restores checkpoint ``step`` into the structure of ``template``.
@@ -240,6 +291,52 @@ class CheckpointStore:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def _storage_fault(error: BaseException) -> Optional[OSError]:
+  """The OSError (disk full, read-only, ...) behind a failed save, or None.
+
+  Orbax's own files fail with an OSError; TensorStore reports its writes as a
+  ValueError whose text ends in ``[os_error_code='28']``.
+  """
+  while error is not None:
+    if isinstance(error, OSError):
+      return error
+    code = re.search(r"os_error_code='?(\d+)", str(error))
+    if code:
+      return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+class _DropErrors(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
+
+
+def _is_abandoned_write(unraisable) -> bool:
+  return (isinstance(unraisable.exc_value, RuntimeError)
+          and 'Event loop is closed' in str(unraisable.exc_value))
+
+
+@contextlib.contextmanager
+def _failure_reports_dropped() -> Iterator[None]:
+  """A failed write makes Orbax log the error with its thread's traceback,
+  and TensorStore then finishes the save's other writes on threads whose
+  asyncio loop is closed, which Python reports as ignored 'Event loop is
+  closed' errors, during and after the save. ``save`` reports the failure once,
+  as a WorkdirError: within the block Orbax's error logs are dropped, and after
+  a failure those reports too."""
+  drop, logger = _DropErrors(), logging.getLogger('absl')
+  previous = sys.unraisablehook
+  logger.addFilter(drop)
+  sys.unraisablehook = lambda unraisable: (
+      None if _is_abandoned_write(unraisable) else previous(unraisable))
+  try:
+    yield
+    sys.unraisablehook = previous
+  finally:
+    logger.removeFilter(drop)
 
 
 def has_checkpoints(directory: str | pathlib.Path) -> bool:

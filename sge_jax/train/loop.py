@@ -13,6 +13,12 @@ Resumption: the state (parameters, optimizer, step, root key) and the early
 stopping bookkeeping are checkpointed together; the step counter is the data
 position, so a resumed run replays exactly the calls an uninterrupted run makes.
 
+Ctrl-C (``sge_jax.interrupts``): the first one stops the loop after the current
+call, saves that step and raises ``KeyboardInterrupt`` naming the saved step and
+its directory; a second one stops at once without saving. In a multi-process
+job the processes agree on the stop after each call (one tiny allgather), so
+they all save the same step together.
+
 Many processes: every process runs this loop on the same data (checked by a
 checksum), feeding only its local devices (``sge_jax.train.devices``); the
 pmaps span every device of every process, so all processes hold the same state
@@ -178,6 +184,27 @@ def _check_finite(metrics: dict[str, np.ndarray], names: list[str],
           'Check the data for outliers, or lower --config.train.learning_rate.')
 
 
+STOPPING = ('stopping after the current step... (Ctrl-C again to stop at once '
+            'without saving)')
+
+
+def _stop_agreed() -> bool:
+  """Whether Ctrl-C was pressed, in any process of the job (a collective in a
+  multi-process job, so that every process stops after the same call)."""
+  if distributed.process_count() == 1:
+    return interrupts.stop_requested()
+  return bool(distributed.gather(np.uint8(interrupts.stop_requested())).any())
+
+
+def _kept(saved_step: Optional[int], saved_now: bool,
+          directory: pathlib.Path) -> str:
+  if saved_step is None:
+    return 'no checkpoint was written'
+  if saved_now:
+    return f'checkpoint step {saved_step} saved in {directory}'
+  return f'the newest checkpoint, step {saved_step} in {directory}, is kept'
+
+
 def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                    workdir: str | pathlib.Path,
                    devices: Devices = None) -> TrainState:
@@ -202,8 +229,17 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   check_trainable(dataset, int(config.train.batch_size), split_name)
   with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
                        int(config.train.keep_checkpoints)) as checkpoints:
-    return _train_loop(config, dataset, split_name, workdir, devices,
-                       checkpoints)
+    try:
+      with interrupts.deferred(STOPPING):
+        return _train_loop(config, dataset, split_name, workdir, devices,
+                           checkpoints)
+    except KeyboardInterrupt as interrupt:
+      if interrupt.args:     # the loop's own stop, naming what it saved
+        raise
+      raise KeyboardInterrupt(  # a second Ctrl-C
+          'training stopped at once, without saving its current step; '
+          + _kept(checkpoints.latest_step(), False, checkpoints.directory)
+      ) from None
 
 
 def check_same_training_split(dataset: SkeletonDataset) -> None:
@@ -273,6 +309,9 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   if start_step >= total_steps or not stopping.active.any():
     logging.info('[train] already finished at step %d (of %d); nothing to train.',
                  start_step, total_steps)
+    if _stop_agreed():       # Ctrl-C while that was found out
+      raise KeyboardInterrupt('training had already finished; ' + _kept(
+          start_step, False, checkpoints.directory))
     return state
   logging.info('[train] %d sequences of %s -> %d batches of %d per epoch, %d '
                'models (%s), %d epochs, up to %d steps per call, %d device(s)',
@@ -284,13 +323,16 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                                bool(train.shuffle_batches))
   validate = make_validation(definition, devices)
   replicated = replicate(state, devices)
-  last_saved = start_step
+  last_saved = start_step if restored is not None else None
   step = start_step
   timed_steps, timed_seconds = 0, 0.0      # excludes the first, compiling call
   warned = False
   logging.info('[train] %s', LEGEND)
+  stop = False
   while step < total_steps and stopping.active.any():
-    interrupts.raise_if_requested()
+    stop = _stop_agreed()
+    if stop:
+      break
     num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
     call_start = time.perf_counter()
     replicated, metrics = run_calls(replicated, resident, stopping.active,
@@ -332,13 +374,21 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       if not stopping.active.all():
         logging.info('[train] early stopping: %s stopped',
                      ', '.join(n for n, a in zip(names, stopping.active) if not a))
-    if step - last_saved >= int(train.checkpoint_every_steps):
+    if step - (last_saved or 0) >= int(train.checkpoint_every_steps):
       checkpoints.save(step, {'state': unreplicate(replicated),
                               'early_stopping': stopping.as_tree()})
       last_saved = step
   state = unreplicate(replicated)
-  if last_saved != step:
+  saved_now = last_saved != step and step > start_step
+  if saved_now:
     checkpoints.save(step, {'state': state, 'early_stopping': stopping.as_tree()})
+    last_saved = step
+  if stop or _stop_agreed():
+    done = (f'training stopped at step {step} of {total_steps}'
+            if step > start_step else 'training stopped before its first step '
+            'in this run: nothing was trained')
+    raise KeyboardInterrupt(
+        f'{done}; {_kept(last_saved, saved_now, checkpoints.directory)}')
   logging.info('[train] done at step %d; checkpoints in %s', step,
                checkpoints.directory)
   return state

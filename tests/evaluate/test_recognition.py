@@ -9,6 +9,7 @@ import pytest
 from sge_jax.config import get_config
 from sge_jax.evaluate import recognition
 from sge_jax.errors import ConfigError, DataError
+from tests.fixtures import ctrl_c
 
 
 def _clustered_encodings(rng, people, per_person, centres, noise, length=4):
@@ -281,3 +282,25 @@ class TestSettings:
     overrides = {'selection': 'val', field: value}
     with pytest.raises(ConfigError, match=f'config.rn.{field}'):
       _settings(**overrides)
+
+
+def test_ctrl_c_stops_the_recognition_network_between_compiled_calls(
+    monkeypatch):
+  (train_x, train_y), (test_x, test_y) = _separable_problem()
+  real_run_epochs = recognition._run_epochs
+  calls = []
+
+  def interrupted(*args, **kwargs):
+    calls.append(True)
+    if len(calls) == 2:
+      ctrl_c.press()       # while the second call runs: it finishes
+    return real_run_epochs(*args, **kwargs)
+
+  monkeypatch.setattr(recognition, '_run_epochs', interrupted)
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt) as stopped:
+      recognition.train_and_score(train_x, train_y, {'test': (test_x, test_y)},
+                                  _settings(epochs=40, epochs_per_call=10))
+  assert len(calls) == 2
+  assert str(stopped.value).startswith(
+      'the recognition network stopped after epoch 20 of 40; it is not saved')

@@ -2,6 +2,10 @@
 
 import glob
 import logging
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,9 @@ pytestmark = pytest.mark.filterwarnings(
 from sge_jax.train.checkpoints import (CheckpointError, CheckpointMismatchError,
                                    has_checkpoints,
                                    CheckpointStore)
+from tests.fixtures import ctrl_c
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _tree(offset=0.0):
@@ -98,3 +105,72 @@ def test_other_shapes_are_a_mismatch_and_leave_the_checkpoint_alone(tmp_path):
   with pytest.raises(CheckpointMismatchError, match='w: saved'):
     store.restore_latest(wrong)
   assert store.steps() == [1]
+
+
+# ------------------------------------------------------ interruptions and faults
+
+_FULL_DISK_SAVE = r'''
+import resource, signal, sys
+import numpy as np
+from sge_jax.errors import WorkdirError
+from sge_jax.train.checkpoints import CheckpointStore
+
+store = CheckpointStore(sys.argv[1])
+store.save(1, {'w': np.zeros(1000, np.float32)})
+# Files beyond 64 KiB fail with EFBIG, as on a full disk: a real failure of
+# TensorStore's own writes, not a mock.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE,
+                   (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+rng = np.random.default_rng(0)
+try:
+  store.save(2, {'w': rng.normal(size=(8, 100000)).astype(np.float32)})
+except WorkdirError as error:
+  print(error)
+import time; time.sleep(1)   # TensorStore's abandoned writes end meanwhile
+'''
+
+
+def test_a_save_that_fails_for_lack_of_space_is_one_line_and_keeps_the_rest(
+    tmp_path):
+  run = subprocess.run([sys.executable, '-c', _FULL_DISK_SAVE, str(tmp_path)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert run.stdout.strip() == (
+      f'cannot write checkpoint step 2 in {tmp_path}: File too large (errno '
+      '27); raise the file size limit (ulimit -f) and run the same command '
+      'again; the previous checkpoints are kept')
+  assert 'Traceback' not in run.stderr and 'Event loop' not in run.stderr
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['1']
+  step, restored = CheckpointStore(tmp_path).restore_latest(
+      {'w': np.zeros(1000, np.float32)})
+  assert step == 1
+
+
+def test_unfinished_saves_are_removed_before_the_steps_are_listed(tmp_path):
+  with CheckpointStore(tmp_path) as store:
+    store.save(1, _tree(1))
+  for name in ('2.orbax-checkpoint-tmp', '3.orbax-checkpoint-tmp-1700000000'):
+    (tmp_path / name / 'default').mkdir(parents=True)
+  store = CheckpointStore(tmp_path)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['1']
+  assert store.steps() == [1]
+  store.save(2, _tree(2))
+  assert store.steps() == [1, 2]
+
+
+def test_ctrl_c_waits_for_the_save_to_finish(tmp_path, monkeypatch):
+  store = CheckpointStore(tmp_path)
+  real_save = store._manager.save
+
+  def interrupted_save(*args, **kwargs):
+    ctrl_c.press(2)                    # twice: "stop at once" too
+    return real_save(*args, **kwargs)
+
+  monkeypatch.setattr(store._manager, 'save', interrupted_save)
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt):   # raised once the save is done
+      store.save(1, _tree(1))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['1']
+  assert CheckpointStore(tmp_path).restore_latest(_tree())[0] == 1

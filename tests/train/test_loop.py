@@ -12,6 +12,7 @@ from sge_jax.train.checkpoints import CheckpointStore
 from sge_jax.train.devices import resident_batches
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
 from sge_jax.train.loop import steps_in_next_call, train_encoders
+from tests.fixtures import ctrl_c
 from tests.fixtures.pipeline import tiny_config, tiny_dataset
 
 
@@ -59,6 +60,83 @@ def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
   # Running again finds the run finished.
   again = train_encoders(config, dataset, tmp_path / 'resumed')
   _assert_same_params(again.params, straight.params)
+
+
+def _press_during_calls(monkeypatch, presses):
+  """Ctrl-C while compiled calls run: ``presses[i]`` times during call i."""
+  real_make = loop.make_train_calls
+
+  def make(*args):
+    run_calls = real_make(*args)
+    calls = iter(presses)
+
+    def interrupted(*call_args):
+      ctrl_c.press(next(calls, 0))
+      return run_calls(*call_args)
+    return interrupted
+
+  monkeypatch.setattr(loop, 'make_train_calls', make)
+
+
+def test_ctrl_c_saves_the_step_reached_and_the_rerun_ends_like_a_straight_run(
+    tmp_path, monkeypatch):
+  config = tiny_config(**{'train.checkpoint_every_steps': 100})
+  dataset = tiny_dataset(config)
+  straight = train_encoders(config, dataset, tmp_path / 'straight')
+  _press_during_calls(monkeypatch, [0, 1])
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt) as stopped:
+      train_encoders(config, dataset, tmp_path / 'run')
+  checkpoints = tmp_path / 'run' / 'checkpoints'
+  assert str(stopped.value) == (
+      f'training stopped at step 6 of 12; checkpoint step 6 saved in '
+      f'{checkpoints}')
+  assert CheckpointStore(checkpoints).steps() == [6]
+  monkeypatch.undo()
+  resumed = train_encoders(config, dataset, tmp_path / 'run')
+  _assert_same_params(resumed.params, straight.params)
+
+
+@pytest.mark.parametrize('presses, message', [
+    ([2], 'no checkpoint was written'),
+    ([0, 2], 'no checkpoint was written'),
+    ([0, 0, 2], 'the newest checkpoint, step 6 in {checkpoints}, is kept'),
+])
+def test_a_second_ctrl_c_stops_at_once_naming_what_is_kept(
+    tmp_path, monkeypatch, presses, message):
+  config = tiny_config(**{'train.checkpoint_every_steps':
+                          3 if len(presses) == 3 else 100})
+  _press_during_calls(monkeypatch, presses)
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt) as stopped:
+      train_encoders(config, tiny_dataset(config), tmp_path)
+  assert str(stopped.value) == (
+      'training stopped at once, without saving its current step; '
+      + message.format(checkpoints=tmp_path / 'checkpoints'))
+
+
+@pytest.mark.parametrize('epochs, message', [
+    (2, 'training stopped before its first step in this run: nothing was '
+        'trained; the newest checkpoint, step 6 in {checkpoints}, is kept'),
+    (1, 'training had already finished; the newest checkpoint, step 6 in '
+        '{checkpoints}, is kept'),
+])
+def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
+    tmp_path, monkeypatch, epochs, message):
+  dataset = tiny_dataset(tiny_config())
+  train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
+  real_initial_state = loop.initial_state
+
+  def interrupted_initial_state(*args):
+    ctrl_c.press()
+    return real_initial_state(*args)
+
+  monkeypatch.setattr(loop, 'initial_state', interrupted_initial_state)
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt) as stopped:
+      train_encoders(tiny_config(**{'train.epochs': epochs}), dataset, tmp_path)
+  assert str(stopped.value) == message.format(
+      checkpoints=tmp_path / 'checkpoints')
 
 
 def test_two_devices_train_like_one(tmp_path):
