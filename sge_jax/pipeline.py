@@ -266,14 +266,22 @@ def reevaluate(workdir: str | pathlib.Path,
     workdir: the workdir of a finished run.
     overrides: ``{'rn.selection': 'fixed', ...}`` on top of the saved config
       (rn.* and eval.* only).
-    name: the evaluation's folder name (default: from the overrides).
+    name: the evaluation's folder name (default: from the overrides): one
+      folder under ``evaluations/`` (``workdir.check_evaluation_name``).
 
   Returns:
     (the results dict, the aggregate for a multi-seed workdir; its folder).
+
+  Raises:
+    ConfigError: ``name`` is not one safe folder name, or an override is
+      outside rn.* and eval.*.
+    WorkdirError: ``evaluations/<name>`` exists as a file or leads elsewhere.
+    DataError: not the workdir of a run, or its saved files are damaged.
   """
   workdir = pathlib.Path(workdir)
   overrides = dict(overrides or {})
   name = name or evaluation_name(overrides)
+  workdir_lib.check_evaluation_name(name)
   if not workdir.is_dir():
     raise DataError(f'--workdir={workdir} is not a directory')
   with hold_workdir_lock(workdir):
@@ -284,5 +292,7 @@ def reevaluate(workdir: str | pathlib.Path,
                              name), out_dir
     runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
             for seed_workdir in seed_dirs]
+    for _, seed_workdir in runs:     # every seed's folder checked before work
+      workdir_lib.evaluation_dir(seed_workdir, name)
     return _over_seeds(runs, out_dir, functools.partial(
         _evaluate_saved, output=name)), out_dir
