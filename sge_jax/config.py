@@ -20,7 +20,8 @@ import hashlib
 import json
 import logging
 import math
-from typing import Any, Iterable, Optional
+import numbers
+from typing import Any, Iterable, Mapping, Optional
 
 import ml_collections
 
@@ -441,6 +442,83 @@ def _positive_float(value, field: str, allow_zero: bool = False) -> None:
   _require(ok, field, value, 'a finite number ' + ('>= 0' if allow_zero else '> 0'))
 
 
+# ----------------------------------------------------------------- field types
+
+# What every saved config.json holds (every version of the job wrote them).
+SAVED_CONFIG_SECTIONS = ('seed', 'data', 'model', 'train', 'rn', 'eval')
+
+
+def _expected_kind(default: Any) -> str:
+  """What a field whose default is ``default`` must hold, in words."""
+  if default is None:                     # a bool that may be left unset
+    return 'true, false or None'
+  if isinstance(default, bool):
+    return 'true or false'
+  if isinstance(default, int):
+    return 'an integer'
+  if isinstance(default, float):
+    return 'a number'
+  if isinstance(default, str):
+    return 'a string'
+  return 'a section of fields'
+
+
+def _fits(value: Any, default: Any) -> bool:
+  """Whether ``value`` has the type of a field whose default is ``default``
+  (an integer may stand for a float, never a float for an integer)."""
+  if default is None:
+    return value is None or isinstance(value, bool)
+  if isinstance(default, bool):
+    return isinstance(value, bool)
+  if isinstance(default, int):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+  if isinstance(default, str):
+    return isinstance(value, str)
+  return _is_section(value)
+
+
+def _is_section(value: Any) -> bool:
+  return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
+def mistyped_field(config: Mapping[str, Any]
+                   ) -> Optional[tuple[str, Any, str]]:
+  """The first field of ``config`` (a ConfigDict or a dict read from JSON)
+  whose value has another type than ``base_config()`` gives it, as (dotted
+  field, value, what is expected); None when every field fits. Fields the
+  base config lacks, and fields ``config`` lacks, are not checked."""
+  def first_in(section: Mapping[str, Any], defaults: Mapping[str, Any],
+               prefix: str):
+    for key, default in defaults.items():
+      if key not in section:
+        continue
+      value = section[key]
+      if not _fits(value, default):
+        return f'{prefix}{key}', value, _expected_kind(default)
+      if _is_section(default):
+        found = first_in(value, default, f'{prefix}{key}.')
+        if found:
+          return found
+    return None
+
+  return first_in(config, base_config().to_dict(), '')
+
+
+def saved_config_problem(saved: Mapping[str, Any]) -> Optional[str]:
+  """What makes a config.json that parsed as a JSON object unusable as the
+  record of a run (a missing section, a field of the wrong type), or None."""
+  for section in SAVED_CONFIG_SECTIONS:
+    if section not in saved:
+      return f'it has no {section!r} field'
+  mistyped = mistyped_field(saved)
+  if mistyped:
+    field, value, expected = mistyped
+    return f'its {field} is {value!r}, not {expected}'
+  return None
+
+
 # ----------------------------------------------------------------- typed settings
 
 
@@ -604,6 +682,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   ``resolve_config`` makes it (quirks and normalisation filled in).
   """
   config = resolve_config(config)
+  mistyped = mistyped_field(config)
+  if mistyped:
+    raise invalid(*mistyped)
   parse_stages(config.stages)
   parse_seeds(config)
   _one_of(config.procedure, 'procedure', PROCEDURES)

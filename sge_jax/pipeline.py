@@ -224,8 +224,15 @@ def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
         'it after training. Finish the run first (--config.stages=encode to '
         'encode with the trained checkpoints).')
   config = apply_overrides(workdir_lib.read_config(config_path), overrides)
-  config_lib.RNSettings.from_config(config)
-  config_lib.EvalSettings.from_config(config)
+  try:
+    config_lib.RNSettings.from_config(config)
+    config_lib.EvalSettings.from_config(config)
+  except (AttributeError, KeyError) as error:   # a field the file lacks
+    missing = re.findall(r"'(\w+)'", str(error))
+    raise DataError(
+        f'{config_path} is damaged (a field the evaluation needs is missing: '
+        f'{missing[-1] if missing else error}); it is the record of a run: '
+        'restore it, or use a new --workdir.') from None
   return config
 
 

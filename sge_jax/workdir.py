@@ -140,9 +140,13 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   """A saved ``config.json`` as a ConfigDict.
 
   Raises:
-    DataError: the file is missing or not a JSON object.
+    DataError: the file is missing, not a JSON object, lacks a section or
+      has a field of the wrong type (``config.saved_config_problem``).
   """
   path = pathlib.Path(path)
+  if path.exists() and not path.is_file():   # a folder, or a FIFO (blocks)
+    raise DataError(f'{path} is not a file; it is the record of a run: '
+                    'restore it, or use a new --workdir.')
   try:
     saved = json.loads(path.read_text())
   except FileNotFoundError:
@@ -154,6 +158,10 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise DataError(f'{path} does not hold a config (a JSON object); restore '
                     'it, or use a new --workdir.')
+  problem = config_lib.saved_config_problem(saved)
+  if problem:
+    raise DataError(f'{path} is damaged ({problem}); it is the record of a '
+                    'run: restore it, or use a new --workdir.')
   return ml_collections.ConfigDict(saved)
 
 

@@ -1,5 +1,8 @@
 """Every bad config value is named in a clear error before any work starts."""
 
+import json
+
+import ml_collections
 import pytest
 
 from sge_jax.config import get_config
@@ -91,3 +94,34 @@ def test_rev_rec_plus_fixes_its_attention():
   config.model.attention = 'BA'
   with pytest.raises(ConfigError, match='config.model.attention'):
     config_lib.validate_config(config, 1)
+
+
+@pytest.mark.parametrize('field, value, expected', [
+    ('seed', 'abc', 'an integer'),
+    ('train.epochs', 1.5, 'an integer'),
+    ('rn.epochs', 'x', 'an integer'),
+    ('rn.hidden', None, 'an integer'),
+    ('eval.baselines', 'yes', 'true or false'),
+    ('train.learning_rate', 'fast', 'a number'),
+    ('quirks.extraction_batches', 1, 'true, false or None'),
+    ('data.synthetic', 3, 'a section of fields'),
+])
+def test_a_value_of_the_wrong_type_names_the_field(field, value, expected):
+  """A config not typed by ConfigDict (built from a dict, or read from JSON)."""
+  tree = get_config().to_dict()
+  *sections, name = field.split('.')
+  section = tree
+  for part in sections:
+    section = section[part]
+  section[name] = value
+  with pytest.raises(ConfigError, match=f'config.{field}=') as error:
+    config_lib.validate_config(ml_collections.ConfigDict(tree), num_devices=1)
+  assert f'expected {expected}' in str(error.value)
+
+
+def test_an_integer_may_stand_for_a_number_not_the_reverse():
+  tree = get_config().to_dict()
+  tree['train']['learning_rate'] = 1
+  assert config_lib.mistyped_field(tree) is None
+  tree['rn']['epochs'] = 300.0
+  assert config_lib.mistyped_field(tree) == ('rn.epochs', 300.0, 'an integer')

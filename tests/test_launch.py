@@ -16,6 +16,23 @@ from tests.fixtures.pipeline import tiny_config
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BAD_CONFIG_SYNTAX = 'def get_config(arg=None:\n'
 NO_GET_CONFIG = 'x = 1\n'
+# A float where the base config has an integer (ConfigDict refuses it).
+MISTYPED_CONFIG = """from sge_jax.config import get_config as base
+
+def get_config(arg=None):
+  config = base('smoke')
+  config.train.epochs = 1.5
+  return config
+"""
+# A config built as a plain dict, so nothing typed it.
+UNTYPED_CONFIG = """import ml_collections
+from sge_jax.config import get_config as base
+
+def get_config(arg=None):
+  config = base('smoke').to_dict()
+  config['seed'] = 'abc'
+  return ml_collections.ConfigDict(config)
+"""
 GIST = REPO.parent / 'shared' / 'data' / 'real_kinect_gait' / 'gist_gait_normal.npz'
 
 
@@ -62,6 +79,15 @@ def test_bad_config_value_is_one_clear_line(tmp_path):
     (['--config={bad}'], 'does not parse'),
     (['--config={empty}'], 'has no get_config'),
     (['--config=configs/demo.py:smoke', '--config.train.epochs=many'], 'many'),
+    (['--config=configs/demo.py:smoke', '--config.train.epochs=1.5'],
+     "config.train.epochs='1.5' is invalid: expected an integer"),
+    (['--config=configs/demo.py:smoke', '--config.seed=abc'],
+     "config.seed='abc' is invalid: expected an integer"),
+    (['--config=configs/demo.py:smoke', '--config.rn.learning_rate=fast'],
+     "config.rn.learning_rate='fast' is invalid: expected a number"),
+    (['--config={mistyped}'],
+     "mistyped.py (line 5) fails: it sets field 'epochs' to 1.5 (float)"),
+    (['--config={untyped}'], "config.seed='abc' is invalid: expected an integer"),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}'], 'a_file'),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}/below'], 'a_file'),
 ])
@@ -70,7 +96,11 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
   bad.write_text(BAD_CONFIG_SYNTAX)
   empty.write_text(NO_GET_CONFIG)
   a_file.write_text('not a directory')
-  arguments = [a.format(bad=bad, empty=empty, a_file=a_file) for a in arguments]
+  (tmp_path / 'mistyped.py').write_text(MISTYPED_CONFIG)
+  (tmp_path / 'untyped.py').write_text(UNTYPED_CONFIG)
+  arguments = [a.format(bad=bad, empty=empty, a_file=a_file,
+                        mistyped=tmp_path / 'mistyped.py',
+                        untyped=tmp_path / 'untyped.py') for a in arguments]
   if not any(a.startswith('--workdir') for a in arguments):
     arguments.append(f'--workdir={tmp_path / "run"}')
   run = _launch(*arguments)

@@ -1,16 +1,18 @@
 """The job's train and encode stages on real-format data: exports, transfer, errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from sge_jax import config as config_lib
 from sge_jax import pipeline
 from sge_jax.encode.encodings import load_encodings
-from sge_jax.errors import (ConfigError, DataError, WorkdirBusyError,
-                            WorkdirError)
+from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
+                            WorkdirBusyError, WorkdirError)
 from tests.fixtures.pipeline import tiny_config, write_authors_dataset
 
 
@@ -101,6 +103,12 @@ def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
     pipeline.run(wrong_joints, tmp_path / 'otherj')
   assert (tmp_path / 'source' / 'checkpoints').exists()
   assert not list((tmp_path / 'source' / 'checkpoints').glob('damaged_*'))
+  # A source workdir whose config.json lost a section is named as damaged.
+  source_config = json.loads((tmp_path / 'source' / 'config.json').read_text())
+  del source_config['model']
+  (tmp_path / 'source' / 'config.json').write_text(json.dumps(source_config))
+  with pytest.raises(DataError, match='source/config.json is damaged.*model'):
+    pipeline.run(transfer, tmp_path / 'target2')
 
 
 def test_workdir_refuses_encoders_of_another_config(tmp_path):
@@ -232,6 +240,21 @@ def test_a_rejected_run_writes_no_config(tmp_path):
   assert not (fresh / 'config.json').exists()
 
 
+def _without(section):
+  def edit(saved):
+    del saved[section]
+  return edit
+
+
+def _setting(field, value):
+  def edit(saved):
+    *sections, name = field.split('.')
+    for part in sections:
+      saved = saved[part]
+    saved[name] = value
+  return edit
+
+
 @pytest.mark.parametrize('content', ['{"seed": 0, ', '[1, 2]', '\x00\xff'])
 def test_a_corrupt_config_json_is_named(tmp_path, content):
   workdir = tmp_path / 'run'
@@ -241,3 +264,47 @@ def test_a_corrupt_config_json_is_named(tmp_path, content):
                   lambda: pipeline.reevaluate(workdir)):
     with pytest.raises(DataError, match='config.json'):
       attempt()
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+  """A workdir after the train and encode stages (copied per test)."""
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  pipeline.run(_smoke_config(), workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('edit, named', [
+    (_without('rn'), "no 'rn' field"),
+    (_without('data'), "no 'data' field"),
+    (_without('seed'), "no 'seed' field"),
+    (_setting('rn', [1, 2]), 'its rn is'),
+    (_setting('rn.epochs', 'x'), "its rn.epochs is 'x', not an integer"),
+    (_setting('train.epochs', 1.5), 'its train.epochs is 1.5, not an integer'),
+    (_setting('eval.baselines', 'yes'), 'not true or false'),
+    (_setting('data.synthetic', 3), 'its data.synthetic is 3'),
+])
+def test_a_config_json_missing_a_section_is_named_as_damaged(
+    tmp_path, trained_run, edit, named):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run, workdir)
+  saved = json.loads((workdir / 'config.json').read_text())
+  edit(saved)
+  damaged = json.dumps(saved)
+  (workdir / 'config.json').write_text(damaged)
+  for attempt in (lambda: pipeline.run(_smoke_config(), workdir),
+                  lambda: pipeline.reevaluate(workdir)):
+    with pytest.raises(DataError, match='config.json is damaged') as error:
+      attempt()
+    assert named in str(error.value)
+    assert 'restore it, or use a new --workdir' in str(error.value)
+  assert (workdir / 'config.json').read_text() == damaged   # kept as it was
+
+
+def test_a_config_json_that_is_a_folder_is_named(tmp_path, trained_run):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run, workdir)
+  (workdir / 'config.json').unlink()
+  (workdir / 'config.json').mkdir()
+  with pytest.raises(DataError, match='config.json is not a file'):
+    pipeline.run(_smoke_config(), workdir)

@@ -180,6 +180,9 @@ class TestOverrides:
       ('--config.rn.epoch=5', 'epochs'),          # did you mean
       ('--config.nope.epochs=5', 'nope'),
       ('--config.rn.epochs=many', 'many'),
+      ('--config.rn.epochs=1.5',
+       "config.rn.epochs='1.5' is invalid: expected an integer"),
+      ('--config.seed=abc', "config.seed='abc' is invalid: expected an integer"),
       ('--config.model.hidden=64', 'model.hidden')])
   def test_command_line_errors_are_one_line_with_status_2(
       self, tmp_path, argument, message):
