@@ -803,6 +803,44 @@ def encoder_differences(old: ml_collections.ConfigDict,
                 and old_fields.get(field) != new_fields.get(field))
 
 
+# The sections a re-evaluation of finished encodings can change
+# (``python -m sge_jax.evaluate``); the other fields made the encodings.
+REEVALUATION_SECTIONS = ('rn', 'eval')
+
+
+def _result_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fields outside the encoder identity that shape a run's results,
+  flattened: rn.*, eval.*, the procedure, every quirk that is not an encoder
+  quirk (None read as its procedure's default) and encoder_workdir. A field
+  the config predates counts as its default."""
+  defaults = base_config()
+  fields = {}
+  for name in REEVALUATION_SECTIONS:
+    fields.update(flatten(defaults[name].to_dict(), f'{name}.'))
+    section = config.get(name)
+    if section is not None:
+      fields.update(flatten(json.loads(section.to_json()), f'{name}.'))
+  procedure = config.get('procedure', 'clean')
+  quirks = config.get('quirks') or {}
+  fields['procedure'] = procedure
+  for field in QUIRKS.values():
+    if field not in ENCODER_QUIRKS:
+      value = quirks.get(field)
+      fields[f'quirks.{field}'] = (procedure == 'released' if value is None
+                                   else bool(value))
+  fields['encoder_workdir'] = str(config.get('encoder_workdir') or '')
+  return fields
+
+
+def result_differences(old: ml_collections.ConfigDict,
+                       new: ml_collections.ConfigDict) -> list[str]:
+  """Fields outside the encoder identity that differ between two configs
+  and change the results (``_result_fields``), sorted."""
+  old_fields, new_fields = _result_fields(old), _result_fields(new)
+  return sorted(field for field in new_fields
+                if old_fields.get(field) != new_fields[field])
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """Short hash of what determines the encoders (ENCODER_SECTIONS without
   BOOKKEEPING_FIELDS)."""

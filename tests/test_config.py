@@ -125,3 +125,18 @@ def test_an_integer_may_stand_for_a_number_not_the_reverse():
   assert config_lib.mistyped_field(tree) is None
   tree['rn']['epochs'] = 300.0
   assert config_lib.mistyped_field(tree) == ('rn.epochs', 300.0, 'an integer')
+
+
+def test_the_result_fields_of_an_old_config_are_the_defaults():
+  """A config.json written before eval.level and the quirks existed reads as
+  their defaults: rerunning it is no difference."""
+  old = json.loads(get_config().to_json())
+  for field in ('level', 'walk_aggregation', 'min_walk_windows'):
+    del old['eval'][field]
+  del old['quirks'], old['procedure']
+  new = config_lib.resolve_config(get_config())
+  assert config_lib.result_differences(ml_collections.ConfigDict(old), new) == []
+  new.quirks.fixed_rn_shuffle = True
+  new.rn.epochs = 5
+  assert config_lib.result_differences(ml_collections.ConfigDict(old), new) == [
+      'quirks.fixed_rn_shuffle', 'rn.epochs']

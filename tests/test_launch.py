@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from sge_jax import pipeline
+from sge_jax.errors import ConfigError
 from tests.fixtures.pipeline import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -111,6 +113,49 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
   assert 'Traceback' not in run.stderr
   assert "backend 'tpu'" not in run.stderr
   assert not (tmp_path / 'run' / 'config.json').exists()
+
+
+TINY_CONFIG_FILE = """
+from tests.fixtures.pipeline import tiny_config
+
+def get_config(arg=None):
+  return tiny_config()
+"""
+RUN_RECORD = ('results.json', 'report.md', 'config.json', 'rn.npz')
+
+
+def test_a_finished_run_is_kept_and_the_error_gives_the_reevaluation(tmp_path):
+  workdir = tmp_path / 'run'
+  pipeline.run(tiny_config(), workdir)
+  record = {name: (workdir / name).read_bytes() for name in RUN_RECORD}
+  config_file = tmp_path / 'tiny.py'
+  config_file.write_text(TINY_CONFIG_FILE)
+  run = _launch(f'--config={config_file}', f'--workdir={workdir}',
+                '--config.rn.epochs=5', '--config.eval.protocols=A')
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines() if 'error' in line.lower()]
+  assert len(errors) == 1 and errors[0].startswith('error: '), run.stderr
+  assert 'eval.protocols, rn.epochs' in errors[0]
+  assert {name: (workdir / name).read_bytes() for name in RUN_RECORD} == record
+  # The command it prints gives those results under evaluations/.
+  command = shlex.split(errors[0].split('run: ', 1)[1])
+  assert command[:3] == ['python', '-m', 'sge_jax.evaluate']
+  evaluation = subprocess.run(
+      [sys.executable, *command[1:]], capture_output=True, text=True,
+      timeout=600, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  written = list((workdir / 'evaluations').glob('*/results.json'))
+  assert len(written) == 1
+  results = json.loads(written[0].read_text())
+  assert results['rn']['epochs'] == 5 and results['protocols'] == ['A']
+  assert {name: (workdir / name).read_bytes() for name in RUN_RECORD} == record
+  # A field python -m sge_jax.evaluate cannot change: a new --workdir.
+  with pytest.raises(ConfigError, match='quirks.fixed_rn_shuffle.*new --workdir'):
+    pipeline.run(tiny_config(**{'quirks.fixed_rn_shuffle': True}), workdir)
+  # The same config again redoes the run; more epochs train on.
+  pipeline.run(tiny_config(), workdir)
+  pipeline.run(tiny_config(**{'train.epochs': 3}), workdir)
+  assert json.loads((workdir / 'config.json').read_text())['train']['epochs'] == 3
 
 
 def test_ctrl_c_during_training_says_how_to_resume_and_exits_130(tmp_path):

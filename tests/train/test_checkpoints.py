@@ -14,6 +14,7 @@ pytestmark = pytest.mark.filterwarnings(
     'ignore::pytest.PytestUnraisableExceptionWarning')
 
 from sge_jax.train.checkpoints import (CheckpointError, CheckpointMismatchError,
+                                   check_newest_checkpoint_fits,
                                    has_checkpoints,
                                    CheckpointStore)
 
@@ -98,3 +99,18 @@ def test_other_shapes_are_a_mismatch_and_leave_the_checkpoint_alone(tmp_path):
   with pytest.raises(CheckpointMismatchError, match='w: saved'):
     store.restore_latest(wrong)
   assert store.steps() == [1]
+
+
+def test_the_newest_checkpoint_is_checked_from_its_metadata_alone(tmp_path):
+  with CheckpointStore(tmp_path) as store:
+    store.save(1, _tree())
+    store.save(2, dict(_tree(), w=jnp.zeros(10)))
+  with pytest.raises(CheckpointMismatchError, match='checkpoint 2 .* tree/w: saved'):
+    check_newest_checkpoint_fits(tmp_path, _tree())
+  check_newest_checkpoint_fits(tmp_path, dict(_tree(), w=jnp.zeros(10)))
+  # A step whose metadata cannot be read is passed over for the next older.
+  (tmp_path / '2' / 'default' / '_METADATA').unlink()
+  check_newest_checkpoint_fits(tmp_path, _tree())
+  with pytest.raises(CheckpointMismatchError, match='checkpoint 1 '):
+    check_newest_checkpoint_fits(tmp_path, dict(_tree(), w=jnp.zeros(10)))
+  assert sorted(path.name for path in tmp_path.iterdir()) == ['1', '2']
