@@ -10,6 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
+from sge_jax import config as config_lib    # no JAX: cheap to import
 from sge_jax import interrupts
 from sge_jax.errors import USER_ERRORS
 
@@ -101,13 +102,18 @@ def _config_error_message(error: BaseException) -> str:
   user_error = re.search(r'sge_jax\.errors\.\w+: (.*)', text)
   if user_error:
     return user_error.group(1).strip()
+  bad_value = _bad_override_message(text)
+  if bad_value:
+    return bad_value
   missing = re.search(r"No such file or directory: '([^']+)'", text)
   if missing:
     return (f'no config file at {missing.group(1)}; the configs are in '
             'configs/, e.g. --config=configs/demo.py')
-  if 'get_config' in text:
+  if "has no attribute 'get_config'" in text:
     return ('the config file has no get_config(arg) function; the files in '
             'configs/ show the form')
+  if 'Error whilst parsing config file' in text:
+    return _config_file_error_message(text)
   unknown = re.match(r"""\W*'?(\w+)'?\W*\s*(Did you mean "(\w+)")?""", text)
   if isinstance(error, (KeyError, AttributeError)) and unknown:
     hint = f' (did you mean {unknown.group(3)!r}?)' if unknown.group(3) else ''
@@ -115,6 +121,48 @@ def _config_error_message(error: BaseException) -> str:
             'listed in sge_jax/config.py')
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   return lines[-1] if lines else type(error).__name__
+
+
+# What a --config.<field> value that does not parse was expected to be, by
+# the parser's complaint.
+_EXPECTED_BY_COMPLAINT = (
+    ('invalid literal for int()', 'an integer'),
+    ('could not convert string to float', 'a number'),
+    ('Non-boolean argument to boolean flag', 'true or false'),
+)
+
+
+def _bad_override_message(text: str) -> str:
+  """'config.train.epochs='1.5' is invalid: expected an integer. ...' for a
+  ``--config.<field>=<value>`` the flag parser could not read as the field's
+  type, else ''."""
+  override = re.match(r'flag --config\.([\w.]+)=(.*?): (.*)', text, re.DOTALL)
+  if not override:
+    return ''
+  field, value, complaint = override.groups()
+  for words, expected in _EXPECTED_BY_COMPLAINT:
+    if words in complaint:
+      return str(config_lib.invalid(field, value, expected))
+  return ''
+
+
+def _config_file_error_message(text: str) -> str:
+  """One line for a config file whose ``get_config`` raised: the file, the
+  line and the error (config_flags hands them over as traceback text)."""
+  frames = [(path, line) for path, line in
+            re.findall(r'File "([^"]+)", line (\d+)', text)
+            if 'site-packages' not in path and not path.startswith('<')]
+  where = f'{frames[-1][0]} (line {frames[-1][1]})' if frames else 'the config file'
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  error = lines[-1] if lines else 'an error'
+  typed = re.search(r"Could not override field '(\w+)' \(reference\)\. (.*) is "
+                    r"of original type <class '(\w+)'> and cannot be casted to "
+                    r"type <class '(\w+)'>", error)
+  if typed:
+    field, value, given, wanted = typed.groups()
+    error = (f'it sets field {field!r} to {value} ({given}), where the field '
+             f'holds {wanted} values')
+  return f'{where} fails: {error}'
 
 
 def parse_flags(argv: list[str]) -> list[str]:

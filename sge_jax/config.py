@@ -20,7 +20,8 @@ import hashlib
 import json
 import logging
 import math
-from typing import Any, Iterable, Optional
+import numbers
+from typing import Any, Iterable, Mapping, Optional
 
 import ml_collections
 
@@ -537,6 +538,83 @@ def _positive_float(value, field: str, allow_zero: bool = False) -> None:
   _require(ok, field, value, 'a finite number ' + ('>= 0' if allow_zero else '> 0'))
 
 
+# ----------------------------------------------------------------- field types
+
+# What every saved config.json holds (every version of the job wrote them).
+SAVED_CONFIG_SECTIONS = ('seed', 'data', 'model', 'train', 'rn', 'eval')
+
+
+def _expected_kind(default: Any) -> str:
+  """What a field whose default is ``default`` must hold, in words."""
+  if default is None:                     # a bool that may be left unset
+    return 'true, false or None'
+  if isinstance(default, bool):
+    return 'true or false'
+  if isinstance(default, int):
+    return 'an integer'
+  if isinstance(default, float):
+    return 'a number'
+  if isinstance(default, str):
+    return 'a string'
+  return 'a section of fields'
+
+
+def _fits(value: Any, default: Any) -> bool:
+  """Whether ``value`` has the type of a field whose default is ``default``
+  (an integer may stand for a float, never a float for an integer)."""
+  if default is None:
+    return value is None or isinstance(value, bool)
+  if isinstance(default, bool):
+    return isinstance(value, bool)
+  if isinstance(default, int):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+  if isinstance(default, str):
+    return isinstance(value, str)
+  return _is_section(value)
+
+
+def _is_section(value: Any) -> bool:
+  return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
+def mistyped_field(config: Mapping[str, Any]
+                   ) -> Optional[tuple[str, Any, str]]:
+  """The first field of ``config`` (a ConfigDict or a dict read from JSON)
+  whose value has another type than ``base_config()`` gives it, as (dotted
+  field, value, what is expected); None when every field fits. Fields the
+  base config lacks, and fields ``config`` lacks, are not checked."""
+  def first_in(section: Mapping[str, Any], defaults: Mapping[str, Any],
+               prefix: str):
+    for key, default in defaults.items():
+      if key not in section:
+        continue
+      value = section[key]
+      if not _fits(value, default):
+        return f'{prefix}{key}', value, _expected_kind(default)
+      if _is_section(default):
+        found = first_in(value, default, f'{prefix}{key}.')
+        if found:
+          return found
+    return None
+
+  return first_in(config, base_config().to_dict(), '')
+
+
+def saved_config_problem(saved: Mapping[str, Any]) -> Optional[str]:
+  """What makes a config.json that parsed as a JSON object unusable as the
+  record of a run (a missing section, a field of the wrong type), or None."""
+  for section in SAVED_CONFIG_SECTIONS:
+    if section not in saved:
+      return f'it has no {section!r} field'
+  mistyped = mistyped_field(saved)
+  if mistyped:
+    field, value, expected = mistyped
+    return f'its {field} is {value!r}, not {expected}'
+  return None
+
+
 # ----------------------------------------------------------------- typed settings
 
 
@@ -704,6 +782,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   ``resolve_config`` makes it (quirks and normalisation filled in).
   """
   config = resolve_config(config)
+  mistyped = mistyped_field(config)
+  if mistyped:
+    raise invalid(*mistyped)
   parse_stages(config.stages)
   _require(_is_seed(config.seed), 'seed', config.seed, _SEED_RANGE)
   parse_seeds(config)
@@ -822,6 +903,44 @@ def encoder_differences(old: ml_collections.ConfigDict,
   return sorted(field for field in set(old_fields) | set(new_fields)
                 if field not in RESUMABLE_FIELDS
                 and old_fields.get(field) != new_fields.get(field))
+
+
+# The sections a re-evaluation of finished encodings can change
+# (``python -m sge_jax.evaluate``); the other fields made the encodings.
+REEVALUATION_SECTIONS = ('rn', 'eval')
+
+
+def _result_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fields outside the encoder identity that shape a run's results,
+  flattened: rn.*, eval.*, the procedure, every quirk that is not an encoder
+  quirk (None read as its procedure's default) and encoder_workdir. A field
+  the config predates counts as its default."""
+  defaults = base_config()
+  fields = {}
+  for name in REEVALUATION_SECTIONS:
+    fields.update(flatten(defaults[name].to_dict(), f'{name}.'))
+    section = config.get(name)
+    if section is not None:
+      fields.update(flatten(json.loads(section.to_json()), f'{name}.'))
+  procedure = config.get('procedure', 'clean')
+  quirks = config.get('quirks') or {}
+  fields['procedure'] = procedure
+  for field in QUIRKS.values():
+    if field not in ENCODER_QUIRKS:
+      value = quirks.get(field)
+      fields[f'quirks.{field}'] = (procedure == 'released' if value is None
+                                   else bool(value))
+  fields['encoder_workdir'] = str(config.get('encoder_workdir') or '')
+  return fields
+
+
+def result_differences(old: ml_collections.ConfigDict,
+                       new: ml_collections.ConfigDict) -> list[str]:
+  """Fields outside the encoder identity that differ between two configs
+  and change the results (``_result_fields``), sorted."""
+  old_fields, new_fields = _result_fields(old), _result_fields(new)
+  return sorted(field for field in new_fields
+                if old_fields.get(field) != new_fields[field])
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:

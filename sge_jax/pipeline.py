@@ -9,7 +9,12 @@ sge_jax.evaluate``). Both go through the one seed loop, ``_over_seeds``.
 
 Running the same command again resumes: training continues from the newest
 checkpoint, and encode and evaluate (cheap and deterministic) are redone when
-requested.
+requested. What a finished run holds is never replaced by other settings: more
+training epochs go on, but other rn.*/eval.* settings are refused with the
+``python -m sge_jax.evaluate`` command that gives their results under
+``evaluations/``, and anything else that made the results with a new
+--workdir (``check_finished_run``); config.json is written only once every
+check, the checkpoints' shapes included, has passed.
 
 In a multi-process job (``sge_jax.distributed``) every process runs ``run``:
 all load the data, train and compute the encodings together; process 0 alone
@@ -22,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import pathlib
 import re
+import shlex
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -34,16 +41,19 @@ from sge_jax import config as config_lib
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data import recording_ids
+from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
-from sge_jax.errors import ConfigError, DataError
+from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
+                            WorkdirError)
 from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run, report
 from sge_jax.train import train_encoders
 from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
-from sge_jax.train.setup import encoder_training_split
+from sge_jax.train.setup import (check_checkpoints_fit, encoder_training_split,
+                                 no_trained_encoders)
 from sge_jax.workdir_lock import hold_workdir_lock
 
 Results = Optional[dict[str, Any]]
@@ -65,6 +75,132 @@ def check_workdir(config: ml_collections.ConfigDict,
         'or delete that one to start over.')
 
 
+def check_finished_run(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
+                       workdir: pathlib.Path) -> None:
+  """Refuses to replace the results of a finished run (``run_dir`` holds
+  results.json) with results of other settings. More training epochs and
+  other resumable fields go on; the same config redoes the same results.
+
+  Args:
+    config: the (seed's) config, resolved.
+    run_dir: the run's directory (``workdir`` or its ``seed_<s>/``).
+    workdir: the job's workdir, for the re-evaluation command.
+
+  Raises:
+    ConfigError: other rn.*/eval.* settings (the message holds the
+      ``python -m sge_jax.evaluate`` command that gives their results under
+      evaluations/), or other fields that made the results (a new --workdir).
+  """
+  saved_path = run_dir / workdir_lib.CONFIG_FILE
+  if not ((run_dir / workdir_lib.RESULTS_FILE).exists() and saved_path.exists()):
+    return
+  saved = workdir_lib.read_config(saved_path)
+  if config.encoder_workdir:
+    config = with_encoder_model(config)
+  differences = sorted(set(config_lib.encoder_differences(saved, config))
+                       | set(config_lib.result_differences(saved, config)))
+  if not differences:
+    return
+  new_values = config_lib.flatten(json.loads(config.to_json()))
+  listed = ', '.join(differences)
+  if all(field.split('.')[0] in REEVALUATION_SECTIONS for field in differences):
+    raise ConfigError(
+        f'{run_dir} holds a finished run whose results were made with other '
+        f'{listed} (see {saved_path}); launch.py does not replace them. For '
+        f'results with these settings beside them, under {workdir}/'
+        f'{workdir_lib.EVALUATIONS_DIR}/, run: '
+        + reevaluation_command(workdir, {field: new_values[field]
+                                         for field in differences}))
+  raise ConfigError(
+      f'{run_dir} holds a finished run made with other {listed} (see '
+      f'{saved_path}); launch.py does not replace its results. Use a new '
+      '--workdir for this config, or rerun the config saved there.')
+
+
+def reevaluation_command(workdir: pathlib.Path, overrides: dict[str, Any]
+                         ) -> str:
+  """The shell command that re-evaluates ``workdir`` with ``overrides``
+  ({'rn.epochs': 5, ...})."""
+  def flag_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+  return shlex.join(['python', '-m', 'sge_jax.evaluate', f'--workdir={workdir}']
+                    + [f'--config.{field}={flag_value(value)}'
+                       for field, value in sorted(overrides.items())])
+
+
+def check_run_layout(config: ml_collections.ConfigDict,
+                     workdir: pathlib.Path) -> None:
+  """Refuses a workdir that holds a multi-seed run for a single-seed config,
+  a single run for a multi-seed config, a file where a seed's folder goes, or
+  seeds this multi-seed config leaves out (its aggregate would replace the
+  one over every seed)."""
+  if not workdir.is_dir():
+    return
+  held = {int(path.name.split('_', 1)[1]): path
+          for path in workdir_lib.seed_directories(workdir)}
+  if not config_lib.is_multi_seed(config):
+    if held:
+      raise ConfigError(
+          f'{workdir} holds a multi-seed run (seed folders '
+          f'{", ".join(path.name for path in held.values())}), and this config '
+          'runs a single seed (config.seeds is empty) whose results would '
+          'replace their aggregate. Rerun with '
+          f'--config.seeds={",".join(map(str, held))} to continue that run, '
+          'or use a new --workdir.')
+    return
+  single = [name for name in (workdir_lib.CONFIG_FILE, workdir_lib.CHECKPOINT_DIR,
+                              workdir_lib.ENCODINGS_FILE, workdir_lib.RN_FILE)
+            if (workdir / name).exists()]
+  if single:
+    raise ConfigError(
+        f'{workdir} holds a single run ({", ".join(single)}), and this config '
+        f'runs several seeds (config.seeds={config.seeds!r}) whose aggregate '
+        'would replace its results.json and report.md. Use a new --workdir, '
+        'or rerun without --config.seeds to continue that run.')
+  seeds = config_lib.parse_seeds(config)
+  for seed in seeds:
+    path = workdir_lib.seed_dir(workdir, seed)
+    if path.exists() and not path.is_dir():
+      raise WorkdirError(f'{path} is not a folder: seed {seed} of this config '
+                         'runs there. Move it away, or use a new --workdir.')
+  left_out = [seed for seed in held if seed not in seeds]
+  if left_out:
+    raise ConfigError(
+        f'{workdir} holds seeds {",".join(map(str, held))}, and this config '
+        f'(config.seeds={config.seeds!r}) leaves out '
+        f'{",".join(map(str, left_out))}: its aggregate would replace the one '
+        f'over every seed. Rerun with --config.seeds='
+        f'{",".join(map(str, sorted(set(held) | set(seeds))))}, or use a new '
+        '--workdir.')
+
+
+def check_encoders_fit(config: ml_collections.ConfigDict,
+                       workdir: pathlib.Path, dataset: SkeletonDataset,
+                       train: bool) -> None:
+  """Refuses, before config.json is written, checkpoints this run would
+  resume or encode with that hold another model's arrays (read from their
+  metadata: another model size, pretext, joint count or length), also where
+  config.json is gone and ``check_workdir`` has nothing to compare; and
+  encoding without training (``train`` False) where there are none."""
+  source, encoder_config = encoder_source(config, workdir)
+  if not train and not has_checkpoints(source / workdir_lib.CHECKPOINT_DIR):
+    raise no_trained_encoders(source)
+  length = (dataset.length if source == workdir
+            else int(encoder_config.data.length))
+  try:
+    check_checkpoints_fit(encoder_config, source, length, dataset.num_joints)
+  except CheckpointMismatchError as error:
+    if source != workdir:
+      raise ConfigError(
+          f'The encoders in {source} do not fit {dataset.name} '
+          f'(J={dataset.num_joints}): {error}. Transfer between datasets needs '
+          'the same joint count J.') from None
+    raise CheckpointMismatchError(
+        f'{error}. This config would train other arrays there: use a new '
+        '--workdir, or run the config those checkpoints were trained '
+        'with.') from None
+
+
 def with_encoder_model(config: ml_collections.ConfigDict
                        ) -> ml_collections.ConfigDict:
   """A transfer run's config with the ``model`` section of the encoders it
@@ -80,12 +216,12 @@ def with_encoder_model(config: ml_collections.ConfigDict
 def run_single(config: ml_collections.ConfigDict,
                workdir: str | pathlib.Path) -> Results:
   """Runs the requested stages of one seed in ``workdir``; returns the results
-  (None when ``evaluate`` is not among the stages)."""
+  (None when ``evaluate`` is not among the stages). ``run`` has checked the
+  workdir (``check_workdir``, ``check_finished_run``) before."""
   workdir = pathlib.Path(workdir)
   stages = config_lib.parse_stages(config.stages)
   dataset = None
   with distributed.stop_together():
-    check_workdir(config, workdir)
     if config.encoder_workdir:
       config = with_encoder_model(config)
     train = 'train' in stages and not config.encoder_workdir
@@ -103,6 +239,8 @@ def run_single(config: ml_collections.ConfigDict,
       if train:
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
+      if train or 'encode' in stages:
+        check_encoders_fit(config, workdir, dataset, train)
     # After the checks: a refused run leaves no empty seed directory.
     try:
       workdir.mkdir(parents=True, exist_ok=True)
@@ -162,17 +300,33 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   config_lib.validate_config(config, jax.device_count())
   workdir = pathlib.Path(workdir)
   with hold_job_lock(workdir):
+    runs = seed_runs(config, workdir)
+    # Before any work: nothing of a finished run is replaced.
+    with distributed.stop_together():
+      check_run_layout(config, workdir)
+      for seed_config, run_dir in runs:
+        check_workdir(seed_config, run_dir)
+        check_finished_run(seed_config, run_dir, workdir)
     if not config_lib.is_multi_seed(config):
       return run_single(config, workdir)
-    runs = []
-    for seed in config_lib.parse_seeds(config):
-      seed_config = config.copy_and_resolve_references()
-      with seed_config.unlocked():
-        seed_config.seed = seed
-        seed_config.seeds = ''
-        seed_config.data.seed = config_lib.data_seed(config)
-      runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
     return _over_seeds(runs, workdir, run_single)
+
+
+def seed_runs(config: ml_collections.ConfigDict, workdir: pathlib.Path
+              ) -> list[tuple[ml_collections.ConfigDict, pathlib.Path]]:
+  """(config, directory) of every run of the job: the config in ``workdir``,
+  or one per seed of ``config.seeds`` in ``<workdir>/seed_<s>/``."""
+  if not config_lib.is_multi_seed(config):
+    return [(config, workdir)]
+  runs = []
+  for seed in config_lib.parse_seeds(config):
+    seed_config = config.copy_and_resolve_references()
+    with seed_config.unlocked():
+      seed_config.seed = seed
+      seed_config.seeds = ''
+      seed_config.data.seed = config_lib.data_seed(config)
+    runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
+  return runs
 
 
 @contextlib.contextmanager
@@ -189,7 +343,7 @@ def hold_job_lock(workdir: pathlib.Path):
 # ----------------------------------------------------------------- re-evaluation
 
 # Sections a re-evaluation can change: everything else made the encodings.
-REEVALUATION_SECTIONS = ('rn', 'eval')
+REEVALUATION_SECTIONS = config_lib.REEVALUATION_SECTIONS
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -232,8 +386,15 @@ def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
         'it after training. Finish the run first (--config.stages=encode to '
         'encode with the trained checkpoints).')
   config = apply_overrides(workdir_lib.read_config(config_path), overrides)
-  config_lib.RNSettings.from_config(config)
-  config_lib.EvalSettings.from_config(config)
+  try:
+    config_lib.RNSettings.from_config(config)
+    config_lib.EvalSettings.from_config(config)
+  except (AttributeError, KeyError) as error:   # a field the file lacks
+    missing = re.findall(r"'(\w+)'", str(error))
+    raise DataError(
+        f'{config_path} is damaged (a field the evaluation needs is missing: '
+        f'{missing[-1] if missing else error}); it is the record of a run: '
+        'restore it, or use a new --workdir.') from None
   return config
 
 
@@ -274,14 +435,22 @@ def reevaluate(workdir: str | pathlib.Path,
     workdir: the workdir of a finished run.
     overrides: ``{'rn.selection': 'fixed', ...}`` on top of the saved config
       (rn.* and eval.* only).
-    name: the evaluation's folder name (default: from the overrides).
+    name: the evaluation's folder name (default: from the overrides): one
+      folder under ``evaluations/`` (``workdir.check_evaluation_name``).
 
   Returns:
     (the results dict, the aggregate for a multi-seed workdir; its folder).
+
+  Raises:
+    ConfigError: ``name`` is not one safe folder name, or an override is
+      outside rn.* and eval.*.
+    WorkdirError: ``evaluations/<name>`` exists as a file or leads elsewhere.
+    DataError: not the workdir of a run, or its saved files are damaged.
   """
   workdir = pathlib.Path(workdir)
   overrides = dict(overrides or {})
   name = name or evaluation_name(overrides)
+  workdir_lib.check_evaluation_name(name)
   if not workdir.is_dir():
     raise DataError(f'--workdir={workdir} is not a directory')
   with hold_workdir_lock(workdir):
@@ -292,5 +461,7 @@ def reevaluate(workdir: str | pathlib.Path,
                              name), out_dir
     runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
             for seed_workdir in seed_dirs]
+    for _, seed_workdir in runs:     # every seed's folder checked before work
+      workdir_lib.evaluation_dir(seed_workdir, name)
     return _over_seeds(runs, out_dir, functools.partial(
         _evaluate_saved, output=name)), out_dir

@@ -33,7 +33,8 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional
 
 import ml_collections
 
-from sge_jax.errors import DataError, WorkdirError
+from sge_jax import config as config_lib
+from sge_jax.errors import ConfigError, DataError, WorkdirError
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
@@ -51,9 +52,48 @@ def seed_dir(workdir: pathlib.Path, seed: int) -> pathlib.Path:
   return workdir / f'seed_{seed}'
 
 
+# A re-evaluation's name is one folder under evaluations/: these characters
+# only, not starting with '.', so it can never be '..', absolute or nested.
+EVALUATION_NAME_PATTERN = re.compile(r'[A-Za-z0-9_,=+-][A-Za-z0-9._,=+-]*')
+MAX_EVALUATION_NAME = 120
+
+
+def check_evaluation_name(name: str) -> None:
+  """Raises ConfigError unless ``name`` is one safe folder name (letters,
+  digits and ``._,=+-``, not starting with '.', at most 120 characters)."""
+  if (len(name) > MAX_EVALUATION_NAME
+      or not EVALUATION_NAME_PATTERN.fullmatch(name)):
+    raise ConfigError(
+        f'--name={name!r} is not a folder name: it names one folder under '
+        f'<workdir>/{EVALUATIONS_DIR}/, so use letters, digits and ._,=+- '
+        f'only, not starting with ".", at most {MAX_EVALUATION_NAME} '
+        'characters (e.g. --name=rn-fixed).')
+
+
 def evaluation_dir(run_dir: pathlib.Path, name: str) -> pathlib.Path:
-  """Where the re-evaluation ``name`` of a run writes its results."""
-  return run_dir / EVALUATIONS_DIR / name
+  """Where the re-evaluation ``name`` of a run writes its results:
+  ``run_dir/evaluations/<name>``.
+
+  Raises:
+    ConfigError: ``name`` is not one safe folder name.
+    WorkdirError: that path, or ``evaluations``, exists as something other
+      than a directory, or leads outside ``run_dir/evaluations/`` (a link).
+  """
+  check_evaluation_name(name)
+  evaluations = run_dir / EVALUATIONS_DIR
+  path = evaluations / name
+  for place in (evaluations, path):
+    if (place.exists() or place.is_symlink()) and not place.is_dir():
+      raise WorkdirError(
+          f'{place} exists and is not a directory: the re-evaluation would '
+          'write its results there. Move it away, or choose another --name.')
+  # A second guard: a link must not carry the results out of evaluations/.
+  if path.resolve().parent != evaluations.resolve():
+    raise WorkdirError(
+        f'{path} leads to {path.resolve()}, outside {evaluations}: the '
+        're-evaluation writes only there. Remove that link, or choose another '
+        '--name.')
+  return path
 
 
 def seed_directories(workdir: pathlib.Path) -> list[pathlib.Path]:
@@ -190,9 +230,13 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   """A saved ``config.json`` as a ConfigDict.
 
   Raises:
-    DataError: the file is missing or not a JSON object.
+    DataError: the file is missing, not a JSON object, lacks a section or
+      has a field of the wrong type (``config.saved_config_problem``).
   """
   path = pathlib.Path(path)
+  if path.exists() and not path.is_file():   # a folder, or a FIFO (blocks)
+    raise DataError(f'{path} is not a file; it is the record of a run: '
+                    'restore it, or use a new --workdir.')
   try:
     saved = json.loads(path.read_text())
   except FileNotFoundError:
@@ -204,6 +248,10 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise DataError(f'{path} does not hold a config (a JSON object); restore '
                     'it, or use a new --workdir.')
+  problem = config_lib.saved_config_problem(saved)
+  if problem:
+    raise DataError(f'{path} is damaged ({problem}); it is the record of a '
+                    'run: restore it, or use a new --workdir.')
   return ml_collections.ConfigDict(saved)
 
 

@@ -1,5 +1,8 @@
 """Every bad config value is named in a clear error before any work starts."""
 
+import json
+
+import ml_collections
 import pytest
 
 from sge_jax.config import get_config
@@ -97,7 +100,7 @@ def test_rev_rec_plus_fixes_its_attention():
 
 @pytest.mark.parametrize('field,value', [
     ('seed', -1), ('seed', 2**32), ('seed', 2**63 - 1), ('seed', 10**20),
-    ('seed', True), ('data.seed', -2), ('data.seed', 2**32),
+    ('data.seed', -2), ('data.seed', 2**32),
     ('seeds', '0,4294967296'), ('seeds', '-1,0'), ('seeds', '0,1e20'),
     ('seeds', '5-3'), ('seeds', '0-4294967296'),
 ])
@@ -116,3 +119,49 @@ def test_every_seed_in_range_is_accepted():
   config.update_from_flattened_dict({'seed': 2**32 - 1, 'data.seed': 0,
                                      'seeds': '0,4294967295'})
   config_lib.validate_config(config, num_devices=1)
+
+
+@pytest.mark.parametrize('field, value, expected', [
+    ('seed', 'abc', 'an integer'),
+    ('train.epochs', 1.5, 'an integer'),
+    ('rn.epochs', 'x', 'an integer'),
+    ('rn.hidden', None, 'an integer'),
+    ('eval.baselines', 'yes', 'true or false'),
+    ('train.learning_rate', 'fast', 'a number'),
+    ('quirks.extraction_batches', 1, 'true, false or None'),
+    ('data.synthetic', 3, 'a section of fields'),
+])
+def test_a_value_of_the_wrong_type_names_the_field(field, value, expected):
+  """A config not typed by ConfigDict (built from a dict, or read from JSON)."""
+  tree = get_config().to_dict()
+  *sections, name = field.split('.')
+  section = tree
+  for part in sections:
+    section = section[part]
+  section[name] = value
+  with pytest.raises(ConfigError, match=f'config.{field}=') as error:
+    config_lib.validate_config(ml_collections.ConfigDict(tree), num_devices=1)
+  assert f'expected {expected}' in str(error.value)
+
+
+def test_an_integer_may_stand_for_a_number_not_the_reverse():
+  tree = get_config().to_dict()
+  tree['train']['learning_rate'] = 1
+  assert config_lib.mistyped_field(tree) is None
+  tree['rn']['epochs'] = 300.0
+  assert config_lib.mistyped_field(tree) == ('rn.epochs', 300.0, 'an integer')
+
+
+def test_the_result_fields_of_an_old_config_are_the_defaults():
+  """A config.json written before eval.level and the quirks existed reads as
+  their defaults: rerunning it is no difference."""
+  old = json.loads(get_config().to_json())
+  for field in ('level', 'walk_aggregation', 'min_walk_windows'):
+    del old['eval'][field]
+  del old['quirks'], old['procedure']
+  new = config_lib.resolve_config(get_config())
+  assert config_lib.result_differences(ml_collections.ConfigDict(old), new) == []
+  new.quirks.fixed_rn_shuffle = True
+  new.rn.epochs = 5
+  assert config_lib.result_differences(ml_collections.ConfigDict(old), new) == [
+      'quirks.fixed_rn_shuffle', 'rn.epochs']

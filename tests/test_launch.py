@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,11 +13,29 @@ import numpy as np
 import pytest
 
 from sge_jax import pipeline
+from sge_jax.errors import ConfigError
 from tests.fixtures.pipeline import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BAD_CONFIG_SYNTAX = 'def get_config(arg=None:\n'
 NO_GET_CONFIG = 'x = 1\n'
+# A float where the base config has an integer (ConfigDict refuses it).
+MISTYPED_CONFIG = """from sge_jax.config import get_config as base
+
+def get_config(arg=None):
+  config = base('smoke')
+  config.train.epochs = 1.5
+  return config
+"""
+# A config built as a plain dict, so nothing typed it.
+UNTYPED_CONFIG = """import ml_collections
+from sge_jax.config import get_config as base
+
+def get_config(arg=None):
+  config = base('smoke').to_dict()
+  config['seed'] = 'abc'
+  return ml_collections.ConfigDict(config)
+"""
 GIST = REPO.parent / 'shared' / 'data' / 'real_kinect_gait' / 'gist_gait_normal.npz'
 
 
@@ -68,6 +87,15 @@ def test_bad_config_value_is_one_clear_line(tmp_path):
     (['--config={bad}'], 'does not parse'),
     (['--config={empty}'], 'has no get_config'),
     (['--config=configs/demo.py:smoke', '--config.train.epochs=many'], 'many'),
+    (['--config=configs/demo.py:smoke', '--config.train.epochs=1.5'],
+     "config.train.epochs='1.5' is invalid: expected an integer"),
+    (['--config=configs/demo.py:smoke', '--config.seed=abc'],
+     "config.seed='abc' is invalid: expected an integer"),
+    (['--config=configs/demo.py:smoke', '--config.rn.learning_rate=fast'],
+     "config.rn.learning_rate='fast' is invalid: expected a number"),
+    (['--config={mistyped}'],
+     "mistyped.py (line 5) fails: it sets field 'epochs' to 1.5 (float)"),
+    (['--config={untyped}'], "config.seed='abc' is invalid: expected an integer"),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}'], 'a_file'),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}/below'], 'a_file'),
 ])
@@ -76,7 +104,11 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
   bad.write_text(BAD_CONFIG_SYNTAX)
   empty.write_text(NO_GET_CONFIG)
   a_file.write_text('not a directory')
-  arguments = [a.format(bad=bad, empty=empty, a_file=a_file) for a in arguments]
+  (tmp_path / 'mistyped.py').write_text(MISTYPED_CONFIG)
+  (tmp_path / 'untyped.py').write_text(UNTYPED_CONFIG)
+  arguments = [a.format(bad=bad, empty=empty, a_file=a_file,
+                        mistyped=tmp_path / 'mistyped.py',
+                        untyped=tmp_path / 'untyped.py') for a in arguments]
   if not any(a.startswith('--workdir') for a in arguments):
     arguments.append(f'--workdir={tmp_path / "run"}')
   run = _launch(*arguments)
@@ -87,6 +119,49 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, arguments, message):
   assert 'Traceback' not in run.stderr
   assert "backend 'tpu'" not in run.stderr
   assert not (tmp_path / 'run' / 'config.json').exists()
+
+
+TINY_CONFIG_FILE = """
+from tests.fixtures.pipeline import tiny_config
+
+def get_config(arg=None):
+  return tiny_config()
+"""
+RUN_RECORD = ('results.json', 'report.md', 'config.json', 'rn.npz')
+
+
+def test_a_finished_run_is_kept_and_the_error_gives_the_reevaluation(tmp_path):
+  workdir = tmp_path / 'run'
+  pipeline.run(tiny_config(), workdir)
+  record = {name: (workdir / name).read_bytes() for name in RUN_RECORD}
+  config_file = tmp_path / 'tiny.py'
+  config_file.write_text(TINY_CONFIG_FILE)
+  run = _launch(f'--config={config_file}', f'--workdir={workdir}',
+                '--config.rn.epochs=5', '--config.eval.protocols=A')
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines() if 'error' in line.lower()]
+  assert len(errors) == 1 and errors[0].startswith('error: '), run.stderr
+  assert 'eval.protocols, rn.epochs' in errors[0]
+  assert {name: (workdir / name).read_bytes() for name in RUN_RECORD} == record
+  # The command it prints gives those results under evaluations/.
+  command = shlex.split(errors[0].split('run: ', 1)[1])
+  assert command[:3] == ['python', '-m', 'sge_jax.evaluate']
+  evaluation = subprocess.run(
+      [sys.executable, *command[1:]], capture_output=True, text=True,
+      timeout=600, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  written = list((workdir / 'evaluations').glob('*/results.json'))
+  assert len(written) == 1
+  results = json.loads(written[0].read_text())
+  assert results['rn']['epochs'] == 5 and results['protocols'] == ['A']
+  assert {name: (workdir / name).read_bytes() for name in RUN_RECORD} == record
+  # A field python -m sge_jax.evaluate cannot change: a new --workdir.
+  with pytest.raises(ConfigError, match='quirks.fixed_rn_shuffle.*new --workdir'):
+    pipeline.run(tiny_config(**{'quirks.fixed_rn_shuffle': True}), workdir)
+  # The same config again redoes the run; more epochs train on.
+  pipeline.run(tiny_config(), workdir)
+  pipeline.run(tiny_config(**{'train.epochs': 3}), workdir)
+  assert json.loads((workdir / 'config.json').read_text())['train']['epochs'] == 3
 
 
 def test_ctrl_c_during_training_saves_the_step_reached_and_exits_130(tmp_path):

@@ -1,16 +1,18 @@
 """The job's train and encode stages on real-format data: exports, transfer, errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from sge_jax import config as config_lib
 from sge_jax import pipeline
 from sge_jax.encode.encodings import load_encodings
-from sge_jax.errors import (ConfigError, DataError, WorkdirBusyError,
-                            WorkdirError)
+from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
+                            WorkdirBusyError, WorkdirError)
 from tests.fixtures.pipeline import tiny_config, write_authors_dataset
 
 
@@ -99,8 +101,18 @@ def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   wrong_joints.encoder_workdir = str(tmp_path / 'source')
   with pytest.raises(ConfigError, match='same joint count'):
     pipeline.run(wrong_joints, tmp_path / 'otherj')
+  assert not (tmp_path / 'otherj' / 'config.json').exists()  # refused before
   assert (tmp_path / 'source' / 'checkpoints').exists()
   assert not list((tmp_path / 'source' / 'checkpoints').glob('damaged_*'))
+  # The same transfer command again redoes its finished run (its saved model
+  # section is the source's, not this config's: no difference).
+  pipeline.run(transfer, tmp_path / 'target')
+  # A source workdir whose config.json lost a section is named as damaged.
+  source_config = json.loads((tmp_path / 'source' / 'config.json').read_text())
+  del source_config['model']
+  (tmp_path / 'source' / 'config.json').write_text(json.dumps(source_config))
+  with pytest.raises(DataError, match='source/config.json is damaged.*model'):
+    pipeline.run(transfer, tmp_path / 'target2')
 
 
 def test_workdir_refuses_encoders_of_another_config(tmp_path):
@@ -160,6 +172,7 @@ def test_encode_before_training_leaves_the_workdir_usable(tmp_path):
   with pytest.raises(DataError, match='No trained encoders'):
     pipeline.run(encode_only, tmp_path / 'run')
   assert not (tmp_path / 'run' / 'checkpoints').exists()
+  assert not (tmp_path / 'run' / 'config.json').exists()    # refused before
   # Nothing was trained, so another encoder config may still train there.
   train = _authors_config(tmp_path / 'Datasets', 'MYSET', **{'model.hidden': 4})
   pipeline.run(train, tmp_path / 'run')
@@ -245,6 +258,21 @@ def test_a_run_refused_while_loading_data_leaves_no_new_workdir(tmp_path):
   assert (tmp_path / 'existing').is_dir()
 
 
+def _without(section):
+  def edit(saved):
+    del saved[section]
+  return edit
+
+
+def _setting(field, value):
+  def edit(saved):
+    *sections, name = field.split('.')
+    for part in sections:
+      saved = saved[part]
+    saved[name] = value
+  return edit
+
+
 @pytest.mark.parametrize('content', ['{"seed": 0, ', '[1, 2]', '\x00\xff'])
 def test_a_corrupt_config_json_is_named(tmp_path, content):
   workdir = tmp_path / 'run'
@@ -254,3 +282,104 @@ def test_a_corrupt_config_json_is_named(tmp_path, content):
                   lambda: pipeline.reevaluate(workdir)):
     with pytest.raises(DataError, match='config.json'):
       attempt()
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+  """A workdir after the train and encode stages (copied per test)."""
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  pipeline.run(_smoke_config(), workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('edit, named', [
+    (_without('rn'), "no 'rn' field"),
+    (_without('data'), "no 'data' field"),
+    (_without('seed'), "no 'seed' field"),
+    (_setting('rn', [1, 2]), 'its rn is'),
+    (_setting('rn.epochs', 'x'), "its rn.epochs is 'x', not an integer"),
+    (_setting('train.epochs', 1.5), 'its train.epochs is 1.5, not an integer'),
+    (_setting('eval.baselines', 'yes'), 'not true or false'),
+    (_setting('data.synthetic', 3), 'its data.synthetic is 3'),
+])
+def test_a_config_json_missing_a_section_is_named_as_damaged(
+    tmp_path, trained_run, edit, named):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run, workdir)
+  saved = json.loads((workdir / 'config.json').read_text())
+  edit(saved)
+  damaged = json.dumps(saved)
+  (workdir / 'config.json').write_text(damaged)
+  for attempt in (lambda: pipeline.run(_smoke_config(), workdir),
+                  lambda: pipeline.reevaluate(workdir)):
+    with pytest.raises(DataError, match='config.json is damaged') as error:
+      attempt()
+    assert named in str(error.value)
+    assert 'restore it, or use a new --workdir' in str(error.value)
+  assert (workdir / 'config.json').read_text() == damaged   # kept as it was
+
+
+def test_a_config_json_that_is_a_folder_is_named(tmp_path, trained_run):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run, workdir)
+  (workdir / 'config.json').unlink()
+  (workdir / 'config.json').mkdir()
+  with pytest.raises(DataError, match='config.json is not a file'):
+    pipeline.run(_smoke_config(), workdir)
+
+
+def test_checkpoints_of_another_model_size_are_refused_without_config_json(
+    tmp_path, trained_run):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run, workdir)
+  (workdir / 'config.json').unlink()
+  for stages in ('train,encode', 'encode'):
+    with pytest.raises(CheckpointMismatchError,
+                       match='another configuration.*use a new --workdir'):
+      pipeline.run(_smoke_config(**{'model.hidden': 16, 'stages': stages}),
+                   workdir)
+    assert not (workdir / 'config.json').exists()
+  assert not list((workdir / 'checkpoints').glob('damaged_*'))
+  pipeline.run(_smoke_config(), workdir)        # the right size resumes
+  assert (workdir / 'config.json').exists()
+
+
+def test_a_multi_seed_workdir_is_not_reused_for_one_seed_or_fewer(tmp_path):
+  workdir = tmp_path / 'run'
+  for seed in (0, 1):
+    (workdir / f'seed_{seed}').mkdir(parents=True)
+  with pytest.raises(ConfigError, match=r'holds a multi-seed run .*'
+                     r'--config\.seeds=0,1 to continue'):
+    pipeline.run(_smoke_config(), workdir)
+  with pytest.raises(ConfigError, match=r'leaves out 1.*--config\.seeds=0,1,2'):
+    pipeline.run(_smoke_config(**{'seeds': '0,2'}), workdir)
+  assert sorted(path.name for path in workdir.iterdir()) == [
+      '.lock', 'seed_0', 'seed_1']                       # nothing written
+  (workdir / 'seed_2').write_text('mine')
+  with pytest.raises(WorkdirError, match='seed_2 is not a folder'):
+    pipeline.run(_smoke_config(**{'seeds': '0,1,2'}), workdir)
+  assert (workdir / 'seed_2').read_text() == 'mine'
+
+
+def test_a_single_run_workdir_is_not_reused_for_several_seeds(tmp_path):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text('{}')
+  with pytest.raises(ConfigError, match=r'holds a single run \(config.json\).*'
+                     'without --config.seeds'):
+    pipeline.run(_smoke_config(**{'seeds': '0,1'}), workdir)
+  assert not list(workdir.glob('seed_*'))
+
+
+def test_a_finished_run_without_checkpoints_keeps_its_results(tmp_path):
+  """Encoder fields are compared on a finished run even where its checkpoints
+  are gone (nothing to resume: the job would train anew over its results)."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  config = config_lib.resolve_config(_smoke_config())
+  (workdir / 'config.json').write_text(config.to_json())
+  (workdir / 'results.json').write_text('{"kept": true}')
+  with pytest.raises(ConfigError, match='other model.hidden.*new --workdir'):
+    pipeline.run(_smoke_config(**{'model.hidden': 16}), workdir)
+  assert (workdir / 'results.json').read_text() == '{"kept": true}'
+  assert (workdir / 'config.json').read_text() == config.to_json()

@@ -41,8 +41,9 @@ _WORKDIR = flags.DEFINE_string(
     'encodings.npz, or seed_<s>/ sub-directories).')
 flags.mark_flag_as_required('workdir')
 _NAME = flags.DEFINE_string(
-    'name', None, 'Folder name of this evaluation under <workdir>/evaluations/ '
-    '(default: from the overrides, e.g. rn.selection-fixed; "rescored" without).')
+    'name', None, 'Folder name of this evaluation under <workdir>/evaluations/: '
+    'letters, digits and ._,=+- only, not starting with "." (default: from the '
+    'overrides, e.g. rn.selection-fixed; "rescored" without).')
 # The defaults only give every field its type; what applies is the saved config
 # with the fields given on the command line.
 _CONFIG = cli.define_config_flag(

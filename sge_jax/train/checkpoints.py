@@ -76,6 +76,15 @@ def _abstract(tree):
   return jax.tree.map(describe, tree)
 
 
+def _abstract_payload(template):
+  """ShapeDtypeStructs of what a checkpoint of ``template`` holds: the tree
+  and its leaves' checksums."""
+  abstract_tree = _abstract(template)
+  return {'tree': abstract_tree,
+          _CHECKSUMS: jax.ShapeDtypeStruct(
+              (len(jax.tree.leaves(abstract_tree)),), np.uint32)}
+
+
 def _path_name(path) -> str:
   parts = []
   for key in path:
@@ -185,10 +194,7 @@ class CheckpointStore:
       CheckpointMismatchError: it is readable but holds other arrays than
         ``template`` describes.
     """
-    abstract_tree = _abstract(template)
-    abstract = {'tree': abstract_tree,
-                _CHECKSUMS: jax.ShapeDtypeStruct(
-                    (len(jax.tree.leaves(abstract_tree)),), np.uint32)}
+    abstract = _abstract_payload(template)
     self._check_shapes(step, abstract)
     try:
       payload = self._manager.restore(step,
@@ -212,17 +218,7 @@ class CheckpointStore:
       raise CheckpointError(
           f'checkpoint {step} in {self.directory} has unreadable metadata: '
           f'{type(error).__name__}: {str(error)[:300]}') from error
-    expected = _shapes_by_path(abstract)
-    differences = [f'{path}: saved {saved.get(path)}, expected {shape}'
-                   for path, shape in expected.items() if saved.get(path) != shape]
-    differences += [f'{path}: saved but not expected'
-                    for path in saved if path not in expected]
-    if differences:
-      raise CheckpointMismatchError(
-          f'checkpoint {step} in {self.directory} was written for another '
-          'configuration (model size, joint count, pretext or length): '
-          + '; '.join(differences[:5])
-          + (f' (+{len(differences) - 5} more)' if len(differences) > 5 else ''))
+    _raise_on_other_shapes(saved, abstract, step, self.directory)
 
   def restore_latest(self, template: Any) -> Optional[tuple[int, Any]]:
     """Restores the newest readable checkpoint.
@@ -337,6 +333,56 @@ def _failure_reports_dropped() -> Iterator[None]:
     sys.unraisablehook = previous
   finally:
     logger.removeFilter(drop)
+
+
+def _raise_on_other_shapes(saved: dict[str, tuple], abstract: Any, step: int,
+                           directory: pathlib.Path) -> None:
+  """Raises CheckpointMismatchError when ``saved`` (path -> (shape, dtype) of
+  checkpoint ``step``) differs from the payload of ``abstract``."""
+  expected = _shapes_by_path(abstract)
+  differences = [f'{path}: saved {saved.get(path)}, expected {shape}'
+                 for path, shape in expected.items() if saved.get(path) != shape]
+  differences += [f'{path}: saved but not expected'
+                  for path in saved if path not in expected]
+  if differences:
+    raise CheckpointMismatchError(
+        f'checkpoint {step} in {directory} was written for another '
+        'configuration (model size, joint count, pretext or length): '
+        + '; '.join(differences[:5])
+        + (f' (+{len(differences) - 5} more)' if len(differences) > 5 else ''))
+
+
+# The folder of the one item in a step folder (CheckpointManager's name for a
+# single unnamed item).
+_ITEM_DIR = 'default'
+
+
+def check_newest_checkpoint_fits(directory: str | pathlib.Path,
+                                 template: Any) -> None:
+  """Checks that the newest checkpoint in ``directory`` holds the arrays of
+  ``template`` (as ``CheckpointStore.restore`` would), from its metadata
+  alone: nothing is loaded, nothing is written, and no other process is
+  waited for, so it may run before any work and on any process.
+
+  A step whose metadata cannot be read is passed over (``restore_latest``
+  deals with it); no readable step, no check.
+
+  Raises:
+    CheckpointMismatchError: naming the first differing arrays.
+  """
+  directory = pathlib.Path(directory).absolute()
+  abstract = _abstract_payload(template)
+  steps = sorted((int(entry.name) for entry in directory.iterdir()
+                  if entry.name.isdigit()), reverse=True)
+  for step in steps:
+    try:
+      metadata = ocp.StandardCheckpointHandler().metadata(
+          directory / str(step) / _ITEM_DIR)
+      saved = _shapes_by_path(metadata.tree)
+    except Exception:  # pylint: disable=broad-except  # damaged: pass over
+      continue
+    _raise_on_other_shapes(saved, abstract, step, directory)
+    return
 
 
 def has_checkpoints(directory: str | pathlib.Path) -> bool:

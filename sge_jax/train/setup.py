@@ -12,6 +12,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.errors import DataError
 from sge_jax.models import GaitEncodingModel
+from sge_jax.train import checkpoints as checkpoints_lib
 from sge_jax.train import optim, pretext
 from sge_jax.train.checkpoints import CheckpointStore, has_checkpoints
 from sge_jax.train.early_stopping import EarlyStopping
@@ -67,6 +68,34 @@ def initial_state(config: ml_collections.ConfigDict, definition: StepDefinition,
                             len(definition.model_tasks), length, num_joints)
 
 
+def checkpoint_template(config: ml_collections.ConfigDict, length: int,
+                        num_joints: int) -> dict:
+  """What a train-stage checkpoint of ``config`` holds: the fresh train state
+  and the early-stopping bookkeeping (the structure restores fill in)."""
+  # Not jax.eval_shape: the cached, jitted init (state.py) would keep a tracer.
+  definition = build_definition(config, num_joints)
+  return {'state': initial_state(config, definition, length, num_joints),
+          'early_stopping': EarlyStopping.start(
+              len(definition.model_tasks)).as_tree()}
+
+
+def check_checkpoints_fit(config: ml_collections.ConfigDict,
+                          workdir: str | pathlib.Path, length: int,
+                          num_joints: int) -> None:
+  """Checks, from their metadata alone, that the checkpoints in
+  ``<workdir>/checkpoints`` hold the arrays ``config`` trains on sequences of
+  ``length`` frames of ``num_joints`` joints (nothing when there are none).
+
+  Raises:
+    CheckpointMismatchError: they were written for another model size, joint
+      count, pretext or length.
+  """
+  directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
+  if has_checkpoints(directory):
+    checkpoints_lib.check_newest_checkpoint_fits(directory, checkpoint_template(
+        config, length, num_joints))
+
+
 def restore_trained_params(config: ml_collections.ConfigDict,
                            workdir: str | pathlib.Path, length: int,
                            num_joints: int):
@@ -75,16 +104,18 @@ def restore_trained_params(config: ml_collections.ConfigDict,
   Raises:
     DataError: there is no checkpoint (the train stage has not run there).
   """
-  definition = build_definition(config, num_joints)
-  template = {'state': initial_state(config, definition, length, num_joints),
-              'early_stopping': EarlyStopping.start(
-                  len(definition.model_tasks)).as_tree()}
+  template = checkpoint_template(config, length, num_joints)
   directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
   restored = None
   if has_checkpoints(directory):
     with CheckpointStore(directory) as checkpoints:
       restored = checkpoints.restore_latest(template)
   if restored is None:
-    raise DataError(f'No trained encoders in {workdir}/checkpoints: run the train '
-                    'stage there first (--config.stages=train,...).')
+    raise no_trained_encoders(workdir)
   return restored[1]['state'].params
+
+
+def no_trained_encoders(workdir: str | pathlib.Path) -> DataError:
+  """The error for encoding from a workdir without checkpoints."""
+  return DataError(f'No trained encoders in {workdir}/checkpoints: run the '
+                   'train stage there first (--config.stages=train,...).')

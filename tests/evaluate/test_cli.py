@@ -10,10 +10,11 @@ import pytest
 
 from sge_jax.config import get_config
 from sge_jax import pipeline
+from sge_jax import workdir as workdir_lib
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.evaluate import stage
 from sge_jax.data import joints
-from sge_jax.errors import ConfigError, DataError
+from sge_jax.errors import ConfigError, DataError, WorkdirError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT = joints.KINECT_V1
@@ -216,6 +217,9 @@ class TestOverrides:
       ('--config.rn.epoch=5', 'epochs'),          # did you mean
       ('--config.nope.epochs=5', 'nope'),
       ('--config.rn.epochs=many', 'many'),
+      ('--config.rn.epochs=1.5',
+       "config.rn.epochs='1.5' is invalid: expected an integer"),
+      ('--config.seed=abc', "config.seed='abc' is invalid: expected an integer"),
       ('--config.model.hidden=64', 'model.hidden')])
   def test_command_line_errors_are_one_line_with_status_2(
       self, tmp_path, argument, message):
@@ -225,3 +229,78 @@ class TestOverrides:
     assert message in completed.stderr
     assert 'Traceback' not in completed.stderr
     assert not (tmp_path / 'results.json').exists()
+
+
+class TestEvaluationName:
+
+  @pytest.mark.parametrize('name', [
+      '..', '.', '../x', 'a/b', '.hidden', 'a\\b', 'a b', 'x' * 121,
+      'évaluation', 'a\nb', '{outside}'])
+  def test_is_one_folder_under_evaluations(self, tmp_path, name):
+    run_dir = tmp_path / 'run'
+    _write_run(run_dir)
+    (run_dir / 'results.json').write_text('{"the run": 1}')
+    name = name.format(outside=tmp_path / 'outside')   # an absolute path
+    with pytest.raises(ConfigError, match='is not a folder name'):
+      pipeline.reevaluate(run_dir, {'rn.epochs': 3}, name=name)
+    assert (run_dir / 'results.json').read_text() == '{"the run": 1}'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['run']
+    assert not (run_dir / 'evaluations').exists()
+
+  def test_dot_dot_on_the_command_line_is_one_line(self, tmp_path):
+    _write_run(tmp_path)
+    (tmp_path / 'results.json').write_text('{"the run": 1}')
+    completed = _run_cli(f'--workdir={tmp_path}', '--name=..',
+                         '--config.rn.epochs=3')
+    assert completed.returncode == 2, completed.stderr
+    errors = [line for line in completed.stderr.splitlines() if 'error' in line]
+    assert len(errors) == 1 and "--name='..' is not a folder name" in errors[0]
+    assert 'unchanged' not in completed.stdout
+    assert (tmp_path / 'results.json').read_text() == '{"the run": 1}'
+    assert not (tmp_path / 'rn.npz').exists()
+
+  @pytest.mark.parametrize('overrides', [
+      {}, {'rn.selection': 'fixed', 'rn.epochs': 3},
+      {'eval.protocols': 'A,B', 'eval.baselines': False},
+      {'rn.learning_rate': 1e-05}, {'rn.selection': '../../x'},
+      {'eval.protocols': '/abs/' * 40}])
+  def test_default_names_are_valid(self, overrides):
+    name = pipeline.evaluation_name(overrides)
+    workdir_lib.check_evaluation_name(name)
+
+  def test_a_name_taken_by_a_file_is_one_line(self, tmp_path):
+    _write_run(tmp_path)
+    (tmp_path / 'evaluations').mkdir()
+    (tmp_path / 'evaluations' / 'taken').write_text('mine')
+    completed = _run_cli(f'--workdir={tmp_path}', '--name=taken')
+    assert completed.returncode == 2, completed.stderr
+    assert 'taken exists and is not a directory' in completed.stderr
+    assert 'Traceback' not in completed.stderr
+    assert (tmp_path / 'evaluations' / 'taken').read_text() == 'mine'
+    (tmp_path / 'evaluations' / 'taken').unlink()
+    (tmp_path / 'evaluations').rmdir()
+    (tmp_path / 'evaluations').write_text('mine')
+    with pytest.raises(WorkdirError, match='evaluations exists and is not a'):
+      pipeline.reevaluate(tmp_path, name='taken')
+
+  def test_a_link_out_of_evaluations_is_refused(self, tmp_path):
+    run_dir = tmp_path / 'run'
+    _write_run(run_dir)
+    (run_dir / 'evaluations').mkdir()
+    (run_dir / 'evaluations' / 'back').symlink_to(run_dir)
+    with pytest.raises(WorkdirError, match='outside'):
+      pipeline.reevaluate(run_dir, name='back')
+    assert not (run_dir / 'results.json').exists()
+    (run_dir / 'evaluations' / 'dangling').symlink_to(tmp_path / 'nowhere')
+    with pytest.raises(WorkdirError, match='dangling'):
+      pipeline.reevaluate(run_dir, name='dangling')
+    assert not (tmp_path / 'nowhere').exists()
+
+  def test_every_seed_is_checked_before_any_evaluation(self, tmp_path):
+    for seed in (0, 1):
+      _write_run(tmp_path / f'seed_{seed}', seed=seed)
+    (tmp_path / 'seed_1' / 'evaluations').mkdir()
+    (tmp_path / 'seed_1' / 'evaluations' / 'three').write_text('mine')
+    with pytest.raises(WorkdirError, match='seed_1/evaluations/three exists'):
+      pipeline.reevaluate(tmp_path, {'rn.epochs': 3}, name='three')
+    assert not (tmp_path / 'seed_0' / 'evaluations').exists()

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.filterwarnings(
     'ignore::pytest.PytestUnraisableExceptionWarning')
 
 from sge_jax.train.checkpoints import (CheckpointError, CheckpointMismatchError,
-                                   has_checkpoints,
-                                   CheckpointStore)
+                                       CheckpointStore,
+                                       check_newest_checkpoint_fits,
+                                       has_checkpoints)
 from tests.fixtures import ctrl_c
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -174,3 +175,18 @@ def test_ctrl_c_waits_for_the_save_to_finish(tmp_path, monkeypatch):
       store.save(1, _tree(1))
   assert sorted(p.name for p in tmp_path.iterdir()) == ['1']
   assert CheckpointStore(tmp_path).restore_latest(_tree())[0] == 1
+
+
+def test_the_newest_checkpoint_is_checked_from_its_metadata_alone(tmp_path):
+  with CheckpointStore(tmp_path) as store:
+    store.save(1, _tree())
+    store.save(2, dict(_tree(), w=jnp.zeros(10)))
+  with pytest.raises(CheckpointMismatchError, match='checkpoint 2 .* tree/w: saved'):
+    check_newest_checkpoint_fits(tmp_path, _tree())
+  check_newest_checkpoint_fits(tmp_path, dict(_tree(), w=jnp.zeros(10)))
+  # A step whose metadata cannot be read is passed over for the next older.
+  (tmp_path / '2' / 'default' / '_METADATA').unlink()
+  check_newest_checkpoint_fits(tmp_path, _tree())
+  with pytest.raises(CheckpointMismatchError, match='checkpoint 1 '):
+    check_newest_checkpoint_fits(tmp_path, dict(_tree(), w=jnp.zeros(10)))
+  assert sorted(path.name for path in tmp_path.iterdir()) == ['1', '2']
