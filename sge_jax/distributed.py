@@ -13,8 +13,9 @@ the job needs besides the maths:
   save and restore (Orbax requires it; only process 0 writes array data).
 * Agreement: ``stop_together`` turns an error on one process into an error on
   every process (otherwise the others would wait in a collective forever), and
-  ``check_same_on_every_process`` stops the job when processes loaded different
-  data, naming the first that differs from process 0.
+  ``check_same_config`` and ``check_same_on_every_process`` stop the job when
+  processes run different configs or loaded different data, naming the first
+  that differs from process 0.
 
 A single-process run (no flags) never calls ``jax.distributed``; every helper
 here is then a no-op, so such a run is exactly what it was before.
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import socket
 import time
 import zlib
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -330,3 +332,87 @@ def check_same_on_every_process(what: str, value: np.uint32, fix: str) -> None:
     raise DistributedError(
         f'process {differing} sees a different {what} than process 0 (CRC32 '
         f'{values[differing]:08x} vs {values[0]:08x}): {fix}')
+
+
+def gather_text(text: str) -> list[str]:
+  """``text`` of every process, in process order (a collective)."""
+  raw = np.frombuffer(text.encode('utf-8'), np.uint8)
+  lengths = [int(length) for length in gather(np.int32(raw.size))]
+  padded = np.zeros(max(lengths), np.uint8)
+  padded[:raw.size] = raw
+  return [bytes(row[:length]).decode('utf-8', errors='replace')
+          for row, length in zip(gather(padded), lengths)]
+
+
+# How many differing fields a config disagreement names.
+_SHOWN_FIELDS = 4
+_UNSET = object()
+
+
+def _shown(value: Any) -> str:
+  if value is _UNSET:
+    return '(no such field)'
+  text = json.dumps(value, ensure_ascii=False)
+  return text if len(text) <= 60 else text[:57] + '...'
+
+
+def config_disagreement(configs: Sequence[Mapping[str, Any]]) -> Optional[str]:
+  """Names the fields where the processes' configs differ from process 0's.
+
+  Args:
+    configs: every process's flattened config, in process order
+      ({'train.learning_rate': 0.001, ..., '--workdir': 'runs/demo'}).
+
+  Returns:
+    None when all are equal, else the message of the error: the first
+    differing process with its differing fields and values, and the other
+    processes that differ too.
+  """
+  reference = configs[0]
+  differing = {}
+  for index, fields in enumerate(configs):
+    names = sorted(name for name in set(reference) | set(fields)
+                   if reference.get(name, _UNSET) != fields.get(name, _UNSET))
+    if names:
+      differing[index] = names
+  if not differing:
+    return None
+  first = min(differing)
+  names = differing[first]
+  shown = ', '.join(
+      f'{name}={_shown(configs[first].get(name, _UNSET))} (process 0: '
+      f'{_shown(reference.get(name, _UNSET))})' for name in names[:_SHOWN_FIELDS])
+  if len(names) > _SHOWN_FIELDS:
+    shown += f' and {len(names) - _SHOWN_FIELDS} more'
+  others = [index for index in differing if index != first]
+  also = (f'; process{"es" if len(others) > 1 else ""} '
+          f'{", ".join(map(str, others))} differ{"" if len(others) > 1 else "s"} '
+          'from process 0 too' if others else '')
+  return (f'the processes of this job run different configs: process {first} '
+          f'has {shown}{also}. Start every process with the same command: the '
+          'same --config file, --config.* overrides and --workdir')
+
+
+def check_same_config(fields: Mapping[str, Any]) -> None:
+  """Stops the job on every process when the processes run different configs
+  (a collective; nothing for a single process). Without it a process started
+  with another value trains with it silently, and config.json records process
+  0's.
+
+  Args:
+    fields: this process's whole resolved config, flattened, and whatever else
+      must agree ({'train.learning_rate': 0.001, ..., '--workdir': ...}).
+
+  Raises:
+    DistributedError: naming the differing fields (``config_disagreement``).
+  """
+  if process_count() == 1:
+    return
+  text = json.dumps(dict(fields), sort_keys=True, default=repr)
+  own = checksum(np.frombuffer(text.encode('utf-8'), np.uint8))
+  if first_differing_process([int(value) for value in gather(own)]) is None:
+    return
+  message = config_disagreement([json.loads(other)
+                                 for other in gather_text(text)])
+  raise DistributedError(message or 'the processes of this job run different '
+                         'configs: start every process with the same command')

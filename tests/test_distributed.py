@@ -92,3 +92,39 @@ def test_one_process_agrees_with_itself():
   distributed.check_same_on_every_process('data', np.uint32(3), 'fix')
   np.testing.assert_array_equal(distributed.gather(np.uint32(7)), [7])
   distributed.barrier('nothing to wait for')
+
+
+BASE = {'seed': 0, 'train.learning_rate': 0.001, 'train.temperature': 0.1,
+        '--workdir': 'runs/demo'}
+
+
+def test_equal_configs_agree():
+  assert distributed.config_disagreement([BASE, dict(BASE), dict(BASE)]) is None
+
+
+def test_a_config_disagreement_names_the_fields_values_and_processes():
+  other = {**BASE, 'train.temperature': 0.5, 'train.learning_rate': 0.01}
+  message = distributed.config_disagreement(
+      [BASE, BASE, other, {**BASE, '--workdir': 'elsewhere'}])
+  assert message.startswith(
+      'the processes of this job run different configs: process 2 has '
+      'train.learning_rate=0.01 (process 0: 0.001), train.temperature=0.5 '
+      '(process 0: 0.1); process 3 differs from process 0 too.')
+  assert 'same --config file, --config.* overrides and --workdir' in message
+
+
+def test_a_config_disagreement_names_missing_fields_and_stays_short():
+  many = {**{f'x.f{i}': i for i in range(10)}, '--workdir': 'a'}
+  changed = {**{f'x.f{i}': -i for i in range(1, 10)}, 'extra': 'é' * 100}
+  message = distributed.config_disagreement([many, changed])
+  # 12 differ (--workdir and x.f0 missing, extra added, x.f1..9), 4 are shown.
+  assert 'x.f1=-1 (process 0: 1) and 8 more.' in message
+  assert f'extra="{"é" * 56}... (process 0: (no such field))' in message
+  assert len(message) < 600
+  message = distributed.config_disagreement([BASE, {**BASE, 'extra': 1}])
+  assert 'extra=1 (process 0: (no such field))' in message
+
+
+def test_one_process_has_nothing_to_disagree_with():
+  distributed.check_same_config({'anything': object()})
+  assert distributed.gather_text('é') == ['é']

@@ -17,8 +17,10 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.encode import load_encodings
 from sge_jax.train.setup import restore_trained_params
 from sge_jax.workdir_lock import hold_workdir_lock
-from tests.fixtures.processes import free_port, run_job, start_job
+from tests.fixtures.processes import REPO, free_port, run_job, start_job
 
+# launch.py with a fault injected into one process (SGE_FAULT).
+FAULTY_LAUNCH = REPO / 'tests' / 'fixtures' / 'faulty_launch.py'
 # The demo smoke run with 4 epochs (20 steps of the global batch of 32): long
 # enough for a kill to land in training, short enough for the suite.
 RUN_FLAGS = ('--config=configs/demo.py:smoke', '--config.train.epochs=4')
@@ -196,9 +198,11 @@ def test_a_batch_not_divisible_by_every_process_device_stops_every_process(tmp_p
 
 def test_processes_that_load_different_data_stop_naming_the_first_that_differs(
     tmp_path):
+  # The same config (different ones stop earlier, naming the fields) but other
+  # data on process 1: a host with other files under the same path.
   finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
-                     tmp_path / 'logs',
-                     per_process_args=[[], ['--config.data.synthetic.frames_per_recording=70']])
+                     tmp_path / 'logs', script=FAULTY_LAUNCH,
+                     per_process_env=[{}, {'SGE_FAULT': 'other_data'}])
   for result in finished:
     _assert_one_line_error(result, 'process 1 sees a different training split')
   assert finished[1].stderr.count('[process 1] error:') == 1
@@ -237,3 +241,18 @@ def test_auto_detection_outside_a_cluster_is_one_line(tmp_path):
                      tmp_path / 'logs', num_processes=1,
                      per_process_args=[['--distributed=auto']], timeout=120)
   _assert_one_line_error(finished[0], '--distributed=auto found no cluster')
+
+
+def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
+  # Before, process 1 trained with its own temperature and learning rate, and
+  # config.json recorded process 0's.
+  finished = run_job(
+      [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+      per_process_args=[[], ['--config.train.temperature=0.5',
+                             '--config.train.learning_rate=0.01']])
+  for result in finished:
+    _assert_one_line_error(
+        result, 'run different configs: process 1 has '
+        'train.learning_rate=0.01 (process 0: 0.0005), train.temperature=0.5 '
+        '(process 0: 0.1)', 'same --config file')
+  assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
