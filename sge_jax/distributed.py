@@ -6,7 +6,9 @@ one per GPU); JAX's own runtime (``jax.distributed``) connects them, and
 the job needs besides the maths:
 
 * ``start(settings)`` joins the job. It must run before anything touches a
-  device (JAX fixes the device set when its backend starts).
+  device (JAX fixes the device set when its backend starts). It starts the
+  watchdog (``sge_jax.job_watchdog``) that ends every process in one line when
+  one of them stops.
 * Roles: process 0 is the *main* process. It alone writes the workdir's files
   (config.json, metrics.jsonl, encodings.npz, results, report, plots) and takes
   the workdir lock; every process takes part in training and in each checkpoint
@@ -37,12 +39,16 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sge_jax.errors import USER_ERRORS, DistributedError
+from sge_jax import job_watchdog
+from sge_jax.errors import USER_ERRORS, DistributedError, PeerStoppedError
 
 # How ``--distributed`` selects the way of joining a job.
 DISTRIBUTED_MODES = ('', 'auto')
 # Longest message an error on one process passes to the others (bytes).
 _MESSAGE_BYTES = 1024
+# JAX's own heartbeat timeout is ours plus this: ours ends the job in one
+# line, JAX's in a C++ abort.
+_JAX_MARGIN_SECONDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +151,8 @@ def wait_for_coordinator(address: str, timeout: float) -> None:
 
 
 def start(settings: JobSettings) -> None:
-  """Joins the multi-process job ``settings`` describes; nothing for one process.
+  """Joins the multi-process job ``settings`` describes and starts this
+  process's watchdog (``sge_jax.job_watchdog``); nothing for one process.
 
   Must run before any JAX call that touches a device.
 
@@ -158,7 +165,8 @@ def start(settings: JobSettings) -> None:
     return
   import jax  # pylint: disable=g-import-not-at-top
   timeouts = dict(initialization_timeout=settings.coordinator_timeout,
-                  heartbeat_timeout_seconds=settings.peer_timeout,
+                  heartbeat_timeout_seconds=jax_heartbeat_timeout(
+                      settings.peer_timeout),
                   shutdown_timeout_seconds=settings.peer_timeout)
   if settings.mode == 'auto':
     try:
@@ -168,19 +176,29 @@ def start(settings: JobSettings) -> None:
           f'--distributed=auto found no cluster to join ({error}); JAX detects '
           'Cloud TPU pod slices, SLURM and Open MPI jobs. Elsewhere pass '
           '--coordinator_address, --num_processes and --process_id') from None
-    return
-  if settings.process_id != 0:
-    _log_warnings_only()        # before JAX's 'Connecting to ...' line
-    wait_for_coordinator(settings.coordinator_address,
-                         settings.coordinator_timeout)
   else:
-    logging.info('[distributed] process 0 of %d: coordinator at %s, waiting up '
-                 'to %d s for the other processes', settings.num_processes,
-                 settings.coordinator_address, settings.coordinator_timeout)
-  jax.distributed.initialize(
-      coordinator_address=settings.coordinator_address,
-      num_processes=settings.num_processes, process_id=settings.process_id,
-      **timeouts)
+    if settings.process_id != 0:
+      _log_warnings_only()        # before JAX's 'Connecting to ...' line
+      wait_for_coordinator(settings.coordinator_address,
+                           settings.coordinator_timeout)
+    else:
+      logging.info('[distributed] process 0 of %d: coordinator at %s, waiting '
+                   'up to %d s for the other processes', settings.num_processes,
+                   settings.coordinator_address, settings.coordinator_timeout)
+    jax.distributed.initialize(
+        coordinator_address=settings.coordinator_address,
+        num_processes=settings.num_processes, process_id=settings.process_id,
+        **timeouts)
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  job_watchdog.start(jax_distributed.global_state.client, jax.process_index(),
+                     jax.process_count(), settings.peer_timeout)
+
+
+def jax_heartbeat_timeout(peer_timeout: int) -> int:
+  """JAX's heartbeat timeout: longer than --peer_timeout, so the watchdog
+  (``sge_jax.job_watchdog``) notices a silent process first and ends the job
+  in one line, where JAX would abort every process."""
+  return 2 * peer_timeout + _JAX_MARGIN_SECONDS
 
 
 # ----------------------------------------------------------------- roles
@@ -270,7 +288,7 @@ def raise_if_any_failed(error: Optional[BaseException]) -> None:
   """Every process learns whether any failed (a collective).
 
   Raises:
-    ``error`` on the process that had it; DistributedError naming the first
+    ``error`` on the process that had it; PeerStoppedError naming the first
     failed process and its message on every other process.
   """
   if process_count() == 1:
@@ -283,8 +301,7 @@ def raise_if_any_failed(error: Optional[BaseException]) -> None:
     raise error
   failed = [index for index, message in enumerate(messages) if message]
   if failed:
-    raise DistributedError(
-        f'process {failed[0]} stopped the job: {messages[failed[0]]}')
+    raise PeerStoppedError(failed[0], messages[failed[0]])
 
 
 @contextlib.contextmanager

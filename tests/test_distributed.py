@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from sge_jax import distributed
+from sge_jax import distributed, job_watchdog
 from sge_jax.errors import DataError, DistributedError
 
 JobSettings = distributed.JobSettings
@@ -128,3 +128,9 @@ def test_a_config_disagreement_names_missing_fields_and_stays_short():
 def test_one_process_has_nothing_to_disagree_with():
   distributed.check_same_config({'anything': object()})
   assert distributed.gather_text('é') == ['é']
+
+
+def test_jax_notices_a_silent_process_after_the_watchdog_does():
+  for peer_timeout in (1, 10, 100):
+    assert distributed.jax_heartbeat_timeout(peer_timeout) > (
+        peer_timeout + 2 * job_watchdog.POLL_SECONDS + job_watchdog.SETTLE_SECONDS)

@@ -1,10 +1,12 @@
 """launch.py as a multi-process job on CPU: 2 processes x 2 devices against one
 process with 4 devices and with 1 device on the same global batch; killing every
-process mid-training and resuming; the job's one-line errors.
+process mid-training and resuming; one process failing, interrupted or killed
+(tests/fixtures/faulty_launch.py); the job's one-line errors.
 
 Every job runs under tests/fixtures/processes.py: a deadline per job, and the
-peers of a failed process killed after a few seconds. The jobs run one after
-another (two processes already fill the two cores of the CI machine).
+peers of a failed process killed after a few seconds (a minute where the test
+watches them end by themselves). The jobs run one after another (two processes
+already fill the two cores of the CI machine).
 """
 
 import json
@@ -17,7 +19,8 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.encode import load_encodings
 from sge_jax.train.setup import restore_trained_params
 from sge_jax.workdir_lock import hold_workdir_lock
-from tests.fixtures.processes import REPO, free_port, run_job, start_job
+from tests.fixtures.processes import (PEER_TIMEOUT, REPO, free_port, run_job,
+                                     start_job)
 
 # launch.py with a fault injected into one process (SGE_FAULT).
 FAULTY_LAUNCH = REPO / 'tests' / 'fixtures' / 'faulty_launch.py'
@@ -243,6 +246,26 @@ def test_auto_detection_outside_a_cluster_is_one_line(tmp_path):
   _assert_one_line_error(finished[0], '--distributed=auto found no cluster')
 
 
+# ----------------------------------------------------------------- one process fails
+
+# Seconds within which the other processes end once one failed: the watchdog
+# polls every 0.5 s and settles 1 s, a crash is told from a lost process
+# within 5 s; start-up noise on a loaded machine on top.
+PROMPTLY = 8
+
+
+def _one_line(result, status, *fragments):
+  """``result`` ended with ``status`` and exactly one line naming the stop."""
+  assert result.returncode == status, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  assert 'Check failure' not in result.stderr, result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines()
+           if 'error: ' in line or 'interrupted' in line]
+  assert len(lines) == 1, result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
 def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
   # Before, process 1 trained with its own temperature and learning rate, and
   # config.json recorded process 0's.
@@ -256,3 +279,61 @@ def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
         'train.learning_rate=0.01 (process 0: 0.0005), train.temperature=0.5 '
         '(process 0: 0.1)', 'same --config file')
   assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize('fault, faulty, status, fragments', [
+    # A bug: the process shows its traceback, the others one line.
+    ('crash', 1, 1, ('process 1 crashed (RuntimeError: injected crash',
+                     'run the same command again in every process')),
+    # Ctrl-C on one process only.
+    ('interrupt', 1, 130, ('process 1 was interrupted (Ctrl-C)',)),
+    # A user error outside the checks every process takes part in, on the
+    # process that hosts the coordinator (it leaves last).
+    ('user_error', 0, 2, ('process 0 stopped the job: DataError: injected '
+                          'data error',)),
+])
+def test_a_failure_on_one_process_stops_the_others_promptly_in_one_line(
+    tmp_path, fault, faulty, status, fragments):
+  # Before, the others waited up to twice --peer_timeout, then ended in a
+  # Python traceback ('[process 0] crashed:') or a C++ abort.
+  environment = [{}, {}]
+  environment[faulty] = {'SGE_FAULT': fault}
+  job = start_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                  tmp_path / 'logs', script=FAULTY_LAUNCH,
+                  per_process_env=environment)
+  finished = job.wait(timeout=300, grace=60)
+  other = finished[1 - faulty]
+  _one_line(other, status, *fragments)
+  assert abs(other.ended - finished[faulty].ended) < PROMPTLY
+  own = finished[faulty]
+  assert own.returncode == status, own.stderr[-3000:]
+  if fault == 'crash':
+    assert own.stderr.count('Traceback') == 1
+    assert own.stderr.rstrip().splitlines()[-1].startswith(
+        '[process 1] error: crashed: RuntimeError: injected crash (a bug: the '
+        'traceback is above)')
+  else:
+    _one_line(own, status)
+
+
+@pytest.mark.slow
+def test_a_process_killed_in_training_stops_the_others_in_one_line_and_resumes(
+    tmp_path, compilation_cache):
+  # Before, process 0 ended in '[process 0] crashed:' and a traceback, or a
+  # C++ abort ('Terminating process because the JAX distributed service
+  # detected fatal errors').
+  run_flags = [*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
+               '--config.stages=train']
+  job = start_job(run_flags, tmp_path / 'killed', script=FAULTY_LAUNCH,
+                  compilation_cache=compilation_cache,
+                  per_process_env=[{}, {'SGE_FAULT': 'kill',
+                                        'SGE_FAULT_AT': 'train_encoders'}])
+  finished = job.wait(timeout=300, grace=60)
+  assert finished[1].returncode == -9
+  _one_line(finished[0], 1, 'process 1 stopped answering',
+            'run the same command again in every process to resume')
+  assert finished[0].ended - finished[1].ended < PEER_TIMEOUT + PROMPTLY
+  resumed = run_job(run_flags, tmp_path / 'resumed',
+                    compilation_cache=compilation_cache)
+  for result in resumed:
+    assert result.returncode == 0, result.stderr[-3000:]
