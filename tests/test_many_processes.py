@@ -10,7 +10,9 @@ already fill the two cores of the CI machine).
 """
 
 import json
+import os
 import pathlib
+import socket
 
 import numpy as np
 import pytest
@@ -337,3 +339,55 @@ def test_a_process_killed_in_training_stops_the_others_in_one_line_and_resumes(
                     compilation_cache=compilation_cache)
   for result in resumed:
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ----------------------------------------------------------------- joining
+
+
+def test_a_coordinator_port_in_use_is_one_line_on_every_process(tmp_path):
+  # Before: a segmentation fault on process 0, an abort on process 1.
+  with socket.socket() as squatter:
+    squatter.bind(('127.0.0.1', 0))
+    squatter.listen()
+    address = f'127.0.0.1:{squatter.getsockname()[1]}'
+    job = start_job(
+        [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+        job_flags=False,
+        per_process_args=[[f'--coordinator_address={address}',
+                           '--num_processes=2', f'--process_id={index}',
+                           '--coordinator_timeout=3'] for index in (0, 1)])
+    finished = job.wait(timeout=120, grace=60)
+  _assert_one_line_error(finished[0], f'cannot open the coordinator port '
+                         f'{address.split(":")[1]}', 'in use on this host')
+  _assert_one_line_error(finished[1], f'--coordinator_address={address} is '
+                         'held by another program')
+
+
+def test_two_processes_with_the_same_process_id_are_one_line_each(tmp_path):
+  # Before: both aborted, one at once, one after --coordinator_timeout.
+  address = f'127.0.0.1:{free_port()}'
+  job = start_job(
+      [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+      job_flags=False,
+      per_process_args=[[f'--coordinator_address={address}',
+                         '--num_processes=2', '--process_id=0',
+                         '--coordinator_timeout=3']] * 2)
+  finished = job.wait(timeout=120, grace=60)
+  first, second = sorted(finished, key=lambda result: result.ended)
+  _assert_one_line_error(first, 'another process on this host already runs as '
+                         '--process_id=0')
+  _assert_one_line_error(second, 'not every process joined the job within '
+                         '--coordinator_timeout=3 s', 'its own --process_id')
+
+
+def test_auto_detection_with_incomplete_cluster_variables_names_them(tmp_path):
+  # Before: a KeyError traceback from JAX's Open MPI detection.
+  environment = {name: None for name in os.environ
+                 if name.startswith(('SLURM_', 'OMPI_'))}
+  environment['OMPI_MCA_orte_hnp_uri'] = '1531576320.0;tcp://10.0.0.1:34911'
+  job = start_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
+                   '--distributed=auto'], tmp_path / 'logs', num_processes=1,
+                  per_process_env=[environment])
+  _assert_one_line_error(job.wait(timeout=120)[0],
+                         'Open MPI variables are incomplete',
+                         'OMPI_COMM_WORLD_SIZE', 'mpirun')
