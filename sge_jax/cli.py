@@ -48,8 +48,8 @@ def exit_on_user_error(main: Callable[..., Any], *args: Any,
 
   In a process of a multi-process job (``multi_process``), every line starts
   with ``prefix`` (its index), and every failure goes through
-  ``job_watchdog``: the other processes learn of it and end within about a
-  second, each with one line, and this one ends at once (a normal exit would
+  ``job_watchdog``: the other processes learn of it and end within a few
+  seconds, each with one line, and this one ends at once (a normal exit would
   wait for them at JAX's shutdown barrier). A crash shows its traceback once,
   on this process, above a one-line summary, and exits with 1.
   """

@@ -1,5 +1,5 @@
 """A multi-process job stops as one: when one process stops, every other one
-ends within about a second, each with one line naming that process and why.
+ends within a few seconds, each with one line naming that process and why.
 
 JAX's coordination service (``jax.distributed``) holds a key-value store
 shared by the processes of the job; this module keeps three kinds of entries

@@ -287,12 +287,14 @@ def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
     # A bug: the process shows its traceback, the others one line.
     ('crash', 1, 1, ('process 1 crashed (RuntimeError: injected crash',
                      'run the same command again in every process')),
-    # Ctrl-C on one process only.
-    ('interrupt', 1, 130, ('process 1 was interrupted (Ctrl-C)',)),
+    # Ctrl-C on one process only (the same path: slow).
+    pytest.param('interrupt', 1, 130, ('process 1 was interrupted (Ctrl-C)',),
+                 marks=pytest.mark.slow),
     # A user error outside the checks every process takes part in, on the
     # process that hosts the coordinator (it leaves last).
-    ('user_error', 0, 2, ('process 0 stopped the job: DataError: injected '
-                          'data error',)),
+    pytest.param('user_error', 0, 2, ('process 0 stopped the job: DataError: '
+                                      'injected data error',),
+                 marks=pytest.mark.slow),
 ])
 def test_a_failure_on_one_process_stops_the_others_promptly_in_one_line(
     tmp_path, fault, faulty, status, fragments):
