@@ -330,8 +330,9 @@ def test_a_process_killed_in_training_stops_the_others_in_one_line_and_resumes(
                '--config.stages=train']
   job = start_job(run_flags, tmp_path / 'killed', script=FAULTY_LAUNCH,
                   compilation_cache=compilation_cache,
-                  per_process_env=[{}, {'SGE_FAULT': 'kill',
-                                        'SGE_FAULT_AT': 'train_encoders'}])
+                  per_process_env=[{}, {
+                      'SGE_FAULT': 'kill',   # process 0 has its checkpoints open
+                      'SGE_FAULT_AT': 'sge_jax.train.loop:_train_loop'}])
   finished = job.wait(timeout=300, grace=60)
   assert finished[1].returncode == -9
   _one_line(finished[0], 1, 'process 1 stopped answering',
