@@ -4,14 +4,12 @@ resumable stop (exit 130), and quiet third-party logs."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
-import traceback
 from typing import Any, Callable
 
 from sge_jax import config as config_lib    # no JAX: cheap to import
-from sge_jax import interrupts
+from sge_jax import distributed, interrupts, job_watchdog
 from sge_jax.errors import USER_ERRORS
 
 USER_ERROR_STATUS = 2
@@ -51,37 +49,40 @@ def exit_on_user_error(main: Callable[..., Any], *args: Any,
   ``interrupted_hint`` (how to go on), and exits with 130.
 
   In a process of a multi-process job (``multi_process``), every line starts
-  with ``prefix`` (its index), and a crash or Ctrl-C ends the process at once
-  (``os._exit``): a normal exit would wait for the other processes at JAX's
-  shutdown barrier while they wait for this one in a collective. The others
-  then stop when JAX notices this process is gone (--peer_timeout). A user
-  error exits normally: the job's checks raise it on every process together.
+  with ``prefix`` (its index), and every failure goes through
+  ``job_watchdog``: the other processes learn of it and end within a few
+  seconds, each with one line, and this one ends at once (a normal exit would
+  wait for them at JAX's shutdown barrier). A crash shows its traceback once,
+  on this process, above a one-line summary, and exits with 1.
   """
   interrupts.install()
   try:
     result = main(*args)
   except USER_ERRORS as error:
+    if multi_process:
+      job_watchdog.end_job(f'{prefix}error: {error}', USER_ERROR_STATUS,
+                           _job_cause(error, USER_ERROR_STATUS))
     exit_with_user_error(str(error), prefix=prefix)
   except KeyboardInterrupt as interrupt:
     # The interrupted stage may say what it saved (KeyboardInterrupt(message)).
     said = '; '.join(part for part in (str(interrupt), interrupted_hint) if part)
-    print(f'\n{prefix}interrupted{": " + said if said else ""}', file=sys.stderr)
-    _exit(INTERRUPTED_STATUS, at_once=multi_process)
-  except Exception:  # pylint: disable=broad-except
+    line = f'\n{prefix}interrupted{": " + said if said else ""}'
+    if multi_process:
+      job_watchdog.end_job(line, INTERRUPTED_STATUS,
+                           _job_cause(interrupt, INTERRUPTED_STATUS))
+    print(line, file=sys.stderr)
+    sys.exit(INTERRUPTED_STATUS)
+  except Exception as error:  # pylint: disable=broad-except
     if not multi_process:
       raise
-    print(f'{prefix}crashed:', file=sys.stderr)
-    traceback.print_exc()
-    _exit(1, at_once=True)
+    job_watchdog.end_after_crash(error, prefix)
+  if multi_process:
+    job_watchdog.finish()
   sys.exit(result if isinstance(result, int) else 0)
 
 
-def _exit(status: int, at_once: bool) -> None:
-  if at_once:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)  # pylint: disable=protected-access
-  sys.exit(status)
+def _job_cause(error: BaseException, status: int) -> job_watchdog.Stop:
+  return job_watchdog.cause_of(error, distributed.process_index(), status)
 
 
 def _config_error_message(error: BaseException) -> str:

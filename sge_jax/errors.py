@@ -38,6 +38,16 @@ class DistributedError(RuntimeError):
   another process of the job (the message names it)."""
 
 
+class PeerStoppedError(DistributedError):
+  """Another process of the job stopped it; ``origin`` is that process's index
+  and ``what`` its error (``'<type>: <message>'``)."""
+
+  def __init__(self, origin: int, what: str):
+    super().__init__(f'process {origin} stopped the job: {what}')
+    self.origin = origin
+    self.what = what
+
+
 class WorkdirBusyError(WorkdirError):
   """Another run holds the workdir's lock; the message names its PID and host."""
 

@@ -19,7 +19,8 @@ check, the checkpoints' shapes included, has passed.
 In a multi-process job (``sge_jax.distributed``) every process runs ``run``:
 all load the data, train and compute the encodings together; process 0 alone
 takes the workdir lock, writes the files and evaluates, while the others wait
-for it. Checks that can fail on one process only (the lock, the data, the
+for it. Processes that run different configs stop before any work, naming
+the fields; checks that can fail on one process only (the lock, the data, the
 evaluation) stop every process together.
 """
 
@@ -296,9 +297,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   Returns the results (None on the processes other than 0 of a multi-process
   job, and when ``evaluate`` is not among the stages).
   """
-  config = config_lib.resolve_config(config)
-  config_lib.validate_config(config, jax.device_count())
   workdir = pathlib.Path(workdir)
+  with distributed.stop_together():
+    config = config_lib.resolve_config(config)
+  # Before validation: with equal configs it fails on every process alike.
+  distributed.check_same_config({**config_lib.flatten(config.to_dict()),
+                                 '--workdir': str(workdir)})
+  config_lib.validate_config(config, jax.device_count())
   with hold_job_lock(workdir):
     runs = seed_runs(config, workdir)
     # Before any work: nothing of a finished run is replaced.

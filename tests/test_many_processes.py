@@ -1,15 +1,19 @@
 """launch.py as a multi-process job on CPU: 2 processes x 2 devices against one
 process with 4 devices and with 1 device on the same global batch; killing every
-process mid-training and resuming; the job's one-line errors.
+process mid-training and resuming; one process failing, interrupted or killed
+(tests/fixtures/faulty_launch.py); the job's one-line errors.
 
 Every job runs under tests/fixtures/processes.py: a deadline per job, and the
-peers of a failed process killed after a few seconds. The jobs run one after
-another (two processes already fill the two cores of the CI machine).
+peers of a failed process killed after a few seconds (a minute where the test
+watches them end by themselves). The jobs run one after another (two processes
+already fill the two cores of the CI machine).
 """
 
 import json
+import os
 import pathlib
 import signal
+import socket
 import time
 
 import numpy as np
@@ -19,8 +23,11 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.encode import load_encodings
 from sge_jax.train.setup import restore_trained_params
 from sge_jax.workdir_lock import hold_workdir_lock
-from tests.fixtures.processes import free_port, run_job, start_job
+from tests.fixtures.processes import (PEER_TIMEOUT, REPO, free_port, run_job,
+                                     start_job)
 
+# launch.py with a fault injected into one process (SGE_FAULT).
+FAULTY_LAUNCH = REPO / 'tests' / 'fixtures' / 'faulty_launch.py'
 # The demo smoke run with 4 epochs (20 steps of the global batch of 32): long
 # enough for a kill to land in training, short enough for the suite.
 RUN_FLAGS = ('--config=configs/demo.py:smoke', '--config.train.epochs=4')
@@ -228,9 +235,11 @@ def test_a_batch_not_divisible_by_every_process_device_stops_every_process(tmp_p
 
 def test_processes_that_load_different_data_stop_naming_the_first_that_differs(
     tmp_path):
+  # The same config (different ones stop earlier, naming the fields) but other
+  # data on process 1: a host with other files under the same path.
   finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
-                     tmp_path / 'logs',
-                     per_process_args=[[], ['--config.data.synthetic.frames_per_recording=70']])
+                     tmp_path / 'logs', script=FAULTY_LAUNCH,
+                     per_process_env=[{}, {'SGE_FAULT': 'other_data'}])
   for result in finished:
     _assert_one_line_error(result, 'process 1 sees a different training split')
   assert finished[1].stderr.count('[process 1] error:') == 1
@@ -269,3 +278,151 @@ def test_auto_detection_outside_a_cluster_is_one_line(tmp_path):
                      tmp_path / 'logs', num_processes=1,
                      per_process_args=[['--distributed=auto']], timeout=120)
   _assert_one_line_error(finished[0], '--distributed=auto found no cluster')
+
+
+# ----------------------------------------------------------------- one process fails
+
+# Seconds within which the other processes end once one failed: the watchdog
+# polls every 0.5 s and settles 1 s, a crash is told from a lost process
+# within 5 s; start-up noise on a loaded machine on top.
+PROMPTLY = 8
+
+
+def _one_line(result, status, *fragments):
+  """``result`` ended with ``status`` and exactly one line naming the stop."""
+  assert result.returncode == status, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  assert 'Check failure' not in result.stderr, result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines()
+           if 'error: ' in line or 'interrupted' in line]
+  assert len(lines) == 1, result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
+  # Before, process 1 trained with its own temperature and learning rate, and
+  # config.json recorded process 0's.
+  finished = run_job(
+      [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+      per_process_args=[[], ['--config.train.temperature=0.5',
+                             '--config.train.learning_rate=0.01']])
+  for result in finished:
+    _assert_one_line_error(
+        result, 'run different configs: process 1 has '
+        'train.learning_rate=0.01 (process 0: 0.0005), train.temperature=0.5 '
+        '(process 0: 0.1)', 'same --config file')
+  assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize('fault, faulty, status, fragments', [
+    # A bug: the process shows its traceback, the others one line.
+    ('crash', 1, 1, ('process 1 crashed (RuntimeError: injected crash',
+                     'run the same command again in every process')),
+    # Ctrl-C on one process only (the same path: slow).
+    pytest.param('interrupt', 1, 130, ('process 1 was interrupted (Ctrl-C)',),
+                 marks=pytest.mark.slow),
+    # A user error outside the checks every process takes part in, on the
+    # process that hosts the coordinator (it leaves last).
+    pytest.param('user_error', 0, 2, ('process 0 stopped the job: DataError: '
+                                      'injected data error',),
+                 marks=pytest.mark.slow),
+])
+def test_a_failure_on_one_process_stops_the_others_promptly_in_one_line(
+    tmp_path, fault, faulty, status, fragments):
+  # Before, the others waited up to twice --peer_timeout, then ended in a
+  # Python traceback ('[process 0] crashed:') or a C++ abort.
+  environment = [{}, {}]
+  environment[faulty] = {'SGE_FAULT': fault}
+  job = start_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
+                  tmp_path / 'logs', script=FAULTY_LAUNCH,
+                  per_process_env=environment)
+  finished = job.wait(timeout=300, grace=60)
+  other = finished[1 - faulty]
+  _one_line(other, status, *fragments)
+  assert abs(other.ended - finished[faulty].ended) < PROMPTLY
+  own = finished[faulty]
+  assert own.returncode == status, own.stderr[-3000:]
+  if fault == 'crash':
+    assert own.stderr.count('Traceback') == 1
+    assert own.stderr.rstrip().splitlines()[-1].startswith(
+        '[process 1] error: crashed: RuntimeError: injected crash (a bug: the '
+        'traceback is above)')
+  else:
+    _one_line(own, status)
+
+
+@pytest.mark.slow
+def test_a_process_killed_in_training_stops_the_others_in_one_line_and_resumes(
+    tmp_path, compilation_cache):
+  # Before, process 0 ended in '[process 0] crashed:' and a traceback, or a
+  # C++ abort ('Terminating process because the JAX distributed service
+  # detected fatal errors').
+  run_flags = [*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
+               '--config.stages=train']
+  job = start_job(run_flags, tmp_path / 'killed', script=FAULTY_LAUNCH,
+                  compilation_cache=compilation_cache,
+                  per_process_env=[{}, {
+                      'SGE_FAULT': 'kill',   # process 0 has its checkpoints open
+                      'SGE_FAULT_AT': 'sge_jax.train.loop:_train_loop'}])
+  finished = job.wait(timeout=300, grace=60)
+  assert finished[1].returncode == -9
+  _one_line(finished[0], 1, 'process 1 stopped answering',
+            'run the same command again in every process to resume')
+  assert finished[0].ended - finished[1].ended < PEER_TIMEOUT + PROMPTLY
+  resumed = run_job(run_flags, tmp_path / 'resumed',
+                    compilation_cache=compilation_cache)
+  for result in resumed:
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ----------------------------------------------------------------- joining
+
+
+def test_a_coordinator_port_in_use_is_one_line_on_every_process(tmp_path):
+  # Before: a segmentation fault on process 0, an abort on process 1.
+  with socket.socket() as squatter:
+    squatter.bind(('127.0.0.1', 0))
+    squatter.listen()
+    address = f'127.0.0.1:{squatter.getsockname()[1]}'
+    job = start_job(
+        [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+        job_flags=False,
+        per_process_args=[[f'--coordinator_address={address}',
+                           '--num_processes=2', f'--process_id={index}',
+                           '--coordinator_timeout=3'] for index in (0, 1)])
+    finished = job.wait(timeout=120, grace=60)
+  _assert_one_line_error(finished[0], f'cannot open the coordinator port '
+                         f'{address.split(":")[1]}', 'in use on this host')
+  _assert_one_line_error(finished[1], f'--coordinator_address={address} is '
+                         'held by another program')
+
+
+def test_two_processes_with_the_same_process_id_are_one_line_each(tmp_path):
+  # Before: both aborted, one at once, one after --coordinator_timeout.
+  address = f'127.0.0.1:{free_port()}'
+  job = start_job(
+      [*RUN_FLAGS, f'--workdir={tmp_path / "run"}'], tmp_path / 'logs',
+      job_flags=False,
+      per_process_args=[[f'--coordinator_address={address}',
+                         '--num_processes=2', '--process_id=0',
+                         '--coordinator_timeout=3']] * 2)
+  finished = job.wait(timeout=120, grace=60)
+  first, second = sorted(finished, key=lambda result: result.ended)
+  _assert_one_line_error(first, 'another process on this host already runs as '
+                         '--process_id=0')
+  _assert_one_line_error(second, 'not every process joined the job within '
+                         '--coordinator_timeout=3 s', 'its own --process_id')
+
+
+def test_auto_detection_with_incomplete_cluster_variables_names_them(tmp_path):
+  # Before: a KeyError traceback from JAX's Open MPI detection.
+  environment = {name: None for name in os.environ
+                 if name.startswith(('SLURM_', 'OMPI_'))}
+  environment['OMPI_MCA_orte_hnp_uri'] = '1531576320.0;tcp://10.0.0.1:34911'
+  job = start_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
+                   '--distributed=auto'], tmp_path / 'logs', num_processes=1,
+                  per_process_env=[environment])
+  _assert_one_line_error(job.wait(timeout=120)[0],
+                         'Open MPI variables are incomplete',
+                         'OMPI_COMM_WORLD_SIZE', 'mpirun')
