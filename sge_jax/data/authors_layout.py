@@ -71,7 +71,7 @@ import numpy as np
 from sge_jax.data import joints
 from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
-from sge_jax.data.safe_pickle import load_npy_safely
+from sge_jax.data.safe_pickle import read_ids_file
 from sge_jax.data.units import integer_coordinates_warning
 from sge_jax.errors import DataError
 
@@ -576,7 +576,7 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
     if target_path.is_file():
       _check_target(target_path, axis_series[axis_index], length)
 
-  labels = labels_from_ids(_read_ids_file(ids_path), sequences.shape[0], ids_path)
+  labels = labels_from_ids(read_ids_file(ids_path), sequences.shape[0], ids_path)
   recordings_path = folder / recording_ids.recordings_file_name(tag, length)
   recordings = recording_ids.read_recordings_file(recordings_path, labels.size)
   if recordings is not None:
@@ -659,23 +659,6 @@ def _check_target(path: pathlib.Path, source: np.ndarray, length: int) -> None:
         f'sequence {sequence}). The source and target files come from different '
         'exports; use matching files (targets are optional: delete them to load '
         'the sources alone).')
-
-
-def _read_ids_file(path: pathlib.Path) -> Mapping:
-  """The pickled ids dict, read without running code from the file.
-
-  ``load_npy_safely`` accepts only what ``np.save`` of a dict of integer index
-  lists or arrays writes and raises DataError naming the file otherwise.
-  """
-  raw = load_npy_safely(path, kind='ids file')
-  ids = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and (
-      raw.ndim == 0) else raw
-  if not isinstance(ids, Mapping):
-    raise DataError(
-        f'{path}: expected a pickled dict person -> list of sequence indices, '
-        f'got {type(ids).__name__}'
-        + (f' with shape {ids.shape}' if isinstance(ids, np.ndarray) else '') + '.')
-  return ids
 
 
 def _as_person_id(key, path: pathlib.Path) -> int:
