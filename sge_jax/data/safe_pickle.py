@@ -1,21 +1,16 @@
 """Reads the authors' pickled ids files without running anything from them.
 
 ``ids_<TAG>_<f>.npy`` is ``np.save(path, {person: [indices]})``: a .npy header
-("object array of shape ()") and a pickle of that array, which
-``np.load(path, allow_pickle=True)`` would let call anything (``os.system``).
-:func:`read_ids_file` instead:
-
-* resolves only the names ``np.save`` writes for such a dict (:data:`NAMES`,
-  NumPy 1.x and 2.x, pickle protocols 0-5), each to a :class:`_Stub` that
-  calls nothing and only records its arguments and BUILD state; any other
-  name is refused;
-* uses the pure-Python unpickler, whose memo is a dict (the C one allocates
-  memory in proportion to a memo index the file gives);
-* reads the records as one shape only: a 0-d object array holding a dict from
-  person id (int, NumPy integer, digit string) to a flat list or tuple of ints
-  or a 1-D integer array, with at most one index per byte of the file, counted
-  before any is made (lists shared between persons cannot expand a small file).
-
+and a pickle, which ``np.load(path, allow_pickle=True)`` would let call
+anything (``os.system``). :func:`read_ids_file` instead resolves only the names
+``np.save`` writes for such a dict (:data:`NAMES`; NumPy 1.x and 2.x, pickle
+protocols 0-5), each to a :class:`_Stub` that calls nothing and records its
+arguments; it uses the pure-Python unpickler, whose memo is a dict (the C one
+allocates memory in proportion to a memo index the file gives); and it reads
+the records as one shape only: a 0-d object array holding a dict from person
+id (int, NumPy integer, digit string) to a flat list or tuple of ints or a 1-D
+integer array, with at most one index per byte of the file, counted before
+any is made (so lists shared between persons cannot expand a small file).
 Anything else is refused with one line naming the file.
 """
 
@@ -41,7 +36,6 @@ NAMES = {('numpy', 'ndarray'): 'ndarray', ('numpy', 'dtype'): 'dtype',
          **{(f'{c}.multiarray', '_reconstruct'): 'reconstruct' for c in _CORES},
          **{(f'{c}.multiarray', 'scalar'): 'scalar' for c in _CORES},
          **{(f'{c}.numeric', '_frombuffer'): 'frombuffer' for c in _CORES}}
-_INTEGER_OR_OBJECT = re.compile(r'[iu][1248]|O[48]')
 
 
 class _Refused(Exception):
@@ -87,7 +81,8 @@ def read_ids_file(path: str | pathlib.Path) -> dict[int, list[int]]:
     with open(path, 'rb') as file:
       shape, dtype = input_files.read_header(file)
       if dtype != np.dtype(object) or shape != ():
-        raise _Refused(f'holds a {dtype} array of shape {shape}, not a pickle')
+        raise _Refused(f'holds a {dtype} array of shape {shape}, not a '
+                       'pickled dict')
       return _ids(_Unpickler(file, encoding='latin1').load(), budget=size)
   except _Refused as refusal:
     raise DataError(_one_line(
@@ -105,16 +100,18 @@ def _ids(top, budget: int) -> dict[int, list[int]]:
   shape, dtype, data = _array(top)
   if not (dtype == object and shape == () and type(data) is list
           and len(data) == 1 and type(data[0]) is dict):
-    raise _Refused(f'holds a {dtype} array of shape {shape}, not a dict')
+    raise _Refused(f'holds a {dtype} array of shape {reprlib.repr(shape)}, '
+                   'not a dict')
   ids = {}
   for key, value in data[0].items():
-    person = key if type(key) is int else _person(key)
+    person = _person(key)
     if type(value) in (list, tuple):
       count, indices = len(value), value
     else:
       shape, dtype, data = _array(value)
       data = _bytes(data) if dtype.kind in 'iu' else b''
       if not (dtype.kind in 'iu' and type(shape) is tuple and len(shape) == 1
+              and type(shape[0]) is int
               and len(data) == shape[0] * dtype.itemsize):
         raise _Refused(f'maps person {person} to a {dtype} array of shape '
                        f'{reprlib.repr(shape)} ({len(data)} bytes)')
@@ -127,8 +124,10 @@ def _ids(top, budget: int) -> dict[int, list[int]]:
 
 
 def _person(key) -> int:
-  if isinstance(key, str) and re.fullmatch(r'-?\d{1,18}', key.strip()):
+  if type(key) is str and re.fullmatch(r'-?\d{1,18}', key.strip()):
     return int(key)
+  if type(key) is str:
+    raise _Refused(f'has a person id {reprlib.repr(key)} that is not an integer')
   return _integer(key, 'a person id')
 
 
@@ -153,7 +152,7 @@ def _array(value) -> tuple:
 def _dtype(value) -> np.dtype:
   """The integer or object dtype of ``numpy.dtype(spec, ...)`` and its BUILD."""
   spec = value.args[0] if _called(value, 'dtype', 3) else None
-  if not (type(spec) is str and _INTEGER_OR_OBJECT.fullmatch(spec)
+  if not (type(spec) is str and re.fullmatch(r'[iu][1248]|O[48]', spec)
           and type(value.state) is tuple and len(value.state) > 1
           and value.state[1] in ('<', '>', '=', '|')):
     raise _Refused(f'holds a dtype {str(spec)[:20]!r}, not an integer one')
@@ -185,8 +184,7 @@ def _bytes(value) -> bytes:
 
 
 def _called(value, name: str, num_args: int | None) -> bool:
-  """Whether ``value`` records a call of ``name`` with ``num_args`` arguments
-  (None: the name itself, not called)."""
+  """Whether ``value`` records ``name(<num_args args>)`` (None: ``name``)."""
   return type(value) is _Stub and value.name == name and (
       num_args is None if value.args is None else len(value.args) == num_args)
 

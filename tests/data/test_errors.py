@@ -239,7 +239,7 @@ def test_target_not_reversed_source(kgbd):
      'sequence index 3 is listed twice (persons 0 and 1)'),
     ({0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9, 10, 12]},
      'lists sequence index 12'),
-    ({'anna': list(range(12))}, "person id 'anna' is not an integer"),
+    ({'anna': list(range(12))}, "person id 'anna' that is not an integer"),
 ])
 def test_bad_ids(kgbd, ids, expected):
   root, train_folder = kgbd

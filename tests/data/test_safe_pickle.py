@@ -264,7 +264,8 @@ ABUSES = {
                                  'array data that is a numpy encode'),
     'a dict as the index list': ({1: {2: 3}},
                                  'holds a dict where an array belongs'),
-    'a string as a person id': ({'one': [0]}, 'person id that is a str'),
+    'a string as a person id': ({'one': [0]},
+                                "person id 'one' that is not an integer"),
     'a bool as a person id': ({True: [0]}, 'person id that is a bool'),
     'a string as an index': ({1: ['0']}, 'sequence index that is a str'),
     'a float as an index': ({1: [0.0]}, 'sequence index that is a float'),
@@ -383,13 +384,13 @@ def test_header_promising_an_array_but_holding_a_dict(tmp_path):
 def test_plain_integer_array_is_no_ids_dict_and_is_not_read(tmp_path):
   path = tmp_path / 'ids_X_6.npy'
   np.save(path, np.arange(4), allow_pickle=False)
-  assert 'holds a int64 array of shape (4,), not a pickle' in _refusal(path)
+  assert 'holds a int64 array of shape (4,), not a pickled dict' in _refusal(path)
 
 
 def test_structured_dtype_with_objects_is_refused(tmp_path):
   path = tmp_path / 'ids_X_6.npy'
   np.save(path, np.zeros(1, dtype=[('a', object)]), allow_pickle=True)
-  assert "holds a [('a', 'O')] array of shape (1,), not a pickle" in _refusal(
+  assert "holds a [('a', 'O')] array of shape (1,), not a pickled dict" in _refusal(
       path)
 
 
