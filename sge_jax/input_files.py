@@ -44,17 +44,19 @@ def not_regular(path: str | os.PathLike) -> Optional[str]:
               'not a regular file')
 
 
-def require_regular_file(path: str | os.PathLike, what: str) -> pathlib.Path:
+def require_regular_file(path: str | os.PathLike, what: str,
+                         way_out: str = 'Replace it with one.') -> pathlib.Path:
   """``path`` as a Path; DataError when it exists but is not a regular file.
 
   Args:
     path: the file about to be read.
     what: what it should be, for the message ("ids file", "config file").
+    way_out: what to do (a sentence), for the message.
   """
   kind = not_regular(path)
   if kind:
     raise DataError(f'{path} is {kind}, not a regular file: the {what} must '
-                    'be a regular file; replace it with one.')
+                    f'be a regular file. {way_out}')
   return pathlib.Path(path)
 
 

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from sge_jax import input_files
 from sge_jax.errors import DataError
 
 CONFIG_FILE = 'config.json'
@@ -100,15 +101,16 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   """A saved ``config.json`` as a ConfigDict.
 
   Raises:
-    DataError: the file is missing or not a JSON object.
+    DataError: the file is missing, not a regular file or not a JSON object.
   """
-  path = pathlib.Path(path)
+  path = input_files.require_regular_file(
+      path, 'run record', 'Restore it, or use a new --workdir.')
   try:
     saved = json.loads(path.read_text())
   except FileNotFoundError:
     raise DataError(f'No {path.name} at {path}: the job writes it when a run '
                     'starts; point to the workdir of a run.') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+  except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
     raise DataError(f'{path} is not valid JSON ({error}); it is the record of '
                     'a run: restore it, or use a new --workdir.') from None
   if not isinstance(saved, dict):
