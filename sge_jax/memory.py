@@ -29,8 +29,8 @@ _GIB = 2**30
 
 
 def describe(num_bytes: float) -> str:
-  """'3.2 GiB', '512 MiB' or '12 KiB'."""
-  for unit, size in (('GiB', _GIB), ('MiB', 2**20)):
+  """'3.2 GiB', '512 MiB', '12 KiB' (or TiB)."""
+  for unit, size in (('TiB', 2**40), ('GiB', _GIB), ('MiB', 2**20)):
     if num_bytes >= size:
       return f'{num_bytes / size:.3g} {unit}'
   return f'{num_bytes / 2**10:.3g} KiB'
