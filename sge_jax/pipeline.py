@@ -34,7 +34,8 @@ from sge_jax import config as config_lib
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data import recording_ids
-from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
+from sge_jax.data.loading import (check_memory, check_trainable,
+                                  dataset_summary, prepare_dataset)
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
@@ -104,6 +105,9 @@ def run_single(config: ml_collections.ConfigDict,
       if train:
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
+      check_memory(config, dataset,
+                   encoder_training_split(dataset) if train else None,
+                   'encode' in stages)
   if train:
     check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
