@@ -4,8 +4,11 @@ in one line instead of hanging or crashing."""
 
 import contextlib
 import os
+import pathlib
 import signal
 import socket
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -21,6 +24,8 @@ from sge_jax.encode.encodings import load_encodings
 from sge_jax.errors import DataError
 from sge_jax.reference import check_reference
 from tests.fixtures.data import write_dataset
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -169,3 +174,17 @@ def test_a_preprocessing_raw_file_that_is_a_fifo_is_skipped(tmp_path):
   path = _make(tmp_path / 'walk.txt', 'fifo')
   with pytest.raises(OSError, match='not a regular file'), _no_hang():
     rec_lib.read_text(str(path))
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'directory'])
+def test_launch_refuses_a_config_file_that_is_no_regular_file(tmp_path, kind):
+  config = _make(tmp_path / 'config.py', kind)
+  completed = subprocess.run(
+      [sys.executable, 'launch.py', f'--config={config}:smoke',
+       f'--workdir={tmp_path / "run"}'], capture_output=True, text=True,
+      cwd=REPO, timeout=120, check=False)
+  assert completed.returncode == 2, completed.stderr[-2000:]
+  assert completed.stderr.splitlines()[-2] == (
+      f'error: the config file {config} is {KINDS[kind]}, not a regular file: '
+      'pass a config .py file, e.g. --config=configs/demo.py.')
+  assert not (tmp_path / 'run').exists()

@@ -628,6 +628,9 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
         f'{getattr(raw, "dtype", type(raw).__name__)}.')
   if np.issubdtype(raw.dtype, np.integer):
     logging.warning('[data] %s', integer_coordinates_warning(str(path), raw.dtype))
+  if raw.ndim in (2, 3) and raw.shape[-1] == 0:
+    raise DataError(f'{path}: shape {raw.shape} holds no joints (J=0); rebuild '
+                    'the file.')
   if raw.ndim == 2:
     rows, num_joints = raw.shape
     if rows == 0:

@@ -173,9 +173,9 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
 def _positions(fields: dict[str, np.ndarray], path: pathlib.Path) -> np.ndarray:
   positions = fields['positions']
   if (positions.ndim != 3 or positions.shape[2] != 3
-      or not np.issubdtype(positions.dtype, np.number)):
+      or positions.shape[1] == 0 or positions.dtype.kind not in 'fiu'):
     raise DataError(
-        f'{path}: positions must be a numeric [T, J, 3] array, got '
+        f'{path}: positions must be a real [T, J, 3] array with J >= 1, got '
         f'{positions.dtype} {positions.shape}.')
   if np.issubdtype(positions.dtype, np.integer):
     logging.warning('[data] %s', integer_coordinates_warning(
