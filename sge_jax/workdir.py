@@ -40,6 +40,8 @@ REPORT_FILE = 'report.md'
 RN_FILE = 'rn.npz'
 EVALUATIONS_DIR = 'evaluations'
 SEED_DIR_PATTERN = re.compile(r'seed_(-?\d+)')
+# config.json is a few kB; a file far larger is not one (and is not read).
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def seed_dir(workdir: pathlib.Path, seed: int) -> pathlib.Path:
@@ -105,6 +107,9 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   """
   path = input_files.require_regular_file(
       path, 'run record', 'Restore it, or use a new --workdir.')
+  if path.exists() and path.stat().st_size > MAX_CONFIG_BYTES:
+    raise DataError(f'{path} is {path.stat().st_size} bytes, not a config (a '
+                    'few kB); restore it, or use a new --workdir.')
   try:
     saved = json.loads(path.read_text())
   except FileNotFoundError:

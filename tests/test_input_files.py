@@ -188,3 +188,13 @@ def test_launch_refuses_a_config_file_that_is_no_regular_file(tmp_path, kind):
       f'error: the config file {config} is {KINDS[kind]}, not a regular file: '
       'pass a config .py file, e.g. --config=configs/demo.py.')
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_config_json_far_larger_than_a_config_is_not_read(tmp_path,
+                                                            monkeypatch):
+  monkeypatch.setattr(workdir, 'MAX_CONFIG_BYTES', 100)
+  path = tmp_path / 'config.json'
+  path.write_text('{"seed": 0, "pad": "' + 'x' * 200 + '"}')
+  with pytest.raises(DataError, match=r'config.json is 215 bytes, not a '
+                     'config'):
+    workdir.read_config(path)
