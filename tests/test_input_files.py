@@ -195,6 +195,6 @@ def test_a_config_json_far_larger_than_a_config_is_not_read(tmp_path,
   monkeypatch.setattr(workdir, 'MAX_CONFIG_BYTES', 100)
   path = tmp_path / 'config.json'
   path.write_text('{"seed": 0, "pad": "' + 'x' * 200 + '"}')
-  with pytest.raises(DataError, match=r'config.json is 215 bytes, not a '
+  with pytest.raises(DataError, match=r'config.json is 222 bytes, not a '
                      'config'):
     workdir.read_config(path)
