@@ -37,11 +37,11 @@ def describe(num_bytes: float) -> str:
 
 
 def available_bytes() -> tuple[int, str]:
-  """(bytes this process can still allocate, what that number is)."""
+  """(bytes this process can still allocate, what that number is); where the
+  system says nothing, a number so large that no estimate exceeds it."""
   machine = _meminfo('MemAvailable')
   found = [(machine, 'available on this machine')] if machine else [
-      (os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'),
-       'the physical memory of this machine')]
+      (_physical_bytes(), 'the physical memory of this machine')]
   limit = _cgroup_limit()
   if limit is not None:
     found.append((max(limit - _own_resident_bytes(), 0),
@@ -107,6 +107,13 @@ def _meminfo(field: str) -> Optional[int]:
   return None
 
 
+def _physical_bytes() -> int:
+  try:
+    return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+    return 2**62
+
+
 def _cgroup_limit() -> Optional[int]:
   """The memory limit of this process's cgroup (v2, else v1), if any."""
   try:
@@ -132,5 +139,5 @@ def _own_resident_bytes() -> int:
   try:
     pages = int(pathlib.Path('/proc/self/statm').read_text().split()[1])
     return pages * os.sysconf('SC_PAGE_SIZE')
-  except (OSError, ValueError, IndexError):
+  except (OSError, ValueError, IndexError, AttributeError):
     return 0

@@ -109,7 +109,7 @@ def save_rn(path: pathlib.Path, result: recognition.RNResult,
   over a directory of that name (with a warning)."""
   if path.is_dir():
     _log.warning('[eval] The trained RN is not saved: %s is a directory. '
-                    'Move it away to keep the RN of the next evaluation.', path)
+                 'Move it away to keep the RN of the next evaluation.', path)
     return
   arrays = {}
   for rule, params in result.params.items():
@@ -231,7 +231,9 @@ def _parameter_routes(meta: Any) -> dict[str, tuple]:
   require(type(summary) is dict and all(is_int(summary.get(name)) for name in (
       'num_train_sequences', 'num_val_sequences', 'samples_per_epoch',
       'batch_size', 'batches_per_epoch')) and type(
-          summary.get('train_sequences_per_person')) is dict, 'summary')
+          summary.get('train_sequences_per_person')) is dict and all(
+              map(is_int, summary['train_sequences_per_person'].values())),
+          'summary')
   history = summary.get('history')
   require(type(history) is dict and is_curve(history.get('train_loss'))
           and history['train_loss']
@@ -272,7 +274,7 @@ def _layout_problem(routes: Mapping[str, tuple],
     if dtype.kind != 'f' or shape != wanted:
       return f'{key} is {dtype} {shape}, not float {wanted}'
   if len(widths) > 1:
-    return f'its rules have different input widths {sorted(widths)}'
+    return f'its rules have different input widths {sorted(widths, key=str)}'
   return None
 
 
