@@ -66,21 +66,36 @@ def array_headers(path: str | os.PathLike) -> dict[str, tuple[tuple, np.dtype]]:
 
   Raises:
     DataError: ``path`` is not a regular file.
-    OSError, ValueError, zipfile.BadZipFile: the file or a header is damaged
-      (the caller names the file and the way out).
+    OSError, ValueError, zipfile.BadZipFile: the file or a header is damaged,
+      or a header promises more data than its file holds (cut short); the
+      caller names the file and the way out.
   """
   path = require_regular_file(path, '.npy/.npz file')
   with open(path, 'rb') as file:
     if file.read(len(npy_format.MAGIC_PREFIX)) == npy_format.MAGIC_PREFIX:
       file.seek(0)
-      return {'': read_header(file)}
+      header = read_header(file)
+      _require_data(header, path.stat().st_size - file.tell(), path.name)
+      return {'': header}
   with zipfile.ZipFile(path) as archive:
     headers = {}
     for info in archive.infolist():
       if info.filename.endswith('.npy'):
         with archive.open(info) as member:
-          headers[info.filename[:-len('.npy')]] = read_header(member)
+          header = read_header(member)
+          _require_data(header, info.file_size - member.tell(), info.filename)
+          headers[info.filename[:-len('.npy')]] = header
     return headers
+
+
+def _require_data(header: tuple[tuple, np.dtype], stored: int,
+                  name: str) -> None:
+  """ValueError when the header promises more bytes than are stored (pickled
+  object arrays have no fixed size and are not checked)."""
+  promised = array_bytes({name: header})
+  if not header[1].hasobject and promised > stored:
+    raise ValueError(f'{name}: the header promises {promised} bytes of data, '
+                     f'the file holds {stored} (cut short?)')
 
 
 def read_header(file) -> tuple[tuple, np.dtype]:

@@ -97,8 +97,10 @@ def test_array_headers_read_shapes_without_the_data(tmp_path):
       '': ((3, 4), np.dtype(np.float32))}
   assert input_files.array_headers(tmp_path / 'b.npz') == {
       'x': ((5,), np.dtype(np.int64)), 'y': ((), np.dtype('<U4'))}
-  headers = input_files.array_headers(tmp_path / 'huge.npy')
-  assert input_files.array_bytes(headers) == 2**43
+  with pytest.raises(ValueError, match='huge.npy: the header promises '
+                     '8796093022208 bytes of data, the file holds 0'):
+    input_files.array_headers(tmp_path / 'huge.npy')
+  assert input_files.array_bytes({'': ((2**40,), np.dtype('<f8'))}) == 2**43
 
 
 # ------------------------------------------------------- every loader, FIFOs
@@ -152,14 +154,15 @@ def test_every_reader_refuses_a_path_that_is_no_regular_file(tmp_path, reader,
   assert '. ' in message or '; ' in message  # the way out follows
 
 
-def test_a_recordings_file_is_read_only_once_its_header_fits(tmp_path):
-  # A header promising 2**40 ids must not be read (the split has 12).
+def test_a_recordings_file_cut_short_is_refused_unread(tmp_path):
+  # A header promising 2**40 ids (8 TiB) with nothing behind it.
   folder = _authors(tmp_path)
   with open(folder / 'recordings_KGBD_6.npy', 'wb') as file:
     npy_format.write_array_header_1_0(
         file, {'descr': '<i8', 'fortran_order': False, 'shape': (2**40,)})
-  with pytest.raises(DataError, match=r'holds 1099511627776 recording ids, '
-                     'but the split has 12 sequences'):
+  with pytest.raises(DataError, match=r'Cannot read .*recordings_KGBD_6.npy '
+                     r'\(ValueError: .*the header promises 8796093022208 bytes '
+                     r'of data, the file holds 0 \(cut short\?\)\)'):
     recording_ids.read_recordings_file(folder / 'recordings_KGBD_6.npy', 12)
 
 

@@ -131,7 +131,8 @@ DAMAGES = {
                                     'not float (3,)'),
     'a NaN weight': (lambda p: _set(KERNEL, np.full_like(
         _arrays(p)[KERNEL], np.nan))(p), 'holds NaN or Inf'),
-    '4 TiB kernel headers': (_huge_headers, 'its parameters need 12 TiB'),
+    '4 TiB kernel headers': (_huge_headers, 'the header promises '
+                             '4398046511104 bytes of data, the file holds 0'),
 }
 
 
@@ -145,6 +146,18 @@ def test_a_damaged_file_loads_as_unusable_with_the_reason(made, tmp_path,
   assert reason in saved.unusable
   assert '\n' not in saved.unusable
   assert saved.meta == {} and saved.params == {}
+
+
+def test_parameters_larger_than_memory_are_not_read(made, tmp_path,
+                                                    monkeypatch):
+  from sge_jax import memory
+  monkeypatch.setattr(memory, 'available_bytes',
+                      lambda: (100, 'available on this machine'))
+  path = _damaged_copy(made, tmp_path, lambda p: None)
+  # 3 rules x (6 x 8 + 8 + 8 x 3 + 3) float32 weights = 996 bytes.
+  assert saved_rn.load_rn(path).unusable == (
+      'its parameters need 0.973 KiB, more than the 0.0977 KiB available on '
+      'this machine')
 
 
 @pytest.mark.parametrize('kind', ['fifo', 'directory'])
@@ -161,15 +174,14 @@ def test_a_path_that_is_no_regular_file_is_unusable_and_never_opened(
                             'it is a directory, not a regular file')
 
 
-def test_extra_members_are_not_read(made, tmp_path):
-  # A member the layout does not name is never read, however large it claims
-  # to be; the saved RN stays usable.
+def test_extra_members_are_ignored(made, tmp_path):
+  # A member the layout does not name is not read; the saved RN stays usable.
   path = _damaged_copy(made, tmp_path, lambda p: None)
-  with zipfile.ZipFile(path, 'a') as archive:
-    with archive.open('junk.npy', 'w') as member:
-      npy_format.write_array_header_1_0(member, {
-          'descr': '<f8', 'fortran_order': False, 'shape': (2**40,)})
-  assert saved_rn.load_rn(path).unusable is None
+  _rewrite(path, {**_arrays(path), 'junk': np.arange(1000),
+                  'params/best/hidden/kernel': np.zeros((6, 8), np.float32)})
+  saved = saved_rn.load_rn(path)
+  assert saved.unusable is None and set(saved.params) == {'fixed', 'val',
+                                                          'paper'}
 
 
 @pytest.mark.parametrize('name', ['truncated', 'a kernel of another width',
