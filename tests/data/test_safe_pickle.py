@@ -297,7 +297,7 @@ def test_nested_lists_are_refused_before_they_are_expanded(tmp_path):
   assert 'sequence index that is a list' in _refusal(path)
 
 
-def test_the_old_loader_path_refuses_the_nested_lists_too(tmp_path):
+def test_the_authors_loader_refuses_the_nested_lists_too(tmp_path):
   nested = [0, 0]
   for _ in range(30):
     nested = [nested, nested]
