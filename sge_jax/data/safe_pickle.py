@@ -88,7 +88,7 @@ def read_ids_file(path: str | pathlib.Path) -> dict[int, list[int]]:
     raise DataError(_one_line(
         f'{path}: refused to load: the ids file {refusal}; an ids file holds '
         'only a dict person id -> flat list of sequence indices (np.save of '
-        'such a dict).')) from None
+        'such a dict): download or rebuild it.')) from None
   except Exception as error:  # pylint: disable=broad-except
     raise DataError(_one_line(
         f'Cannot read {path}: {type(error).__name__}: {error}. The file is '

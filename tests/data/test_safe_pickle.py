@@ -73,7 +73,8 @@ def _refusal(path):
   assert '\n' not in message
   assert message.startswith(f'{path}: refused to load: the ids file ')
   assert message.endswith('an ids file holds only a dict person id -> flat '
-                          'list of sequence indices (np.save of such a dict).')
+                          'list of sequence indices (np.save of such a dict): '
+                          'download or rebuild it.')
   return message
 
 
