@@ -9,7 +9,7 @@ import sys
 from typing import Any, Callable
 
 from sge_jax import config as config_lib    # no JAX: cheap to import
-from sge_jax import distributed, interrupts, job_watchdog
+from sge_jax import distributed, input_files, interrupts, job_watchdog
 from sge_jax.errors import USER_ERRORS
 
 USER_ERROR_STATUS = 2
@@ -186,10 +186,29 @@ def define_config_flag(define: Callable[..., Any], *args: Any, **kwargs: Any):
   """Calls ``config_flags.DEFINE_config_*``, which may already read the
   ``--config.<field>`` overrides on the command line, with the same one-line
   errors as ``parse_flags``."""
+  if getattr(define, '__name__', '') == 'DEFINE_config_file':
+    _refuse_non_regular_config_file(sys.argv)
   try:
     return define(*args, **kwargs)
   except Exception as error:  # pylint: disable=broad-except
     exit_with_user_error(_config_error_message(error), flags_hint=True)
+
+
+def _refuse_non_regular_config_file(argv: list[str]) -> None:
+  """Exits (status 2) when ``--config=PATH[:argument]`` names a FIFO, device or
+  directory: config_flags would read it while parsing, and wait forever."""
+  for index, argument in enumerate(argv[1:], 1):
+    name, equals, value = argument.partition('=')
+    if name not in ('--config', '-config'):
+      continue
+    if not equals:
+      value = argv[index + 1] if index + 1 < len(argv) else ''
+    path = value.partition(':')[0]
+    kind = input_files.not_regular(path) if path else None
+    if kind:
+      exit_with_user_error(f'the config file {path} is {kind}, not a regular '
+                           'file: pass a config .py file, e.g. '
+                           '--config=configs/demo.py.', flags_hint=True)
 
 
 def exit_with_user_error(message: str, flags_hint: bool = False,

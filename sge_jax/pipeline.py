@@ -43,7 +43,8 @@ from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset
-from sge_jax.data.loading import check_trainable, dataset_summary, prepare_dataset
+from sge_jax.data.loading import (check_memory, check_trainable,
+                                  dataset_summary, prepare_dataset)
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
@@ -242,6 +243,9 @@ def run_single(config: ml_collections.ConfigDict,
                         encoder_training_split(dataset))
       if train or 'encode' in stages:
         check_encoders_fit(config, workdir, dataset, train)
+      check_memory(config, dataset,
+                   encoder_training_split(dataset) if train else None,
+                   'encode' in stages)
     # After the checks: a refused run leaves no empty seed directory.
     try:
       workdir.mkdir(parents=True, exist_ok=True)

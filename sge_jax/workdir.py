@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional
 import ml_collections
 
 from sge_jax import config as config_lib
+from sge_jax import input_files
 from sge_jax.errors import ConfigError, DataError, WorkdirError
 
 CONFIG_FILE = 'config.json'
@@ -45,6 +46,8 @@ REPORT_FILE = 'report.md'
 RN_FILE = 'rn.npz'
 EVALUATIONS_DIR = 'evaluations'
 SEED_DIR_PATTERN = re.compile(r'seed_(-?\d+)')
+# config.json is a few kB; a file far larger is not one (and is not read).
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def seed_dir(workdir: pathlib.Path, seed: int) -> pathlib.Path:
@@ -230,19 +233,21 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   """A saved ``config.json`` as a ConfigDict.
 
   Raises:
-    DataError: the file is missing, not a JSON object, lacks a section or
-      has a field of the wrong type (``config.saved_config_problem``).
+    DataError: the file is missing, not a regular file, not a JSON object,
+      lacks a section or has a field of the wrong type
+      (``config.saved_config_problem``).
   """
-  path = pathlib.Path(path)
-  if path.exists() and not path.is_file():   # a folder, or a FIFO (blocks)
-    raise DataError(f'{path} is not a file; it is the record of a run: '
-                    'restore it, or use a new --workdir.')
+  path = input_files.require_regular_file(
+      path, 'run record', 'Restore it, or use a new --workdir.')
+  if path.exists() and path.stat().st_size > MAX_CONFIG_BYTES:
+    raise DataError(f'{path} is {path.stat().st_size} bytes, not a config (a '
+                    'few kB); restore it, or use a new --workdir.')
   try:
     saved = json.loads(path.read_text())
   except FileNotFoundError:
     raise DataError(f'No {path.name} at {path}: the job writes it when a run '
                     'starts; point to the workdir of a run.') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+  except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
     raise DataError(f'{path} is not valid JSON ({error}); it is the record of '
                     'a run: restore it, or use a new --workdir.') from None
   if not isinstance(saved, dict):

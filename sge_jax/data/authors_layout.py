@@ -68,10 +68,12 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from sge_jax import input_files
+from sge_jax import memory
 from sge_jax.data import joints
 from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
-from sge_jax.data.safe_pickle import load_npy_safely
+from sge_jax.data.safe_pickle import read_ids_file
 from sge_jax.data.units import integer_coordinates_warning
 from sge_jax.errors import DataError
 
@@ -448,7 +450,7 @@ def _tags_in_folder(folder: pathlib.Path, prefix: str, length: int) -> list[str]
   head, tail = f'{prefix}source_x_', f'_{length}.npy'
   return sorted(p.name[len(head):-len(tail)]
                 for p in folder.glob(f'{head}*{tail}')
-                if p.is_file() and len(p.name) > len(head) + len(tail))
+                if len(p.name) > len(head) + len(tail))
 
 
 def _npy_files(folder: pathlib.Path) -> list[str]:
@@ -555,13 +557,16 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
   """Reads x/y/z sources and ids of one split; checks targets when present."""
   source_paths = [folder / f'{prefix}source_{a}_{tag}_{length}.npy' for a in AXES]
   ids_path = folder / f'ids_{tag}_{length}.npy'
-  missing = [p for p in source_paths + [ids_path] if not p.is_file()]
+  for path in source_paths + [ids_path]:
+    input_files.require_regular_file(path, 'split file')
+  missing = [p for p in source_paths + [ids_path] if not p.exists()]
   if missing:
     raise DataError(
         'Missing file(s):\n' + '\n'.join(f'  {p}' for p in missing)
         + f'\n(one split needs {prefix}source_{{x,y,z}}_{tag}_{length}.npy and '
         f'ids_{tag}_{length}.npy in {folder}). ' + GETTING_DATA_HINT)
 
+  _require_split_fits(source_paths, folder)
   axis_series = [_read_axis_file(p, length) for p in source_paths]
   shapes = {p.name: s.shape for p, s in zip(source_paths, axis_series)}
   if len(set(shapes.values())) != 1:
@@ -573,10 +578,10 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
 
   for axis_index, axis in enumerate(AXES):
     target_path = folder / f'{prefix}target_{axis}_{tag}_{length}.npy'
-    if target_path.is_file():
+    if target_path.exists():
       _check_target(target_path, axis_series[axis_index], length)
 
-  labels = labels_from_ids(_read_ids_file(ids_path), sequences.shape[0], ids_path)
+  labels = labels_from_ids(read_ids_file(ids_path), sequences.shape[0], ids_path)
   recordings_path = folder / recording_ids.recordings_file_name(tag, length)
   recordings = recording_ids.read_recordings_file(recordings_path, labels.size)
   if recordings is not None:
@@ -585,8 +590,26 @@ def _load_split(folder: pathlib.Path, prefix: str, tag: str,
                        recordings=recordings)
 
 
+def _require_split_fits(source_paths: Sequence[pathlib.Path],
+                        folder: pathlib.Path) -> None:
+  """Refuses a split whose x/y/z files cannot be read into memory: the files
+  as stored, plus their float32 [N, f, J, 3] stack (from the headers only)."""
+  try:
+    shapes = [input_files.array_headers(p)[''] for p in source_paths]
+  except Exception:  # pylint: disable=broad-except
+    return  # a damaged header: _load_npy names the file
+  values = sum(int(np.prod(shape, dtype=object)) for shape, _ in shapes)
+  memory.require_fits(
+      sum(int(np.prod(shape, dtype=object)) * dtype.itemsize
+          for shape, dtype in shapes) + values * 4,
+      f'Reading the x/y/z files in {folder} ({values} values)',
+      'Use a machine with more memory, or fewer sequences in that folder '
+      '(config.data.max_sequences caps a split only once it is read).')
+
+
 def _load_npy(path: pathlib.Path):
-  """A pickle-free .npy file; pickled ids files go through ``_read_ids_file``."""
+  """A pickle-free .npy file (ids files go through ``safe_pickle``)."""
+  input_files.require_regular_file(path, '.npy file')
   try:
     return np.load(path, allow_pickle=False)
   except Exception as error:  # numpy raises ValueError/OSError/EOFError/...
@@ -605,6 +628,9 @@ def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
         f'{getattr(raw, "dtype", type(raw).__name__)}.')
   if np.issubdtype(raw.dtype, np.integer):
     logging.warning('[data] %s', integer_coordinates_warning(str(path), raw.dtype))
+  if raw.ndim in (2, 3) and raw.shape[-1] == 0:
+    raise DataError(f'{path}: shape {raw.shape} holds no joints (J=0); rebuild '
+                    'the file.')
   if raw.ndim == 2:
     rows, num_joints = raw.shape
     if rows == 0:
@@ -659,23 +685,6 @@ def _check_target(path: pathlib.Path, source: np.ndarray, length: int) -> None:
         f'sequence {sequence}). The source and target files come from different '
         'exports; use matching files (targets are optional: delete them to load '
         'the sources alone).')
-
-
-def _read_ids_file(path: pathlib.Path) -> Mapping:
-  """The pickled ids dict, read without running code from the file.
-
-  ``load_npy_safely`` accepts only what ``np.save`` of a dict of integer index
-  lists or arrays writes and raises DataError naming the file otherwise.
-  """
-  raw = load_npy_safely(path, kind='ids file')
-  ids = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and (
-      raw.ndim == 0) else raw
-  if not isinstance(ids, Mapping):
-    raise DataError(
-        f'{path}: expected a pickled dict person -> list of sequence indices, '
-        f'got {type(ids).__name__}'
-        + (f' with shape {ids.shape}' if isinstance(ids, np.ndarray) else '') + '.')
-  return ids
 
 
 def _as_person_id(key, path: pathlib.Path) -> int:

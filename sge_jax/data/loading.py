@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Optional
 
 import numpy as np
 
+from sge_jax import memory
 from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
 from sge_jax.data.dataset import SkeletonDataset, first_sequences
@@ -104,6 +106,54 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
         f'sequences, fewer than one batch of {batch_size}; the incomplete last '
         'batch is dropped, so training would never take a step. Use a smaller '
         f'--config.train.batch_size (at most {count}).')
+
+
+def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
+                 encode: bool) -> None:
+  """Refuses (DataError: the estimate, the memory, the way out) a run whose
+  training or encoding would not fit in memory (``sge_jax.memory``).
+
+  Args:
+    config: the run's config (``model``: those of the encoders used).
+    dataset: the prepared dataset.
+    train_split: the split the encoders train on, or None without training.
+    encode: whether the encode stage runs.
+  """
+  from sge_jax.train import pretext  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  models = 3 * len(pretext.pretext_tasks(config.model.pretext,
+                                         config.model.attention))
+  hidden, length = int(config.model.hidden), dataset.length
+  num_joints = dataset.num_joints
+  sizes = (f'{models} models, J={num_joints}, f={length}, '
+           f'model.hidden={hidden}')
+  largest = max(split.num_sequences for split in dataset.splits.values())
+  # Each model's inputs and targets [M, N, f, J] float32 for one split.
+  stacked = 2 * models * memory.dataset_bytes(largest, length, num_joints) // 3
+  if train_split is not None:
+    per_device = -(-int(config.train.batch_size) // jax.device_count())
+    model_bytes = memory.training_bytes(
+        models, hidden, int(config.model.num_layers), num_joints, length,
+        per_device)
+    accelerator = memory.accelerator_bytes()
+    way_out = ('Use a smaller --config.model.hidden or --config.train.'
+               'batch_size, or data with fewer joints.')
+    if accelerator:
+      memory.require_fits(model_bytes, f'Training ({sizes})', way_out,
+                          accelerator)
+    else:
+      stacked += model_bytes
+    memory.require_fits(stacked, f'Training ({sizes}, {largest} sequences)',
+                        way_out + ' --config.data.max_sequences caps the '
+                        'sequences per split.')
+  if encode:
+    rows = sum(split.num_sequences for split in dataset.splits.values())
+    # The CAGEs [N, f, M k] float32 twice (per split, then combined).
+    memory.require_fits(
+        stacked + 2 * rows * length * models * hidden * 4,
+        f'Encoding {rows} sequences ({sizes})',
+        'Use --config.data.max_sequences to encode fewer sequences per split, '
+        'or a smaller --config.model.hidden.')
 
 
 def prepare_dataset(data_config, seed: int) -> SkeletonDataset:

@@ -28,6 +28,8 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
+from sge_jax import input_files
+from sge_jax import memory
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
@@ -136,13 +138,25 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
     raise DataError(
         f'config.data.path={str(path)!r} is a directory; point it at the .npz '
         'file itself (e.g. .../gist_gait_normal.npz).')
-  if not path.is_file():
+  input_files.require_regular_file(path, 'npz file (config.data.path)')
+  if not path.exists():
     raise DataError(
         f'npz file {path} (config.data.path) does not exist. It must hold '
         f'{", ".join(REQUIRED_FIELDS)} (see docs/data.md, "Generic skeleton .npz").')
   try:
+    headers = input_files.array_headers(path)
+    positions_shape, _ = headers.get('positions', ((), None))
+    # The arrays as stored, and the float32 windows cut from positions.
+    memory.require_fits(
+        input_files.array_bytes(headers)
+        + int(np.prod(positions_shape, dtype=object)) * 4,
+        f'Reading {path}', 'Use a machine with more memory, or split the '
+        'recordings over several files (config.data.max_sequences caps the '
+        'splits only once the file is read).')
     with np.load(path, allow_pickle=False) as archive:
-      fields = {key: archive[key] for key in archive.files}
+      fields = {key: archive[key] for key in headers}  # .npy members only
+  except DataError:
+    raise
   except Exception as error:  # zipfile/numpy raise many types for bad files
     raise DataError(
         f'Cannot read {path} as an .npz archive: {type(error).__name__}: '
@@ -159,9 +173,9 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
 def _positions(fields: dict[str, np.ndarray], path: pathlib.Path) -> np.ndarray:
   positions = fields['positions']
   if (positions.ndim != 3 or positions.shape[2] != 3
-      or not np.issubdtype(positions.dtype, np.number)):
+      or positions.shape[1] == 0 or positions.dtype.kind not in 'fiu'):
     raise DataError(
-        f'{path}: positions must be a numeric [T, J, 3] array, got '
+        f'{path}: positions must be a real [T, J, 3] array with J >= 1, got '
         f'{positions.dtype} {positions.shape}.')
   if np.issubdtype(positions.dtype, np.integer):
     logging.warning('[data] %s', integer_coordinates_warning(

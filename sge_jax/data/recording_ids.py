@@ -27,6 +27,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from sge_jax import input_files
 from sge_jax.errors import DataError
 
 UNKNOWN = -1
@@ -58,20 +59,21 @@ def read_recordings_file(path: pathlib.Path,
       deleting it loads the split without recordings.
   """
   path = pathlib.Path(path)
-  if not path.is_file():
+  if not path.exists():
     return None
-  try:
-    values = np.load(path, allow_pickle=False)
+  input_files.require_regular_file(path, 'recordings file', _FIX)
+  try:  # the header first: nothing is read unless it is one id per sequence
+    shape, dtype = input_files.array_headers(path).get('', ((), None))
+    if dtype is not None and dtype.kind in 'iu' and shape == (num_sequences,):
+      values = np.load(path, allow_pickle=False)
   except Exception as error:  # numpy raises ValueError/OSError/EOFError/...
     raise DataError(f'Cannot read {path} ({type(error).__name__}: {error}). '
                     + _FIX) from None
-  if (not isinstance(values, np.ndarray) or values.ndim != 1
-      or not np.issubdtype(values.dtype, np.integer)):
+  if dtype is None or dtype.kind not in 'iu' or len(shape) != 1:
     raise DataError(f'{path}: expected an integer array [N] of recording ids, '
-                    f'got {getattr(values, "dtype", type(values).__name__)} '
-                    f'{getattr(values, "shape", "")}. ' + _FIX)
-  if values.shape[0] != num_sequences:
-    raise DataError(f'{path} holds {values.shape[0]} recording ids, but the '
+                    f'got {dtype or "an .npz archive"} {shape}. ' + _FIX)
+  if shape[0] != num_sequences:
+    raise DataError(f'{path} holds {shape[0]} recording ids, but the '
                     f'split has {num_sequences} sequences. ' + _FIX)
   if values.size and values.min() < 0:
     raise DataError(f'{path}: recording ids must be >= 0, found '

@@ -50,6 +50,7 @@ import dataclasses
 
 import numpy as np
 
+from sge_jax import memory
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
@@ -347,6 +348,16 @@ def _validate(length, num_people, recordings_per_person,
         f'end, so a recording needs at least {shortest} frames.')
 
 
+def dataset_bytes(length: int, num_people: int, recordings_per_person: int,
+                  test_recordings_per_person: int,
+                  frames_per_recording: int) -> int:
+  """Bytes the set needs while it is made: its windows [N, f, 20, 3] float32
+  twice (the per-recording windows, then their concatenation)."""
+  windows = (num_people * (recordings_per_person + test_recordings_per_person)
+             * ((frames_per_recording - 2 * EDGE_FRAMES_DROPPED) // length))
+  return 2 * memory.dataset_bytes(windows, length, _LAYOUT.num_joints)
+
+
 def make_synthetic_dataset(seed: int,
                            length: int,
                            num_people: int = 12,
@@ -371,9 +382,19 @@ def make_synthetic_dataset(seed: int,
 
   Raises:
     ConfigError: non-positive sizes or recordings too short for one window.
+    DataError: the set would not fit in memory (``sge_jax.memory``).
   """
   _validate(length, num_people, recordings_per_person,
             test_recordings_per_person, frames_per_recording)
+  memory.require_fits(
+      dataset_bytes(length, num_people, recordings_per_person,
+                    test_recordings_per_person, frames_per_recording),
+      f'The synthetic set ({num_people} people x '
+      f'{recordings_per_person + test_recordings_per_person} recordings x '
+      f'{frames_per_recording} frames)',
+      'Use a smaller --config.data.synthetic.num_people (or '
+      'recordings_per_person, test_recordings_per_person, '
+      'frames_per_recording).')
   seed_key = int(seed) & 0xFFFFFFFFFFFFFFFF
   recordings_total = recordings_per_person + test_recordings_per_person
   parts = {'train': ([], [], []), 'test': ([], [], [])}

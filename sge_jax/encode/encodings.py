@@ -39,6 +39,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from sge_jax import input_files
+from sge_jax import memory
 from sge_jax import workdir as workdir_lib
 from sge_jax.errors import DataError
 
@@ -153,22 +155,38 @@ def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
 
 
 def load_encodings(path: str | pathlib.Path) -> EncodingSet:
-  """Reads an ``encodings.npz`` written by ``save_encodings``."""
+  """Reads an ``encodings.npz`` written by ``save_encodings``.
+
+  Every field's dtype and shape is checked from the headers before anything
+  is read, and the memory the arrays need (``sge_jax.memory``).
+
+  Raises:
+    DataError: a missing, non-regular, damaged or inconsistent file (the
+      message names the field), or one too large for the memory.
+  """
   path = pathlib.Path(path)
   if not path.exists():
     raise DataError(f'No encodings file at {path}. Run the encode stage first '
                     '(--config.stages=encode) or point --workdir at a finished run.')
   rebuild = ('rebuild it with --config.stages=encode (the trained checkpoints '
              'are kept)')
+  input_files.require_regular_file(path, 'encodings file',
+                                   rebuild[0].upper() + rebuild[1:] + '.')
   try:
+    headers = input_files.array_headers(path)
+    required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
+                + _STRING_METADATA + _INT_METADATA)
+    missing = [name for name in required if name not in headers]
+    if missing:
+      raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
+                      f'{", ".join(missing)}')
+    problem = _header_problem(headers)
+    if problem:
+      raise DataError(f'{path}: field {problem[0]!r} {problem[1]}: {rebuild}.')
+    memory.require_fits(input_files.array_bytes(headers), f'Reading {path}',
+                        'Evaluate on a machine with more memory.')
     with np.load(path, allow_pickle=False) as data:
-      required = (_ARRAY_FIELDS + ('model_names', 'joint_names', 'bones')
-                  + _STRING_METADATA + _INT_METADATA)
-      missing = [name for name in required if name not in data.files]
-      if missing:
-        raise DataError(f'{path} is not an sge-jax encodings file: it lacks '
-                        f'{", ".join(missing)}')
-      arrays = {name: data[name] for name in data.files}
+      arrays = {name: data[name] for name in headers}
   except DataError:
     raise
   except Exception as error:  # zipfile/numpy raise many types for bad files
@@ -177,40 +195,65 @@ def load_encodings(path: str | pathlib.Path) -> EncodingSet:
   return _encoding_set(arrays, path, rebuild)
 
 
+def _header_problem(headers: dict[str, tuple[tuple, np.dtype]]
+                    ) -> Optional[tuple[str, str]]:
+  """(field, what is wrong) for the first field whose dtype or shape (read
+  from its header) does not fit the layout in the module docstring."""
+  num_rows = (headers['encodings'][0] or (0,))[0]
+  expected = {'encodings': ('f', 3), 'labels': ('iu', 1), 'recording': ('iu', 1),
+              'sequence_index': ('iu', 1), 'split': ('U', 1),
+              'sequences': ('f', 4), 'model_names': ('U', 1),
+              'joint_names': ('U', 1), 'bones': ('iu', 2), 'procedure': ('U', 0),
+              'quirks': ('U', 1), 'data_source': ('U', 0),
+              **{name: ('U', 0) for name in _STRING_METADATA},
+              **{name: ('iu', 0) for name in _INT_METADATA}}
+  kinds = {'f': 'a float', 'iu': 'an integer', 'U': 'a string'}
+  for name, (kinds_allowed, ndim) in expected.items():
+    if name not in headers:
+      continue
+    shape, dtype = headers[name]
+    if dtype.kind not in kinds_allowed or len(shape) != ndim:
+      return name, (f'must be {kinds[kinds_allowed]} array with {ndim} '
+                    f'dimension(s), not {dtype} {shape}')
+    if name in _ARRAY_FIELDS and shape[0] != num_rows:
+      return name, f'has shape {shape} but encodings has {num_rows} rows'
+  frames = headers['encodings'][0][1]
+  if headers['sequences'][0][1] != frames or headers['sequences'][0][3] != 3:
+    return 'sequences', (f'has shape {headers["sequences"][0]}, not '
+                         f'[{num_rows}, {frames}, J, 3]')
+  if headers['bones'][0][1] != 2:
+    return 'bones', f'has shape {headers["bones"][0]}, not [n, 2]'
+  return None
+
+
 def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
                   rebuild: str) -> EncodingSet:
-  """The EncodingSet of a loaded file's arrays, each field checked."""
+  """The EncodingSet of a loaded file's arrays (dtypes and shapes checked)."""
   def field_error(name: str, problem: str) -> DataError:
     return DataError(f'{path}: field {name!r} {problem}: {rebuild}.')
 
-  encodings = arrays['encodings']
-  if encodings.ndim != 3 or not np.issubdtype(encodings.dtype, np.floating):
-    raise field_error('encodings', f'must be a float [N, f, D] array, not '
-                      f'{encodings.dtype} {encodings.shape}')
-  for name in _ARRAY_FIELDS:
-    if arrays[name].ndim == 0 or arrays[name].shape[0] != encodings.shape[0]:
-      raise field_error(name, f'has shape {arrays[name].shape} but encodings '
-                        f'has {encodings.shape[0]} rows')
-  for name in ('labels', 'recording'):
-    if (arrays[name].ndim != 1
-        or not np.issubdtype(arrays[name].dtype, np.integer)):
-      raise field_error(name, f'must be an integer [N] array, not '
-                        f'{arrays[name].dtype} {arrays[name].shape}')
-  try:
-    joint_names = tuple(str(n) for n in arrays['joint_names']) or None
-    bones = tuple(tuple(int(i) for i in b) for b in arrays['bones']) or None
-    metadata = EncodingMetadata(
-        model_names=tuple(str(n) for n in arrays['model_names']),
-        joint_names=joint_names, bones=bones,
-        procedure=(str(arrays['procedure']) if 'procedure' in arrays
-                   else 'clean'),
-        quirks=(tuple(str(q) for q in arrays['quirks']) if 'quirks' in arrays
-                else ()),
-        data_source=(str(arrays['data_source']) if 'data_source' in arrays
-                     else ''),
-        **{name: str(arrays[name]) for name in _STRING_METADATA},
-        **{name: int(arrays[name]) for name in _INT_METADATA})
-  except (TypeError, ValueError) as error:
-    raise DataError(f'{path}: malformed metadata ({error}): {rebuild}.') from None
+  for name in ('encodings', 'sequences'):
+    if not np.isfinite(arrays[name]).all():
+      raise field_error(name, 'holds NaN or Inf values')
+  num_joints = arrays['sequences'].shape[2]
+  if arrays['joint_names'].size not in (0, num_joints):
+    raise field_error('joint_names', f'names {arrays["joint_names"].size} '
+                      f'joints, the sequences have J={num_joints}')
+  if arrays['bones'].size and not (0 <= arrays['bones'].min()
+                                   and arrays['bones'].max() < num_joints):
+    raise field_error('bones', f'holds joint indices outside 0..{num_joints - 1}')
+  joint_names = tuple(str(n) for n in arrays['joint_names']) or None
+  bones = tuple(tuple(int(i) for i in b) for b in arrays['bones']) or None
+  metadata = EncodingMetadata(
+      model_names=tuple(str(n) for n in arrays['model_names']),
+      joint_names=joint_names, bones=bones,
+      procedure=(str(arrays['procedure']) if 'procedure' in arrays
+                 else 'clean'),
+      quirks=(tuple(str(q) for q in arrays['quirks']) if 'quirks' in arrays
+              else ()),
+      data_source=(str(arrays['data_source']) if 'data_source' in arrays
+                   else ''),
+      **{name: str(arrays[name]) for name in _STRING_METADATA},
+      **{name: int(arrays[name]) for name in _INT_METADATA})
   return EncodingSet(metadata=metadata,
                      **{name: arrays[name] for name in _ARRAY_FIELDS})

@@ -262,13 +262,24 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
 
   rn_train = released_train_set(train.encodings, train.labels, rows)
   digest = outcome.rn_digest = saved_rn.encodings_digest(encoding_set, rows)
-  why_not = (saved.mismatch(rn_settings, saved_rn.expected_fingerprint(
-      rn_settings, digest, rn_train[1])) if saved is not None else None)
+  why_not = damaged = None
+  if saved is not None:
+    damaged = saved.unusable
+    why_not = damaged or saved.mismatch(rn_settings, saved_rn.expected_fingerprint(
+        rn_settings, digest, rn_train[1]))
+    if why_not is None:
+      input_dim = recognition.rn_samples(train.encodings[:1],
+                                         rn_settings.manner).shape[-1]
+      why_not = damaged = saved_rn.fit_problem(saved, input_dim, classes,
+                                               list(test_sets))
   if saved is not None and why_not is None:
     result = saved_rn.rescore(saved, test_sets, rn_settings)
     source = f're-scored from the saved RN {saved.path}'
   else:
-    if saved is not None:
+    if damaged:
+      _note(outcome, f'The RN is trained again: the saved RN {saved.path} is '
+            f'unusable ({damaged}).', warn=True)
+    elif saved is not None:
       _note(outcome, f'The RN is trained again: the saved RN {saved.path} '
             f'cannot serve this evaluation ({why_not}).')
     result = recognition.train_and_score(*rn_train, test_sets, rn_settings)

@@ -197,11 +197,13 @@ def load_mat(path: str) -> dict:
   Raises:
     DataError: SciPy is missing (it is the optional ``mat`` extra).
     NotImplementedError: a MATLAB v7.3 (HDF5) file.
+    OSError: not a regular file.
   """
   try:
     import scipy.io  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError(MAT_EXTRA_HINT) from e
+  rec_lib.require_regular(path)
   return scipy.io.loadmat(path, simplify_cells=True)
 
 

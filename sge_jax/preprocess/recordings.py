@@ -17,6 +17,7 @@ from typing import Hashable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from sge_jax import input_files
 from sge_jax.data.dataset import SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
 
@@ -243,14 +244,24 @@ def count_by_person(labels: np.ndarray) -> Mapping[int, int]:
   return {int(v): int(c) for v, c in zip(values, counts)}
 
 
+def require_regular(path: str) -> None:
+  """Raises OSError when ``path`` exists but is not a regular file, so that
+  it is skipped and counted like any unreadable raw file."""
+  kind = input_files.not_regular(path)
+  if kind:
+    raise OSError(f'{path} is {kind}, not a regular file')
+
+
 def read_text(path: str) -> str:
   """A raw text file's content: UTF-16 if it starts with a UTF-16 byte-order
   mark (Windows tools write those), else UTF-8 (BOM or not); undecodable bytes
   become U+FFFD and then fail number parsing, so they are counted, not hidden.
 
   Raises:
-    OSError: the file cannot be read.
+    OSError: the file cannot be read, or is not a regular file (a FIFO
+      would wait for a writer forever).
   """
+  require_regular(path)
   with open(path, 'rb') as f:
     data = f.read()
   if data.startswith((b'\xff\xfe', b'\xfe\xff')):

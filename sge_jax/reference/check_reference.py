@@ -32,12 +32,14 @@ import argparse
 import dataclasses
 import functools
 import zipfile
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 
 from sge_jax import cli
+from sge_jax import input_files
+from sge_jax import memory
 from sge_jax.errors import DataError
 from sge_jax.reference import interop
 from sge_jax.train.losses import locality_mask
@@ -138,6 +140,70 @@ def format_report(comparison: Comparison, shape_line: str) -> str:
   return '\n'.join(lines)
 
 
+def _read_reference(path: str) -> dict[str, np.ndarray]:
+  """The arrays of the reference file (its .npy members), checked to be a
+  regular file that fits in memory before anything is read."""
+  input_files.require_regular_file(path, 'reference file',
+                                   'Pass the reference .npz file.')
+  try:
+    headers = input_files.array_headers(path)
+    memory.require_fits(input_files.array_bytes(headers), f'Reading {path}',
+                        'Use a machine with more memory.')
+    with np.load(path, allow_pickle=False) as data:
+      return {name: data[name] for name in headers}
+  except FileNotFoundError:
+    raise DataError(f'no reference file at {path}') from None
+  except DataError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    raise DataError(f'{path} is not a readable .npz reference file '
+                    f'(truncated or corrupt?): {error}') from None
+
+
+def layout_problem(arrays: Mapping[str, np.ndarray]) -> Optional[str]:
+  """What keeps ``arrays`` from being a reference file (module docstring),
+  or None: missing arrays, other dtypes or shapes than the model that x and
+  param/mem_k describe has, or non-finite values."""
+  required = ('x', 'target', 'param/mem_k') + tuple(
+      f'loss/{name}' for name in _LOSS_NAMES)
+  missing = [name for name in required if name not in arrays]
+  if missing:
+    return f'lacks {", ".join(missing)}'
+  for name, array in arrays.items():
+    if array.dtype.kind not in 'fiu' or not np.isfinite(array).all():
+      return f'{name} is not a finite numeric array ({array.dtype})'
+  x, mem_k = arrays['x'], arrays['param/mem_k']
+  if x.ndim != 3 or mem_k.ndim != 2 or 0 in x.shape + mem_k.shape:
+    return (f'x must be [B, f, J] and param/mem_k [k, k], not {x.shape} and '
+            f'{mem_k.shape}')
+  _, length, num_joints = x.shape
+  tf_params = _prefixed(arrays, 'param/')
+  try:
+    model = GaitEncodingModel(hidden=mem_k.shape[0], num_joints=num_joints,
+                              num_layers=max(
+                                  interop.count_lstm_layers(tf_params), 1))
+    abstract = jax.eval_shape(model.init, jax.random.key(0),
+                              jax.ShapeDtypeStruct(x.shape, np.float32))
+    # Zero-stride stand-ins: the shapes, without allocating the arrays.
+    expected = interop.params_to_tf(jax.tree.map(
+        lambda leaf: np.broadcast_to(np.float32(0), leaf.shape),
+        abstract['params']))
+  except Exception as error:  # pylint: disable=broad-except
+    return f'holds no model of its shapes ({type(error).__name__}: {error})'
+  shapes = {'target': x.shape, 'locality_mask': (length, length),
+            **{f'loss/{name}': () for name in _LOSS_NAMES},
+            **{f'{kind}/{name}': value.shape for name, value in expected.items()
+               for kind in ('param', 'grad')}}
+  for name, array in arrays.items():
+    wanted = shapes.get(name, x.shape if name == 'x' else None)
+    if wanted is None or array.shape != tuple(wanted):
+      return (f'{name} has shape {array.shape}, expected '
+              f'{"no such array" if wanted is None else tuple(wanted)} for '
+              f'B, f, J = {x.shape} and k = {mem_k.shape[0]}')
+  unset = [f'param/{name}' for name in expected if f'param/{name}' not in arrays]
+  return f'lacks {", ".join(unset)}' if unset else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m sge_jax.check_reference',
@@ -149,23 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('--weight-decay', type=float, default=0.02,
                       help='L2 weight of the reference (0.02)')
   args = parser.parse_args(argv)
-  try:
-    with np.load(args.path, allow_pickle=False) as data:
-      arrays = {name: data[name] for name in data.files}
-  except FileNotFoundError:
-    raise DataError(f'no reference file at {args.path}') from None
-  except IsADirectoryError:
-    raise DataError(f'{args.path} is a directory; pass the reference .npz '
-                    'file') from None
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-    raise DataError(f'{args.path} is not a readable .npz reference file '
-                    f'(truncated or corrupt?): {error}') from None
-  required = ('x', 'target', 'param/mem_k') + tuple(
-      f'loss/{name}' for name in _LOSS_NAMES)
-  missing = [name for name in required if name not in arrays]
-  if missing:
-    raise DataError(f'{args.path} lacks {", ".join(missing)}; the format is '
-                    'described in python -m sge_jax.check_reference --help')
+  arrays = _read_reference(args.path)
+  problem = layout_problem(arrays)
+  if problem:
+    raise DataError(f'{args.path}: {problem}; the format is described in '
+                    'python -m sge_jax.check_reference --help')
   comparison = compare_with_reference(arrays, args.temperature,
                                       args.weight_decay)
   batch, length, num_joints = arrays['x'].shape

@@ -217,6 +217,16 @@ def test_three_dimensional_file_with_another_length(kgbd):
   assert 'f=4 frames' in message and 'config.data.length=6' in message
 
 
+@pytest.mark.parametrize('array', [np.zeros((12 * 6, 0), np.float32),
+                                   np.zeros((12, 6, 0), np.float32)])
+def test_a_file_without_joints_is_refused(kgbd, array):
+  root, train_folder = kgbd
+  for axis in 'xyz':
+    np.save(train_folder / f'source_{axis}_KGBD_6.npy', array)
+  message = _message(DataError, load_authors_dataset, root, 'KGBD', 6)
+  assert 'source_x_KGBD_6.npy' in message and 'holds no joints (J=0)' in message
+
+
 def test_corrupt_npy_file(kgbd):
   root, train_folder = kgbd
   (train_folder / 'source_x_KGBD_6.npy').write_bytes(b'garbage')
@@ -239,7 +249,7 @@ def test_target_not_reversed_source(kgbd):
      'sequence index 3 is listed twice (persons 0 and 1)'),
     ({0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9, 10, 12]},
      'lists sequence index 12'),
-    ({'anna': list(range(12))}, "person id 'anna' is not an integer"),
+    ({'anna': list(range(12))}, "person id 'anna' that is not an integer"),
 ])
 def test_bad_ids(kgbd, ids, expected):
   root, train_folder = kgbd

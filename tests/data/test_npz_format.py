@@ -155,6 +155,22 @@ def test_nan_positions_name_the_first_bad_frame(tmp_path):
   assert '[frame, joint, axis] = [45, 7, 2]' in str(error.value)
 
 
+@pytest.mark.parametrize('positions', [
+    lambda p: p.astype(np.complex64),        # would drop the imaginary part
+    lambda p: p[:, :0],                       # no joints
+    lambda p: p > 0,                          # booleans
+])
+def test_positions_of_a_wrong_kind_are_refused(tmp_path, positions):
+  recordings = _recordings()
+  lengths = np.cumsum([0] + [r.shape[0] for r in recordings])
+  path = _write_npz(tmp_path / 'walks.npz', recordings,
+                    positions=positions(np.concatenate(recordings)),
+                    seq_offsets=lengths)
+  with pytest.raises(DataError, match='walks.npz: positions must be a real '
+                     r'\[T, J, 3\] array with J >= 1'):
+    load_npz_dataset(path, 6)
+
+
 def test_missing_fields_and_bad_offsets(tmp_path):
   path = _write_npz(tmp_path / 'noperson.npz', _recordings(), seq_person=None)
   with pytest.raises(DataError, match='noperson.npz lacks the field.*seq_person'):

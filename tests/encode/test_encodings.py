@@ -57,3 +57,55 @@ def test_non_integer_ids_name_the_field(tmp_path, field):
   np.savez(path, **arrays)
   with pytest.raises(DataError, match=f"field '{field}' must be an integer"):
     encodings_lib.load_encodings(path)
+
+
+def _rewritten(tmp_path, **changes):
+  path = tmp_path / 'encodings.npz'
+  encodings_lib.save_encodings(path, _encoding_set())
+  with np.load(path) as data:
+    arrays = {name: data[name] for name in data.files}
+  arrays.update(changes)
+  np.savez(path, **arrays)
+  return path
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({'sequences': np.full((4, 3, 20, 3), 'x')},
+     "field 'sequences' must be a float array with 4 dimension(s), not <U1"),
+    ({'split': np.arange(4)},
+     "field 'split' must be a string array with 1 dimension(s), not int64"),
+    ({'sequence_index': np.zeros(4)},
+     "field 'sequence_index' must be an integer array"),
+    ({'length': np.asarray('three')},
+     "field 'length' must be an integer array with 0 dimension(s)"),
+    ({'dataset': np.asarray(['X', 'Y'])},
+     "field 'dataset' must be a string array with 0 dimension(s)"),
+    ({'sequences': np.zeros((4, 5, 20, 3), np.float32)},
+     "field 'sequences' has shape (4, 5, 20, 3), not [4, 3, J, 3]"),
+    ({'bones': np.zeros((2, 3), np.int64)},
+     "field 'bones' has shape (2, 3), not [n, 2]"),
+    ({'bones': np.array([[0, 25]])},
+     "field 'bones' holds joint indices outside 0..19"),
+    ({'joint_names': np.array(['a', 'b'])},
+     "field 'joint_names' names 2 joints, the sequences have J=20"),
+    ({'encodings': np.full((4, 3, 6), np.nan, np.float32)},
+     "field 'encodings' holds NaN or Inf values"),
+])
+def test_every_field_is_checked_before_use(tmp_path, changes, message):
+  path = _rewritten(tmp_path, **changes)
+  with pytest.raises(DataError) as error:
+    encodings_lib.load_encodings(path)
+  assert str(error.value).startswith(f'{path}: {message}')
+  assert 'rebuild it with --config.stages=encode' in str(error.value)
+
+
+def test_arrays_larger_than_memory_are_refused_unread(tmp_path, monkeypatch):
+  from sge_jax import memory
+  monkeypatch.setattr(memory, 'available_bytes',
+                      lambda: (1000, 'available on this machine'))
+  path = _rewritten(tmp_path)
+  with pytest.raises(DataError, match=r'^Reading .*encodings.npz needs at least '
+                     r'[\d.]+ KiB of memory \(an estimate\), more than the '
+                     r'0.977 KiB available on this machine. Evaluate on a '
+                     r'machine with more memory.$'):
+    encodings_lib.load_encodings(path)
