@@ -324,7 +324,7 @@ def test_a_config_json_that_is_a_folder_is_named(tmp_path, trained_run):
   shutil.copytree(trained_run, workdir)
   (workdir / 'config.json').unlink()
   (workdir / 'config.json').mkdir()
-  with pytest.raises(DataError, match='config.json is not a file'):
+  with pytest.raises(DataError, match='config.json is a directory, not a regular file'):
     pipeline.run(_smoke_config(), workdir)
 
 
