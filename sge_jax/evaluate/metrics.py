@@ -184,19 +184,18 @@ def micro_roc(scores, labels) -> tuple[np.ndarray, np.ndarray]:
   num_rows, num_classes = scores.shape
   if num_classes < 2:
     raise ValueError('the micro ROC needs C >= 2 classes (no negatives otherwise)')
-  is_positive = np.zeros_like(scores, dtype=bool)
-  is_positive[np.arange(num_rows), labels] = True
-  flat_scores = scores.ravel()
-  flat_positive = is_positive.ravel()
-
-  # Same ordering as scikit-learn: stable sort ascending, then reversed.
-  order = np.argsort(flat_scores, kind='mergesort')[::-1]
-  sorted_scores = flat_scores[order]
-  sorted_positive = flat_positive[order]
-  # Last cell of each run of equal scores: one ROC point per distinct threshold.
+  # Cells in descending score order, as scikit-learn sweeps them. Only where a
+  # run of equal scores ends matters (one ROC point per distinct threshold)
+  # and how many positive cells score at least that much, so a plain sort of
+  # the scores and a count over the N positive cells' sorted scores give
+  # exactly the counts a stable argsort of all cells would.
+  sorted_scores = np.sort(scores.ravel())[::-1]
   threshold_ends = np.r_[np.flatnonzero(np.diff(sorted_scores)),
                          sorted_scores.size - 1]
-  true_positives = np.cumsum(sorted_positive, dtype=np.float64)[threshold_ends]
+  positive_scores = np.sort(scores[np.arange(num_rows), labels])
+  true_positives = (positive_scores.size - np.searchsorted(
+      positive_scores, sorted_scores[threshold_ends], side='left')
+                   ).astype(np.float64)
   false_positives = 1.0 + threshold_ends - true_positives
 
   # drop_intermediate=True: keep only the corners of the piecewise-linear curve.
