@@ -185,7 +185,7 @@ def _walk_retrieval(distances: np.ndarray, probe_walks: walks_lib.Walks,
     probe_walks: the scored probe walks.
     window_votes: None ('mean': items ranked by distance), or [n, P] each
       probe window's vote for the people ``people`` [P] ('vote': items ranked
-      by their person's vote share first; ``_nearest_people``).
+      by their person's vote share first; ``nearest_people_votes``).
   """
   priority = None
   if window_votes is not None:
