@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from sge_jax.evaluate import metrics
+from sge_jax.evaluate.distances import CACHE_ROWS
 from sge_jax.data import joints
 
 Bones = Sequence[tuple[int, int]]
@@ -436,8 +437,8 @@ class Standardizer:
 
 
 def knn_class_scores(gallery_features, gallery_labels, test_features, *,
-                     classes=None, k: int = 1, metric: str = 'euclidean'
-                     ) -> np.ndarray:
+                     classes=None, k: int = 1, metric: str = 'euclidean',
+                     progress=None) -> np.ndarray:
   """Class scores of k-nearest-neighbour classification, for any features.
 
   Args:
@@ -448,6 +449,8 @@ def knn_class_scores(gallery_features, gallery_labels, test_features, *,
       ``np.unique(gallery_labels)``. Each must have a gallery sample.
     k: neighbours that vote, 1 <= k <= G.
     metric: ``'euclidean'`` or ``'cosine'`` (``metrics.pairwise_distances``).
+    progress: optional; its ``advance(rows)`` is called after every block of
+      test rows (``sge_jax.progress.Progress``).
 
   Returns:
     [N, C] float64 scores, higher = more likely (module docstring: -d_c for
@@ -478,7 +481,7 @@ def knn_class_scores(gallery_features, gallery_labels, test_features, *,
 
   scores = np.empty((np.shape(test_features)[0], num_classes))
   for start, distances in metrics.iter_pairwise_distances(
-      test_features, sorted_gallery, metric):
+      test_features, sorted_gallery, metric, chunk_rows=CACHE_ROWS):
     nearest_per_class = np.minimum.reduceat(distances, class_starts, axis=1)
     if k == 1:
       block_scores = -nearest_per_class
@@ -491,6 +494,8 @@ def knn_class_scores(gallery_features, gallery_labels, test_features, *,
       ).reshape(distances.shape[0], num_classes)
       block_scores = votes + 1.0 / (1.0 + nearest_per_class)
     scores[start:start + distances.shape[0]] = block_scores
+    if progress is not None:
+      progress.advance(distances.shape[0])
   return scores
 
 
@@ -522,7 +527,7 @@ def run_baseline(name: str, gallery_sequences, gallery_labels, test_sequences,
                  *, bones: Optional[Bones] = None,
                  joint_names: Optional[JointNames] = None, classes=None,
                  k: int = 1, metric: str = 'euclidean',
-                 standardize: bool = True) -> BaselineResult:
+                 standardize: bool = True, progress=None) -> BaselineResult:
   """Runs one hand-crafted baseline: features, standardisation, kNN scores.
 
   Args:
@@ -541,6 +546,8 @@ def run_baseline(name: str, gallery_sequences, gallery_labels, test_sequences,
     metric: ``'euclidean'`` or ``'cosine'``.
     standardize: z-score every feature with the mean and std of the *gallery*
       features only (the test features never influence the transform).
+    progress: optional, advanced per block of test sequences scored
+      (``knn_class_scores``).
 
   Returns:
     BaselineResult.
@@ -559,7 +566,8 @@ def run_baseline(name: str, gallery_sequences, gallery_labels, test_sequences,
   gallery_labels = np.asarray(gallery_labels)
   classes = np.unique(gallery_labels) if classes is None else np.asarray(classes)
   scores = knn_class_scores(gallery_features, gallery_labels, test_features,
-                            classes=classes, k=k, metric=metric)
+                            classes=classes, k=k, metric=metric,
+                            progress=progress)
   neighbours = 'nearest neighbour' if k == 1 else f'{k}-NN vote'
   scaling = ('z-scored with gallery statistics' if standardize
              else 'not standardised')

@@ -75,6 +75,7 @@ from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics
 from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
                                             r5_padding, r5_scored_rows,
                                             released_train_set)
+from sge_jax.progress import Progress
 
 _log = logging.getLogger(__name__)
 
@@ -93,10 +94,11 @@ def _baseline_features(name: str, sequences: np.ndarray,
 def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
                               test_sequences: np.ndarray,
                               test_columns: np.ndarray, classes: np.ndarray,
-                              settings: EvalSettings
+                              settings: EvalSettings, task: str
                               ) -> tuple[dict[str, Any], dict[str, tuple],
                                          dict[str, Any]]:
-  """Protocol-A baselines: k-NN over the train split.
+  """Protocol-A baselines: k-NN over the train split (``task`` names the
+  split in progress lines).
 
   Returns:
     (entries, ROCs, window scores): the last maps each baseline to
@@ -111,7 +113,9 @@ def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
           name, train.sequences, train.labels, test_sequences,
           bones=meta.bones, joint_names=meta.joint_names, classes=classes,
           k=min(settings.baseline_k, train.labels.size),
-          metric=settings.distance)
+          metric=settings.distance,
+          progress=Progress(f'{task}, {name} k-NN', test_sequences.shape[0],
+                            'queries'))
     except ValueError as error:
       entries[name] = {'skipped': str(error)}
       window_scores[name] = str(error)
@@ -328,7 +332,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
           _classification_baselines(
               encoding_set, train, split.sequences[keep],
               metrics.class_indices(split.labels[keep], classes), classes,
-              settings))
+              settings, f'protocol A {entry["label"]}'))
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
     outcome.rocs[key] = rocs
@@ -456,39 +460,60 @@ def _retrieval_counts(outcome: _Outcome, label: str, probe: SplitEncodings,
 
 def _retrieval_scores(feature_sets: dict[str, Any], probe_labels: np.ndarray,
                       gallery_labels: np.ndarray, settings: EvalSettings,
-                      exclude_self: bool) -> dict:
+                      exclude_self: bool, task: str, collect_votes: bool
+                      ) -> tuple[dict, dict[str, np.ndarray]]:
   """Window-level retrieval metrics of CAGEs, with the baselines under
-  ``baselines`` (``_retrieval_feature_sets``)."""
-  def score(features):
-    probe_features, gallery_features = features
+  ``baselines`` (``_retrieval_feature_sets``); ``task`` names the retrieval
+  in progress lines.
+
+  Returns:
+    (metrics, window votes): with ``collect_votes`` the second maps each
+    scored method to its probe windows' walk-level votes [n, P], taken from
+    the same distances (``walk_level.WindowVotes``); else it is empty.
+  """
+  votes = {}
+
+  def score(name):
+    probe_features, gallery_features = feature_sets[name]
+    on_block = None
+    if collect_votes:
+      on_block = votes[name] = walk_level.WindowVotes(probe_labels.size,
+                                                      gallery_labels)
     return retrieval_metrics(
         probe_features, probe_labels, gallery_features, gallery_labels,
         distance=settings.distance, exclude_self=exclude_self,
-        max_rank=settings.cmc_max_rank)
+        max_rank=settings.cmc_max_rank, on_block=on_block,
+        progress=Progress(f'{task}, {name}', probe_labels.size, 'queries'))
 
-  scores = score(feature_sets[CAGES])
+  scores = score(CAGES)
   if settings.baselines:
     scores['baselines'] = {
         name: ({'skipped': features} if isinstance(features, str) else
-               {**score(features), 'description':
+               {**score(name), 'description':
                 retrieval_baseline_description(name, settings.distance)})
         for name, features in feature_sets.items() if name != CAGES}
-  return scores
+  return scores, {name: collected.votes for name, collected in votes.items()}
 
 
 def _score_retrieval(entry: dict[str, Any], encoding_set: EncodingSet,
                      probe: SplitEncodings, gallery: SplitEncodings,
                      keep: np.ndarray, settings: EvalSettings,
-                     exclude_self: bool) -> dict[str, Any]:
+                     exclude_self: bool, collect_votes: bool = False
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """Adds the window-level retrieval metrics of the kept probe sequences to
-  ``entry``; returns the feature sets they came from (for the walk level)."""
+  ``entry``; returns the feature sets they came from and the probe windows'
+  votes (``_retrieval_scores``), for the walk level."""
   feature_sets = _retrieval_feature_sets(
       encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
       settings, exclude_self=exclude_self)
-  entry.update(_retrieval_scores(feature_sets, probe.labels[keep],
-                                 gallery.labels, settings,
-                                 exclude_self=exclude_self))
-  return feature_sets
+  scores, votes = _retrieval_scores(
+      feature_sets, probe.labels[keep], gallery.labels, settings,
+      exclude_self=exclude_self,
+      task=(entry['label'] if entry['protocol'] == 'CME'
+            else f'protocol {entry["protocol"]} {entry["label"]}'),
+      collect_votes=collect_votes)
+  entry.update(scores)
+  return feature_sets, votes
 
 
 def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
@@ -518,11 +543,16 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
     if not keep.any():
       entry['skipped'] = 'no probe person has a gallery sequence'
       continue
-    feature_sets = _score_retrieval(entry, encoding_set, probe, gallery, keep,
-                                    settings, exclude_self=False)
-    if not (settings.walks and recording_ids.known(probe.recordings[keep])):
+    walks = settings.walks and recording_ids.known(probe.recordings[keep])
+    problem = walks and walk_level.walk_problem(gallery_name, gallery,
+                                                probe_name, probe)
+    feature_sets, window_votes = _score_retrieval(
+        entry, encoding_set, probe, gallery, keep, settings,
+        exclude_self=False,
+        collect_votes=bool(walks and not problem
+                           and 'vote' in settings.aggregations))
+    if not walks:
       continue
-    problem = walk_level.walk_problem(gallery_name, gallery, probe_name, probe)
     if problem:
       _walk_problem_note(outcome, f'Protocol B, {label}', problem)
       continue
@@ -536,7 +566,7 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
         gallery.labels, gallery.recordings, settings,
         f'{dataset} splits {probe_name}/{gallery_name}',
         functools.partial(retrieval_baseline_description,
-                          distance=settings.distance)))
+                          distance=settings.distance), window_votes))
   return outcome
 
 

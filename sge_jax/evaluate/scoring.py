@@ -65,17 +65,16 @@ def classification_metrics(scores: np.ndarray, columns: np.ndarray,
 
 
 def retrieval_metrics(query, query_labels, gallery, gallery_labels, *,
-                      distance: str, exclude_self: bool, max_rank: int
-                      ) -> dict[str, Any]:
-  """Rank-k, CMC (up to max_rank) and mAP of probe -> gallery retrieval."""
+                      distance: str, exclude_self: bool, max_rank: int,
+                      on_block=None, progress=None) -> dict[str, Any]:
+  """Rank-k, CMC (up to max_rank) and mAP of probe -> gallery retrieval, from
+  one pass over the distances (``metrics.retrieval_cmc_and_map``, which also
+  takes ``on_block`` and ``progress``)."""
   candidates = gallery.shape[0] - int(exclude_self)
-  result = metrics.retrieval_cmc(
+  result, average_precision = metrics.retrieval_cmc_and_map(
       query, query_labels, gallery, gallery_labels, metric=distance,
       max_rank=min(max(max_rank, max(RANKS)), candidates),
-      exclude_self=exclude_self)
-  average_precision = metrics.mean_average_precision(
-      query, query_labels, gallery, gallery_labels, metric=distance,
-      exclude_self=exclude_self)
+      exclude_self=exclude_self, on_block=on_block, progress=progress)
   return _retrieval_values(result, average_precision, max_rank)
 
 

@@ -12,7 +12,9 @@ evidence, aggregated as ``sge_jax.evaluate.walks`` describes (mean, vote):
   votes for the person of its nearest gallery window (the window-level
   decision of protocol B; split among the people of equally near ones), and
   the gallery walks (windows) are ranked by their person's votes, then by
-  distance to the walk's mean feature. Rank-k, CMC and mAP over walks.
+  distance to the walk's mean feature. Rank-k, CMC and mAP over walks. The
+  votes come from the window-level distances of protocol B (``WindowVotes``),
+  not from a second pass over them.
 
 The baselines are aggregated the same way from their own window-level scores
 (A) or z-scored features (B). Test walks with fewer than
@@ -35,9 +37,11 @@ from sge_jax.config import EvalSettings
 from sge_jax.data import recording_ids
 from sge_jax.evaluate import metrics
 from sge_jax.evaluate import walks as walks_lib
+from sge_jax.evaluate.distances import CACHE_ROWS
 from sge_jax.evaluate.report import is_walk_entry  # noqa: F401 (re-exported)
 from sge_jax.evaluate.scoring import (CAGES, classification_metrics,
                                       ranked_retrieval_metrics)
+from sge_jax.progress import Progress
 
 GALLERY_LEVELS = ('walk', 'window')
 
@@ -181,30 +185,71 @@ def _walk_retrieval(distances: np.ndarray, probe_walks: walks_lib.Walks,
     probe_walks: the scored probe walks.
     window_votes: None ('mean': items ranked by distance), or [n, P] each
       probe window's vote for the people ``people`` [P] ('vote': items ranked
-      by their person's vote share first; ``_nearest_people``).
+      by their person's vote share first; ``nearest_people_votes``).
   """
   priority = None
   if window_votes is not None:
     shares = walks_lib.vote_shares(window_votes, probe_walks)
+    if not np.isnan(shares).any():
+      # Ranks of the shares order the items as the shares do, and rank faster.
+      shares = np.unique(shares, return_inverse=True)[1].reshape(shares.shape)
     priority = shares[:, np.searchsorted(people, item_labels)]
   return ranked_retrieval_metrics(distances, probe_walks.labels, item_labels,
                                   max_rank=settings.cmc_max_rank,
                                   priority=priority)
 
 
+def nearest_people_votes(distances: np.ndarray, columns: np.ndarray,
+                         num_people: int) -> np.ndarray:
+  """[b, P] votes of b probe windows for the person (column 0..P-1 of each
+  gallery item, ``columns`` [G]) of their nearest gallery item, from their
+  distances [b, G]; 1/t each when items of t people are equally near."""
+  rows = np.arange(distances.shape[0])
+  first = np.argmin(distances, axis=1)          # a NaN row: its first NaN
+  nearest = distances[rows, first]
+  equally_near = np.count_nonzero(distances == nearest[:, None], axis=1)
+  choices = np.zeros((rows.size, num_people))
+  single = equally_near == 1
+  choices[rows[single], columns[first[single]]] = 1.0
+  # Ties are rare: only their rows are searched. A row with a NaN distance
+  # (equally_near = 0) gets no vote, and NaN shares, as a minimum would.
+  tied = np.flatnonzero(equally_near > 1)
+  tied_rows, items = np.nonzero(distances[tied] == nearest[tied, None])
+  choices[tied[tied_rows], columns[items]] = 1.0
+  return choices / choices.sum(axis=1, keepdims=True)
+
+
+class WindowVotes:
+  """Every probe window's vote, collected from the window-level distance
+  blocks of protocol B (an ``on_block`` hook of
+  ``metrics.retrieval_cmc_and_map``), so the walk level computes no distance
+  of a probe window again.
+
+  Attributes:
+    votes: [n, P] each probe window's vote for the gallery's people
+      (``np.unique(gallery_labels)``), ``nearest_people_votes``.
+  """
+
+  def __init__(self, num_windows: int, gallery_labels: np.ndarray):
+    people, self._columns = np.unique(gallery_labels, return_inverse=True)
+    self.votes = np.full((num_windows, people.size), np.nan)
+
+  def __call__(self, start: int, distances: np.ndarray) -> None:
+    self.votes[start:start + distances.shape[0]] = nearest_people_votes(
+        distances, self._columns, self.votes.shape[1])
+
+
 def _nearest_people(windows: np.ndarray, gallery: np.ndarray,
                     columns: np.ndarray, num_people: int,
                     distance: str) -> np.ndarray:
   """[n, P] votes of windows [n, F] for the person (column 0..P-1 of each
-  gallery item) of their nearest gallery item; 1/t each when items of t
-  people are equally near."""
-  one_hot = np.eye(num_people)[columns]                        # [G, P]
+  gallery item) of their nearest gallery item (``nearest_people_votes``)."""
   choices = np.empty((windows.shape[0], num_people))
-  for start, block in metrics.iter_pairwise_distances(windows, gallery,
-                                                      distance):
-    nearest = block == block.min(axis=1, keepdims=True)       # [b, G]
-    choices[start:start + block.shape[0]] = (nearest @ one_hot) > 0
-  return choices / choices.sum(axis=1, keepdims=True)
+  for start, block in metrics.iter_pairwise_distances(
+      windows, gallery, distance, chunk_rows=CACHE_ROWS):
+    choices[start:start + block.shape[0]] = nearest_people_votes(
+        block, columns, num_people)
+  return choices
 
 
 def retrieval_entries(base: dict[str, Any], probe: str,
@@ -212,7 +257,9 @@ def retrieval_entries(base: dict[str, Any], probe: str,
                       feature_sets: Mapping[str, Any], recordings: np.ndarray,
                       labels: np.ndarray, gallery_labels: np.ndarray,
                       gallery_recordings: np.ndarray, settings: EvalSettings,
-                      where: str, describe) -> dict[str, dict]:
+                      where: str, describe,
+                      window_votes: Optional[Mapping[str, np.ndarray]] = None
+                      ) -> dict[str, dict]:
   """Walk-level protocol-B entries: per gallery level (walks, windows) and
   aggregation.
 
@@ -228,6 +275,8 @@ def retrieval_entries(base: dict[str, Any], probe: str,
     settings: distance, CMC length, ``min_walk_windows``, aggregations.
     where: names the data in errors.
     describe: baseline name -> its description.
+    window_votes: method -> [n, P] the probe windows' votes (``WindowVotes``)
+      where the window level collected them; the others are computed here.
   """
   probe_walks = ProbeWalks(recordings, labels, settings.min_walk_windows, where)
   skipped = _skipped(probe_walks)
@@ -235,10 +284,24 @@ def retrieval_entries(base: dict[str, Any], probe: str,
                                            where)
                    if recording_ids.known(gallery_recordings) else None)
   # Votes are the window-level decisions: each probe window's nearest gallery
-  # window, whatever the gallery items ranked are. Features, distances and
-  # votes are computed once per method and reused by both aggregations.
+  # window, whatever the gallery items ranked are (collected by the window
+  # level where it ran). Features, distances and votes are computed once per
+  # method and reused by both aggregations.
   people, columns = np.unique(gallery_labels, return_inverse=True)
   cache: dict[tuple[str, str], Any] = {}
+  window_votes = window_votes or {}
+
+  def window_votes_of(name, probe_windows, gallery_features):
+    if name in window_votes:
+      return window_votes[name][probe_walks.windows]
+    return _nearest_people(probe_windows, gallery_features, columns,
+                           people.size, settings.distance)
+
+  methods = sum(not isinstance(value, str) for value in feature_sets.values())
+  progress = Progress(
+      f'protocol B {split_labels[0]} walks -> {split_labels[1]}',
+      0 if skipped else methods * len(GALLERY_LEVELS)
+      * len(settings.aggregations), 'rankings')
 
   def cached(key, make):
     if key not in cache:
@@ -275,15 +338,17 @@ def retrieval_entries(base: dict[str, Any], probe: str,
           item_labels = gallery_walks.labels
         else:
           items, item_labels = gallery_features, gallery_labels
+        walk_means = cached((name, 'probe walks'), lambda: walks_lib.
+                            mean_over_walks(probe_windows, probe_walks.walks))
         distances = cached((name, gallery_level), lambda: (
-            metrics.pairwise_distances(
-                walks_lib.mean_over_walks(probe_windows, probe_walks.walks),
-                items, settings.distance)))
-        votes = (cached((name, 'votes'), lambda: _nearest_people(
-            probe_windows, gallery_features, columns, people.size,
-            settings.distance)) if aggregation == 'vote' else None)
-        return _walk_retrieval(distances, probe_walks.walks, item_labels,
-                               votes, people, settings)
+            metrics.pairwise_distances(walk_means, items, settings.distance)))
+        votes = (cached((name, 'votes'), lambda: window_votes_of(
+            name, probe_windows, gallery_features))
+                 if aggregation == 'vote' else None)
+        scores = _walk_retrieval(distances, probe_walks.walks, item_labels,
+                                 votes, people, settings)
+        progress.advance()
+        return scores
 
       entry.update(score(CAGES))
       baselines = {name: value for name, value in feature_sets.items()

@@ -6,13 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-
-def format_duration(seconds: float) -> str:
-  """'m:ss', or 'h:mm:ss' from one hour on."""
-  seconds = max(0, int(round(seconds)))
-  hours, rest = divmod(seconds, 3600)
-  minutes, seconds = divmod(rest, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}' if hours else f'{minutes}:{seconds:02d}'
+from sge_jax.progress import format_duration
 
 
 SHORT_NAMES = {'reconstruction': 'rec', 'locality_attention': 'att',

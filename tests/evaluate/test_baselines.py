@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sge_jax.evaluate import baselines
-from sge_jax.evaluate import metrics
+from sge_jax.evaluate import distances, metrics
 from sge_jax.data import joints
 
 # A standing Kinect v1 skeleton (x right, y up, metres), chosen so that the
@@ -358,7 +358,7 @@ class TestKnnClassScores:
     test = rng.normal(size=(11, 4))
     scores = baselines.knn_class_scores(gallery, labels, test, k=3)
     assert scores.shape == (11, np.unique(labels).size)
-    monkeypatch.setattr(metrics, '_BLOCK_ELEMENTS', 30)  # 1 row per block
+    monkeypatch.setattr(distances, '_BLOCK_ELEMENTS', 30)  # 1 row per block
     np.testing.assert_allclose(
         baselines.knn_class_scores(gallery, labels, test, k=3), scores,
         rtol=1e-12)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from sge_jax.evaluate import metrics
+from sge_jax.evaluate import distances, metrics
 
 # A 3x3 score matrix used by several hand-computed tests.
 #   row 0: true 0, scores (0.9, 0.05, 0.05) -> true class ranked 1
@@ -208,7 +208,7 @@ class TestPairwiseDistances:
     rng = np.random.default_rng(2)
     query, gallery = rng.normal(size=(23, 4)), rng.normal(size=(7, 4))
     whole = metrics.pairwise_distances(query, gallery, metric)
-    monkeypatch.setattr(metrics, '_BLOCK_ELEMENTS', 10)  # 1 row per block
+    monkeypatch.setattr(distances, '_BLOCK_ELEMENTS', 10)  # 1 row per block
     # BLAS may round a 1-row product differently in the last bit.
     np.testing.assert_allclose(
         metrics.pairwise_distances(query, gallery, metric), whole,
@@ -322,7 +322,7 @@ class TestRetrieval:
     mean_ap = metrics.mean_average_precision(*args, exclude_self=exclude_self)
     predicted = metrics.nearest_neighbour_predict(
         features, features, labels, exclude_self=exclude_self)
-    monkeypatch.setattr(metrics, '_BLOCK_ELEMENTS', 100)  # 2 rows per block
+    monkeypatch.setattr(distances, '_BLOCK_ELEMENTS', 100)  # 2 rows per block
     np.testing.assert_array_equal(
         metrics.retrieval_cmc(*args, exclude_self=exclude_self).cmc, cmc)
     np.testing.assert_array_equal(

@@ -3,6 +3,7 @@ evaluate stage, and the walk entries' numbers on hand-made inputs."""
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -353,3 +354,66 @@ def test_a_bad_recording_id_is_named_in_the_note(tmp_path):
   note = next(n for n in results['notes'] if 'No walk level for split test' in n)
   assert '2 of 21 windows have no valid recording id (-7;' in note
   assert '.npz format' not in note
+
+
+def test_protocol_b_computes_each_probe_window_distance_block_once(
+    monkeypatch, caplog):
+  # The window level and the walk level's votes share one pass per method
+  # over the probe windows x gallery windows distances (it was three: CMC,
+  # mAP, votes), and every pass reports its progress.
+  import sys
+  from sge_jax import progress
+  from sge_jax.evaluate import metrics, protocols
+  encoding_set = _encoding_set()
+  probe_windows = 4 + 3 + 4 + 2 + 4 + 1     # test windows of trained people
+  gallery_windows = 30
+  passes = []
+  for module in (metrics, sys.modules.get('sge_jax.evaluate.distances')):
+    if module is None:
+      continue
+    real = module.iter_pairwise_distances
+
+    def counted(query, gallery, *args, real=real, **kwargs):
+      passes.append((np.shape(query)[0], np.shape(gallery)[0]))
+      return real(query, gallery, *args, **kwargs)
+
+    monkeypatch.setattr(module, 'iter_pairwise_distances', counted)
+    if hasattr(module, '_BLOCK_ELEMENTS'):
+      monkeypatch.setattr(module, '_BLOCK_ELEMENTS', 5 * gallery_windows)
+  monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)
+  with caplog.at_level('INFO'):
+    outcome = protocols.protocol_b(encoding_set, EvalSettings())
+  methods = 1 + 3                           # CAGEs and three baselines
+  assert passes.count((probe_windows, gallery_windows)) == methods
+  assert 'rank1' in outcome.entries['B/test/walks-vote-vs-windows']
+  pattern = re.compile(r'\[eval\] protocol B test -> train, CAGEs: '
+                       r'(\d+)/18 queries \((\d+\.\d)%\), ETA \d+:\d\d')
+  done = [pattern.fullmatch(m) for m in caplog.messages
+          if m.startswith('[eval] protocol B test -> train, CAGEs: ')]
+  assert len(done) >= 3 and all(done)
+  counts = [int(match.group(1)) for match in done]
+  assert counts == sorted(set(counts)) and counts[-1] < 18
+  assert [match.group(2) for match in done] == [
+      f'{100 * count / 18:.1f}' for count in counts]
+
+
+def test_walk_votes_from_the_window_level_equal_votes_computed_alone():
+  rng = np.random.default_rng(5)
+  probe = rng.integers(0, 3, size=(6, 2)).astype(float)   # distance ties
+  gallery = rng.integers(0, 3, size=(8, 2)).astype(float)
+  gallery_labels = np.array([3, 3, 5, 5, 8, 8, 8, 3])
+  collected = walk_level.WindowVotes(6, gallery_labels)
+  from sge_jax.evaluate import metrics
+  for start, block in metrics.iter_pairwise_distances(probe, gallery):
+    collected(start, block)
+  people, columns = np.unique(gallery_labels, return_inverse=True)
+  np.testing.assert_array_equal(
+      collected.votes, walk_level._nearest_people(probe, gallery, columns,
+                                                  people.size, 'euclidean'))
+  # Brute force: each window splits its vote among the people of its
+  # equally nearest gallery items.
+  for row, window in enumerate(probe):
+    dist = np.linalg.norm(gallery - window, axis=1)
+    voted = np.unique(gallery_labels[dist == dist.min()])
+    expected = np.isin(people, voted) / voted.size
+    np.testing.assert_array_equal(collected.votes[row], expected)

@@ -1,0 +1,79 @@
+"""sge_jax.progress: throttled progress lines with an ETA, on a fake clock."""
+
+import logging
+
+import pytest
+
+from sge_jax import progress
+
+
+class FakeClock:
+
+  def __init__(self, now=1000.0):
+    self.now = now
+
+  def __call__(self):
+    return self.now
+
+
+@pytest.fixture(autouse=True)
+def fresh_last_line(monkeypatch):
+  monkeypatch.setattr(progress, '_last_line', progress._LastLine())
+
+
+def test_format_duration():
+  assert progress.format_duration(0) == '0:00'
+  assert progress.format_duration(61.4) == '1:01'
+  assert progress.format_duration(3 * 3600 + 5) == '3:00:05'
+  assert progress.format_duration(-3) == '0:00'
+
+
+def test_lines_are_throttled_and_carry_an_eta(caplog):
+  clock = FakeClock()
+  task = progress.Progress('protocol B test -> train, CAGEs', 6560, 'queries',
+                           interval_s=10.0, clock=clock)
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    clock.now += 4.0
+    task.advance(1000)          # 4 s: within the interval, silent
+    clock.now += 8.0
+    task.advance(2200)          # 12 s: a line; 3200 done at 3200/12 s -> 13 s left
+    clock.now += 1.0
+    task.advance(100)           # 1 s after the line: silent
+  assert caplog.messages == [
+      '[eval] protocol B test -> train, CAGEs: 3200/6560 queries (48.8%), '
+      'ETA 0:13']
+
+
+def test_a_finished_task_writes_no_line(caplog):
+  clock = FakeClock()
+  task = progress.Progress('walks', 2, 'rankings', interval_s=1.0, clock=clock)
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    clock.now += 5.0
+    task.advance(2)
+  assert caplog.messages == []
+
+
+def test_short_tasks_in_a_row_are_not_silent_past_the_interval(caplog):
+  # Each task lasts 4 s, too short for a line of its own; the silence counts
+  # from the first one's start, so the third writes a line at 12 s.
+  clock = FakeClock()
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    for name in ('a', 'b', 'c'):
+      task = progress.Progress(name, 4, 'blocks', interval_s=10.0, clock=clock)
+      for _ in range(3):
+        clock.now += 1.0
+        task.advance()
+      clock.now += 1.0
+      task.advance()
+  assert caplog.messages == ['[eval] c: 2/4 blocks (50.0%), ETA 0:02']
+
+
+def test_time_outside_any_task_does_not_count_as_silence(caplog):
+  clock = FakeClock()
+  progress.Progress('earlier', 1, 'units', interval_s=10.0, clock=clock)
+  clock.now += 600.0           # e.g. training, with its own lines
+  task = progress.Progress('later', 10, 'units', interval_s=10.0, clock=clock)
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    clock.now += 1.0
+    task.advance()
+  assert caplog.messages == []
