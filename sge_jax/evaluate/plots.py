@@ -163,10 +163,13 @@ def _method_style(index: int) -> dict[str, Any]:
 
 
 def _markevery(size: int, index: int):
-  """Markers on about ten points of a curve of ``size``, shifted per method so
-  that the markers of coinciding curves do not cover each other."""
-  step = max(1, size // 10)
-  return (min(index * max(1, step // 4), size - 1), step)
+  """Markers on every point of a short curve (up to 20), else on about ten
+  points, shifted per method so that the markers of coinciding curves do not
+  cover each other."""
+  if size <= 20:
+    return None
+  step = size // 10
+  return (index * max(1, step // 4), step)
 
 
 # ---------------------------------------------------------------- CMC
