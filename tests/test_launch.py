@@ -63,6 +63,10 @@ def test_demo_smoke_runs_every_stage_and_prints_the_results(tmp_path):
   assert 'A/test/walks-vote' in results['entries']
   assert 'walks' in run.stdout
   assert (tmp_path / 'cmc_B_test_walks-vote.png').exists()
+  # The encoder's training curves (from metrics.jsonl) and protocol A's
+  # confusion matrix.
+  for name in ('training_loss.png', 'confusion_A_test.png'):
+    assert name in results['plots'] and (tmp_path / name).exists(), name
   # Each result line once: printed, not logged as well.
   output = run.stdout + run.stderr
   for line in run.stdout.splitlines():

@@ -133,10 +133,9 @@ def _save_rn(path):
 
 
 def _save_plot(path):
-  figure_class, canvas_class = plots._load_matplotlib()
-  figure = figure_class(figsize=(2, 2))
+  figure = plots._new_figure((2, 2))
   figure.add_subplot().plot([0, 1], [0, 1])
-  plots._save(figure, canvas_class, path)
+  plots._save(figure, path)
 
 
 @pytest.mark.parametrize('name, save', [

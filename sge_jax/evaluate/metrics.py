@@ -229,6 +229,27 @@ def nauc(scores, labels) -> float:
   return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
+def top_predictions(scores, labels) -> np.ndarray:
+  """The predicted class of each row, with ties at the top counted against the
+  true class (module docstring), so that the share of correct predictions is
+  ``rank_k(scores, labels, 1)``.
+
+  Args:
+    scores: [N, C] scores, higher = more likely.
+    labels: [N] true class indices in 0..C-1.
+
+  Returns:
+    [N] int64: the highest-scoring class; when the true class shares the top
+    score with others, the first of those others.
+  """
+  scores, labels = _check_scores_and_labels(scores, labels)
+  rows = np.arange(labels.size)
+  wrong_at_top = scores == scores.max(axis=1, keepdims=True)
+  wrong_at_top[rows, labels] = False
+  return np.where(wrong_at_top.any(axis=1), wrong_at_top.argmax(axis=1),
+                  labels).astype(np.int64)
+
+
 def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
   """Confusion matrix.
 

@@ -1,41 +1,99 @@
-"""PNG plots of a results dict: CMC curves (CAGEs vs baselines), micro-averaged
-ROC, RN accuracy per epoch. matplotlib is optional: without it the plots are
-skipped with a note."""
+"""PNG plots of a results dict (one run or the multi-seed aggregate), and of the
+run's training log.
+
+Everything drawn comes from the results dict, as written to results.json, and
+from the run's ``metrics.jsonl``; nothing is recomputed (the ROC curves, which
+results.json does not keep, are handed over by the evaluate stage). Files,
+next to results.json:
+
+  training_loss.png    encoder training, one colour per model: the total loss
+                       per logging step (left) and the reconstruction loss
+                       (right: training batches per logging step as lines,
+                       validation per epoch as markers, an x where a model
+                       stopped early); from the run's metrics.jsonl (a
+                       re-evaluation in <run>/evaluations/<name>/ reads the
+                       run's); not written when there is none
+  cmc_<key>.png        CMC of one entry, CAGEs and every baseline, Rank-1 in
+                       the legend; not written when every curve is flat (a note
+                       in results.json says so)
+  roc_<key>.png        micro-averaged ROC of one entry, nAUC in the legend
+                       (one run only: the aggregate keeps no curves)
+  confusion_<key>.png  confusion matrix of a protocol-A window entry under the
+                       reported selection rule (share of each true person's
+                       sequences; counts written in the cells when there are few
+                       classes)
+  rn_accuracy.png      RN validation and test accuracy per epoch, with the epoch
+                       each selection rule chose
+
+Titles name the dataset, the protocol, probe -> gallery, the level and, for
+walk entries, the aggregation (``plot_title``). Walk-level entries are plotted
+for the configured aggregation of their protocol only
+(``report.configured_aggregation``); the other's numbers are in results.json
+and report.md. matplotlib is optional: without it the plots are skipped with a
+note.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import math
 import pathlib
 import re
-from typing import Any, Optional
+import textwrap
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from sge_jax import input_files
 from sge_jax import workdir as workdir_lib
-from sge_jax.evaluate.report import baseline_title, is_stat, is_walk_entry
+from sge_jax.errors import WorkdirError
+from sge_jax.evaluate.report import (baseline_title, configured_aggregation,
+                                     is_stat, is_walk_entry, percent)
 
 NO_MATPLOTLIB_NOTE = ('matplotlib is not installed: plots skipped '
                       '(pip install matplotlib to get them).')
+TRAINING_LOSS_FILE = 'training_loss.png'
+RN_ACCURACY_FILE = 'rn_accuracy.png'
+# Every note about a plot starts so (the multi-seed aggregate drops the seeds'
+# ones: they describe the seeds' plots).
+PLOT_NOTE_PREFIX = 'Plot '
+# metrics.jsonl is read whole for the training-loss plot; a far larger file is
+# not a training log of this package (a few kB per thousand steps).
+MAX_METRICS_BYTES = 256 * 2**20
+# Above this many classes the confusion matrix has no numbers in its cells,
+# and above _MAX_CLASS_TICKS not every person id on its axes.
+_MAX_ANNOTATED_CLASSES = 20
+_MAX_CLASS_TICKS = 40
+# A panel gets a log y-axis when its largest value is this many times its
+# smallest (both positive).
+_LOG_SCALE_RATIO = 30.0
 
 _log = logging.getLogger(__name__)
 
 
-def _load_matplotlib():
-  """(Figure, FigureCanvasAgg) or None when matplotlib is not installed.
-
-  The object-oriented API with the Agg canvas: no pyplot state, no display.
-  """
+def _load_matplotlib() -> bool:
+  """Whether matplotlib imports (the figures use its object-oriented API with
+  the Agg canvas: no pyplot state, no display)."""
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+    from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
-    return None
-  return Figure, FigureCanvasAgg
+    return False
+  return True
 
 
-def matplotlib_ticker():
-  """matplotlib.ticker (only called once matplotlib is known to import)."""
+def _new_figure(size: tuple[float, float]):
+  """A matplotlib Figure of ``size`` inches on an Agg canvas."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=size)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def _ticker():
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   return ticker
 
@@ -44,127 +102,570 @@ def _file_stem(key: str) -> str:
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', key)
 
 
-def _save(figure, canvas_class, path: pathlib.Path) -> None:
-  canvas_class(figure)
+def _save(figure, path: pathlib.Path) -> None:
   figure.tight_layout()
   workdir_lib.write_atomically(
       path, lambda file: figure.savefig(file, format='png', dpi=110))
 
 
-def _cmc_curves(entry: dict[str, Any]) -> dict[str, tuple]:
-  """Method title -> (mean curve, std curve or None)."""
+def _set_title(axes, title: str, width: int = 76) -> None:
+  axes.set_title(textwrap.fill(title, width), fontsize='medium')
+
+
+# ---------------------------------------------------------------- wording
+
+
+def level_phrase(entry: dict[str, Any]) -> str:
+  """'windows', 'walks (mean)' or 'walks (vote) vs gallery windows'."""
+  if not is_walk_entry(entry):
+    return 'windows'
+  phrase = f'walks ({entry.get("aggregation")})'
+  if entry.get('gallery_level'):
+    phrase += f' vs gallery {entry["gallery_level"]}s'
+  return phrase
+
+
+def _protocol_phrase(entry: dict[str, Any]) -> str:
+  if entry['protocol'] == 'CME':
+    return f'CME {entry.get("conditions", "")}'.strip()
+  return f'protocol {entry["protocol"]}'
+
+
+def _seeds_phrase(results: dict[str, Any], how: str) -> str:
+  seeds = results.get('num_seeds')
+  return f' ({how} over {seeds} seeds)' if seeds else ''
+
+
+def plot_title(results: dict[str, Any], entry: dict[str, Any],
+               what: str) -> str:
+  """'KGBD: CMC, protocol B, test -> train, walks (vote) vs gallery walks':
+  dataset, what is plotted, protocol, probe -> gallery, level (aggregation)."""
+  return (f'{results["dataset"]}: {what}, {_protocol_phrase(entry)}, '
+          f'{entry["probe"]} -> {entry["gallery"]}, {level_phrase(entry)}')
+
+
+def cmc_label(method: str, values: dict[str, Any]) -> str:
+  """'CAGEs (Rank-1 84.6%)' ('84.6 ± 1.2%' in the aggregate)."""
+  if values.get('rank1') is None:
+    return method
+  return f'{method} (Rank-1 {percent(values["rank1"])}%)'
+
+
+def _method_style(index: int) -> dict[str, Any]:
+  """Colour, line style and marker of the index-th method (CAGEs first), so
+  that curves lying on each other stay apart."""
+  linestyles = ('-', '--', '-.', ':', (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+  markers = ('o', 's', '^', 'D', 'v', 'P')
+  return {'color': f'C{index % 10}',
+          'linestyle': linestyles[index % len(linestyles)],
+          'marker': markers[index % len(markers)],
+          'linewidth': 2.0 if index == 0 else 1.4}
+
+
+def _markevery(size: int, index: int):
+  """Markers on every point of a short curve (up to 20), else on about ten
+  points, shifted per method so that the markers of coinciding curves do not
+  cover each other."""
+  if size <= 20:
+    return None
+  step = size // 10
+  return (index * max(1, step // 4), step)
+
+
+# ---------------------------------------------------------------- CMC
+
+
+def _cmc_curves(entry: dict[str, Any]) -> list[tuple[str, dict, np.ndarray,
+                                                     Optional[np.ndarray]]]:
+  """(method, its values, mean curve [K], std curve [K] or None), CAGEs first,
+  for every method with a CMC."""
   def curve(values):
     if is_stat(values):
-      return np.asarray(values['mean'], float), np.asarray(values['std'], float)
+      return (np.asarray(values['mean'], float),
+              np.asarray(values['std'], float))
     return np.asarray(values, float), None
 
-  curves = {'CAGEs': curve(entry['cmc'])}
+  curves = [('CAGEs', entry, *curve(entry['cmc']))]
   for name, baseline in entry.get('baselines', {}).items():
     if 'cmc' in baseline:
-      curves[baseline_title(name)] = curve(baseline['cmc'])
+      curves.append((baseline_title(name), baseline, *curve(baseline['cmc'])))
   return curves
 
 
-def _plot_cmc(matplotlib_api, key: str, entry: dict[str, Any],
-              workdir: pathlib.Path) -> str:
-  figure_class, canvas_class = matplotlib_api
-  figure = figure_class(figsize=(5.5, 4))
+def is_flat(curve: np.ndarray) -> bool:
+  """Whether a CMC [K] holds one value at every rank (a NaN is not flat)."""
+  return bool(curve.size and np.all(curve == curve[0]))
+
+
+def cmc_y_range(curves: Sequence[tuple[np.ndarray, Optional[np.ndarray]]]
+                ) -> tuple[float, float]:
+  """(bottom, top) of a CMC plot in %: just below the lowest value plotted
+  (the ± std band included), to 100 and a hair above, so that a curve at 100
+  is not hidden by the frame."""
+  lows = [100 * (mean - (std if std is not None else 0.0))
+          for mean, std in curves]
+  finite = np.concatenate([low[np.isfinite(low)] for low in lows] or [[]])
+  lowest = float(np.clip(finite.min(), 0, 100)) if finite.size else 0.0
+  margin = max(1.0, 0.05 * (100 - lowest))
+  return max(0.0, lowest - margin), 100 + 0.4 * margin
+
+
+def cmc_figure(results: dict[str, Any], entry: dict[str, Any]):
+  """The CMC figure of one entry: one distinct line style and marker per
+  method, Rank-1 in the legend, ± std bands in the aggregate."""
+  figure = _new_figure((6.4, 4.4))
   axes = figure.add_subplot()
-  for title, (mean, std) in _cmc_curves(entry).items():
+  curves = _cmc_curves(entry)
+  for index, (method, values, mean, std) in enumerate(curves):
     ranks = np.arange(1, mean.size + 1)
-    axes.plot(ranks, 100 * mean, marker='.' if mean.size <= 30 else None,
-              label=title)
+    style = _method_style(index)
+    axes.plot(ranks, 100 * mean, label=cmc_label(method, values),
+              markevery=_markevery(mean.size, index), markersize=5,
+              alpha=0.9, **style)
     if std is not None:
       axes.fill_between(ranks, 100 * (mean - std), 100 * (mean + std),
-                        alpha=0.2)
+                        color=style['color'], alpha=0.15)
   axes.set_xlabel('rank k')
-  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
+  axes.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('recognition rate (%)')
-  axes.set_ylim(0, 101)
-  axes.set_title(f'CMC, {entry["label"]}')
+  axes.set_ylim(*cmc_y_range([(mean, std) for _, _, mean, std in curves]))
+  _set_title(axes, plot_title(results, entry, 'CMC')
+             + _seeds_phrase(results, 'mean ± std'))
   axes.grid(alpha=0.3)
   axes.legend(loc='lower right', fontsize='small')
-  name = f'cmc_{_file_stem(key)}.png'
-  _save(figure, canvas_class, workdir / name)
-  return name
+  return figure
 
 
-def _plot_roc(matplotlib_api, key: str, entry: dict[str, Any],
-              rocs: dict[str, tuple], workdir: pathlib.Path) -> str:
-  figure_class, canvas_class = matplotlib_api
-  figure = figure_class(figsize=(5, 4.5))
+def flat_cmc_note(key: str, entry: dict[str, Any]) -> str:
+  why = ('each gallery person has many windows, so the first ranks all hold '
+         "the same person's windows; "
+         if entry.get('gallery_level') == 'window' else '')
+  return (f'{PLOT_NOTE_PREFIX}cmc_{_file_stem(key)}.png not written: every '
+          f'method\'s CMC of {key} is flat ({why}each keeps its Rank-1 at every '
+          'rank shown), so the Rank-1 values in report.md say all it would '
+          'show.')
+
+
+# ---------------------------------------------------------------- ROC
+
+
+def roc_figure(results: dict[str, Any], entry: dict[str, Any],
+               rocs: dict[str, tuple]):
+  """The micro-averaged ROC figure of one entry; nAUC in the legend (the
+  entry's value, else the area under the curve given)."""
+  figure = _new_figure((5.6, 5))
   axes = figure.add_subplot()
-  for name, (fpr, tpr) in rocs.items():
-    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-    axes.plot(fpr, tpr, label=f'{baseline_title(name)} (nAUC {100 * area:.1f})')
+  for index, (name, (fpr, tpr)) in enumerate(rocs.items()):
+    values = (entry if name == 'CAGEs'
+              else entry.get('baselines', {}).get(name, {}))
+    area = values.get('nauc')
+    if not isinstance(area, (int, float)):
+      area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
+    axes.plot(fpr, tpr, label=f'{baseline_title(name)} (nAUC '
+              f'{100 * area:.1f}%)', markevery=_markevery(fpr.size, index),
+              markersize=4, alpha=0.9, **_method_style(index))
   axes.plot([0, 1], [0, 1], color='grey', linestyle='--', linewidth=0.8)
   axes.set_xlabel('false positive rate')
   axes.set_ylabel('true positive rate')
-  axes.set_title(f'micro-averaged ROC (nAUC), {entry["label"]}')
+  _set_title(axes, plot_title(results, entry, 'micro-averaged ROC'), 66)
+  axes.grid(alpha=0.3)
   axes.legend(loc='lower right', fontsize='small')
-  name = f'roc_{_file_stem(key)}.png'
-  _save(figure, canvas_class, workdir / name)
-  return name
+  return figure
 
 
-def _plot_rn_history(matplotlib_api, results: dict[str, Any],
-                     workdir: pathlib.Path) -> Optional[str]:
+# ---------------------------------------------------------------- confusion
+
+
+def confusion_figure(results: dict[str, Any], entry: dict[str, Any]):
+  """The confusion matrix of a protocol-A entry (``entry['confusion_matrix']``):
+  colour = share of the true person's scored sequences, counts in the cells
+  for up to 20 classes; rows are true people, columns predicted ones."""
+  record = entry['confusion_matrix']
+  counts = np.asarray(record['counts'], float)
+  classes = [str(c) for c in record['classes']]
+  size = len(classes)
+  totals = counts.sum(axis=1, keepdims=True)
+  shares = np.divide(counts, totals, out=np.zeros_like(counts),
+                     where=totals > 0)
+  side = float(np.clip(3 + 0.22 * size, 5, 9))
+  figure = _new_figure((side + 1.2, side))
+  axes = figure.add_subplot()
+  image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1,
+                      interpolation='nearest')
+  colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+  colorbar.set_label("share of the true person's sequences")
+  if size <= _MAX_ANNOTATED_CLASSES:
+    for row, column in zip(*np.nonzero(counts)):
+      axes.text(column, row, f'{counts[row, column]:.0f}', ha='center',
+                va='center', fontsize='x-small',
+                color='white' if shares[row, column] > 0.5 else 'black')
+  positions = (np.arange(size) if size <= _MAX_CLASS_TICKS
+               else np.unique(np.linspace(0, size - 1, 12).round().astype(int)))
+  for axis in (axes.xaxis, axes.yaxis):
+    axis.set_major_locator(_ticker().FixedLocator(positions))
+    axis.set_major_formatter(_ticker().FixedFormatter(
+        [classes[p] for p in positions]))
+  axes.tick_params(axis='x', labelrotation=90, labelsize='x-small')
+  axes.tick_params(axis='y', labelsize='x-small')
+  axes.set_xlabel('predicted person')
+  axes.set_ylabel('true person')
+  rule = entry.get('selection')
+  _set_title(axes, plot_title(results, entry, 'confusion matrix')
+             + (f', {rule} rule' if rule else '')
+             + _seeds_phrase(results, 'summed'), 56)
+  return figure
+
+
+# ---------------------------------------------------------------- RN accuracy
+
+
+_RULE_STYLES = {'val': ('--', 'black', 'o'), 'fixed': (':', 'dimgrey', 's'),
+                'paper': ('-.', 'tab:red', '^')}
+
+
+def selection_marks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  """Rule -> {'label', 'epochs': {test split: epoch}} from the protocol-A
+  window entries' ``by_selection`` (the paper rule picks per split)."""
+  marks: dict[str, dict[str, Any]] = {}
+  for entry in results['entries'].values():
+    if entry['protocol'] != 'A' or is_walk_entry(entry):
+      continue
+    for rule, chosen in (entry.get('by_selection') or {}).items():
+      if isinstance(chosen.get('epoch'), int):
+        mark = marks.setdefault(rule, {'label': chosen.get('label', rule),
+                                       'epochs': {}})
+        mark['epochs'][entry['probe']] = chosen['epoch']
+  return marks
+
+
+def rule_legend(results: dict[str, Any], rule: str,
+                mark: dict[str, Any]) -> str:
+  """'val (best validation epoch): epoch 12, reported' or, when the splits
+  differ, 'paper (...): epochs 8 (A), 11 (B)'."""
+  epochs = mark['epochs']
+  if len(set(epochs.values())) == 1:
+    where = f'epoch {next(iter(epochs.values()))}'
+  else:
+    where = 'epochs ' + ', '.join(f'{epoch} ({split})'
+                                  for split, epoch in epochs.items())
+  reported = ', reported' if rule == results.get('selection') else ''
+  return f'{mark["label"]}: {where}{reported}'
+
+
+def rn_accuracy_figure(results: dict[str, Any]):
+  """RN accuracy per epoch (validation, each test split) with the epoch each
+  selection rule chose: a vertical line per rule and a marker on each test
+  curve at its split's epoch. None without a history to plot."""
   rn = results.get('rn')
   history = (rn or {}).get('history')
   if not history or (history.get('val_accuracy') is None
                      and not history.get('test_accuracy')):
     return None
-  figure_class, canvas_class = matplotlib_api
-  figure = figure_class(figsize=(6, 4))
+  figure = _new_figure((7, 4.4))
   axes = figure.add_subplot()
   epochs = np.arange(1, len(history['train_loss']) + 1)
   if history.get('val_accuracy') is not None:
     axes.plot(epochs, 100 * np.asarray(history['val_accuracy'], float),
-              label='validation', color='black')
-  for split, curve in history['test_accuracy'].items():
-    label = split if split == 'test' else f'test split {split}'
-    axes.plot(epochs, 100 * np.asarray(curve, float), label=label, alpha=0.8)
-  for entry in results['entries'].values():
-    if (entry['protocol'] == 'A' and 'selected_epoch' in entry
-        and not is_walk_entry(entry)):
-      axes.axvline(entry['selected_epoch'], color='grey', linestyle=':',
-                   linewidth=0.8)
+              label='validation', color='black', linewidth=1.2)
+  tests = {}
+  for index, (split, curve) in enumerate(history['test_accuracy'].items()):
+    tests[split] = 100 * np.asarray(curve, float)
+    axes.plot(epochs[:tests[split].size], tests[split], alpha=0.8,
+              linewidth=1.2, color=f'C{index % 10}',
+              label=split if split == 'test' else f'test split {split}')
+  for rule, mark in selection_marks(results).items():
+    linestyle, color, marker = _RULE_STYLES.get(rule, (':', 'grey', 'x'))
+    for number, epoch in enumerate(sorted(set(mark['epochs'].values()))):
+      axes.axvline(epoch, color=color, linestyle=linestyle, linewidth=1.0,
+                   label=rule_legend(results, rule, mark) if number == 0
+                   else None)
+    for split, epoch in mark['epochs'].items():
+      if split in tests and 1 <= epoch <= tests[split].size:
+        axes.plot([epoch], [tests[split][epoch - 1]], linestyle='none',
+                  marker=marker, color=color, markersize=6,
+                  markerfacecolor='none')
   axes.set_xlabel('RN epoch')
-  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
+  axes.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('sequence accuracy (%)')
-  axes.set_title(f'RN accuracy per epoch (dotted: {results["selection"]} '
-                 'selection)')
-  axes.legend(fontsize='small')
-  name = 'rn_accuracy.png'
-  _save(figure, canvas_class, workdir / name)
-  return name
+  _set_title(axes, f'{results["dataset"]}: RN accuracy per epoch (protocol A), '
+             'with the epoch each selection rule chose', 66)
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize='small', loc='lower right')
+  return figure
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainingCurves:
+  """The encoder training log of a run (``metrics.jsonl``, stage 'train').
+
+  Attributes:
+    models: model names, in the order the log first names them.
+    steps: [L] training steps of the logging records.
+    total, reconstruction: model -> [L] mean loss of the training batches
+      since the previous record (NaN where the log has none).
+    validation_steps: [E] steps of the per-epoch validation records.
+    validation: model -> [E] validation reconstruction loss.
+    stopped: model -> the validation step at which it stopped early.
+  """
+  models: list[str]
+  steps: np.ndarray
+  total: dict[str, np.ndarray]
+  reconstruction: dict[str, np.ndarray]
+  validation_steps: np.ndarray
+  validation: dict[str, np.ndarray]
+  stopped: dict[str, int]
+
+
+def _loss(value: Any) -> float:
+  """A logged loss as a float; the log writes non-finite ones as 'nan',
+  'inf', '-inf'; anything else is NaN."""
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    return float(value)
+  if value in ('nan', 'inf', '-inf'):
+    return float(value)
+  return math.nan
+
+
+def _step(record: dict[str, Any]) -> Optional[int]:
+  """The record's training step: an int in [0, 2**62), else None."""
+  step = record.get('step')
+  if isinstance(step, int) and not isinstance(step, bool) and (
+      0 <= step < 2**62):
+    return step
+  return None
+
+
+def _columns(records: list[tuple[int, dict]], models: list[str]
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """(steps [n] in step order, model -> values [n]) of (step, {model: value})
+  pairs."""
+  order = np.argsort([step for step, _ in records], kind='stable')
+  records = [records[i] for i in order]
+  steps = np.asarray([step for step, _ in records], np.int64)
+  return steps, {model: np.asarray([_loss(values.get(model))
+                                    for _, values in records], float)
+                 for model in models}
+
+
+def parse_training_log(lines) -> Optional[TrainingCurves]:
+  """The TrainingCurves of metrics.jsonl lines, or None when they hold no
+  training record. Lines that are not a JSON object of stage 'train' with an
+  integer step (cut short by a kill, other stages) are passed over."""
+  totals, reconstructions, validations = [], [], []
+  models: dict[str, None] = {}
+  stopped: dict[str, int] = {}
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except (ValueError, RecursionError):
+      continue
+    if not isinstance(record, dict) or record.get('stage') != 'train':
+      continue
+    step = _step(record)
+    if step is None:
+      continue
+    for field, found in (('loss/total', totals),
+                         ('loss/reconstruction', reconstructions),
+                         ('validation/reconstruction', validations)):
+      values = record.get(field)
+      if isinstance(values, dict):
+        found.append((step, values))
+        models.update(dict.fromkeys(str(name) for name in values))
+    active = record.get('active')
+    if isinstance(active, dict):
+      for name, flag in active.items():
+        if flag is False and name not in stopped:
+          stopped[str(name)] = step
+  if not totals and not validations:
+    return None
+  names = list(models)
+  steps, total = _columns(totals, names)
+  reconstruction_steps, reconstruction = _columns(reconstructions, names)
+  if not np.array_equal(reconstruction_steps, steps):   # a damaged log
+    reconstruction = {name: np.full(steps.size, math.nan) for name in names}
+  validation_steps, validation = _columns(validations, names)
+  return TrainingCurves(names, steps, total, reconstruction, validation_steps,
+                        validation, stopped)
+
+
+def training_log_path(workdir: pathlib.Path) -> Optional[pathlib.Path]:
+  """The metrics.jsonl of the run whose results go to ``workdir``: its own,
+  or for a re-evaluation (``<run>/evaluations/<name>/``) the run's; None when
+  there is none."""
+  candidates = [workdir / workdir_lib.METRICS_FILE]
+  if workdir.parent.name == workdir_lib.EVALUATIONS_DIR:
+    candidates.append(workdir.parent.parent / workdir_lib.METRICS_FILE)
+  return next((path for path in candidates
+               if path.exists() or path.is_symlink()), None)
+
+
+def read_training_log(path: pathlib.Path
+                      ) -> tuple[Optional[TrainingCurves], Optional[str]]:
+  """(curves or None, why the file was not read or None)."""
+  kind = input_files.not_regular(path)
+  if kind:
+    return None, f'{path} is {kind}, not a regular file'
+  try:
+    size = path.stat().st_size
+    if size > MAX_METRICS_BYTES:
+      return None, (f'{path} holds {size / 2**20:.0f} MiB, more than the '
+                    f'{MAX_METRICS_BYTES // 2**20} MiB a training log of this '
+                    'package reaches')
+    with open(path, encoding='utf-8', errors='replace') as file:
+      return parse_training_log(file), None
+  except OSError as error:
+    return None, f'{path} cannot be read ({error.strerror or error})'
+
+
+def _log_scale_fits(values: Sequence[np.ndarray]) -> bool:
+  """Whether the finite values are all positive and span more than
+  ``_LOG_SCALE_RATIO``."""
+  finite = np.concatenate([v[np.isfinite(v)] for v in values] or [[]])
+  return bool(finite.size and finite.min() > 0
+              and finite.max() > _LOG_SCALE_RATIO * finite.min())
+
+
+def training_loss_figure(results: dict[str, Any], curves: TrainingCurves):
+  """Total loss (left) and reconstruction loss (right: training batches as
+  lines, validation per epoch as markers) per model against the training
+  step; a log y-axis where a panel's values span more than 30x."""
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  figure = _new_figure((11, 4.4))
+  total_axes, reconstruction_axes = figure.subplots(1, 2)
+  for index, model in enumerate(curves.models):
+    color = f'C{index % 10}'
+    total_axes.plot(curves.steps, curves.total[model], color=color,
+                    linewidth=1.3, label=model)
+    reconstruction_axes.plot(curves.steps, curves.reconstruction[model],
+                             color=color, linewidth=1.0, alpha=0.7)
+    reconstruction_axes.plot(curves.validation_steps, curves.validation[model],
+                             color=color, linestyle='none', marker='o',
+                             markersize=3.5)
+    if model in curves.stopped:
+      where = curves.validation_steps == curves.stopped[model]
+      reconstruction_axes.plot(curves.validation_steps[where],
+                               curves.validation[model][where], color=color,
+                               linestyle='none', marker='x', markersize=10,
+                               markeredgewidth=2)
+  for axes, values in ((total_axes, curves.total.values()),
+                       (reconstruction_axes,
+                        [*curves.reconstruction.values(),
+                         *curves.validation.values()])):
+    if _log_scale_fits(list(values)):
+      axes.set_yscale('log')
+    axes.set_xlabel('training step')
+    axes.grid(alpha=0.3)
+  total_axes.set_ylabel('total loss (training batches)')
+  total_axes.set_title('total loss per logging step', fontsize='medium')
+  total_axes.legend(fontsize='small', title='model')
+  reconstruction_axes.set_ylabel('reconstruction loss')
+  reconstruction_axes.set_title('reconstruction loss: training and validation',
+                                fontsize='medium')
+  proxies = [Line2D([], [], color='grey', linewidth=1.0,
+                    label='training batches, per logging step'),
+             Line2D([], [], color='grey', linestyle='none', marker='o',
+                    markersize=3.5, label='validation, per epoch')]
+  if curves.stopped:
+    proxies.append(Line2D([], [], color='grey', linestyle='none', marker='x',
+                          markersize=8, markeredgewidth=2,
+                          label='stopped early'))
+  reconstruction_axes.legend(handles=proxies, fontsize='small')
+  figure.suptitle(f'{results["dataset"]}: encoder training, one colour per '
+                  'model', fontsize='medium')
+  return figure
+
+
+# ---------------------------------------------------------------- all
+
+
+@dataclasses.dataclass
+class PlotOutcome:
+  """What ``write_plots`` did: the PNG file names written, in order, and notes
+  on plots not written (for results.json)."""
+  files: list[str] = dataclasses.field(default_factory=list)
+  notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def is_plot_note(note: str) -> bool:
+  return note.startswith(PLOT_NOTE_PREFIX)
+
+
+def _plotted(results: dict[str, Any], entry: dict[str, Any]) -> bool:
+  """Window entries, and walk entries of their protocol's configured
+  aggregation."""
+  return (not is_walk_entry(entry) or entry.get('aggregation')
+          == configured_aggregation(results, entry['protocol']))
 
 
 def write_plots(results: dict[str, Any], workdir: pathlib.Path,
                 rocs: Optional[dict[str, dict[str, tuple]]] = None
-                ) -> Optional[list[str]]:
-  """CMC (CAGEs vs baselines), micro ROC and RN accuracy PNGs.
+                ) -> Optional[PlotOutcome]:
+  """The module's plots of ``results`` (and of the run's training log).
 
-  Walk-level entries are plotted for the configured aggregation (the first of
-  ``results['walks']['aggregations']``); the other's curves are in results.json.
+  A plot that fails to draw (a value matplotlib refuses) is left out with a
+  note, so the results files are still written; a failed write of a PNG
+  (disk full) is a WorkdirError, as for every file.
+
+  Args:
+    results: a results dict (schema in ``sge_jax.evaluate.results``).
+    workdir: where the PNGs go (the results' folder).
+    rocs: entry key -> {method: (fpr [P], tpr [P])}, CAGEs first (one run).
 
   Returns:
-    The file names written, or None when matplotlib is not installed.
+    The files written and the notes, or None when matplotlib is not installed.
   """
-  matplotlib_api = _load_matplotlib()
-  if matplotlib_api is None:
+  if not _load_matplotlib():
     _log.info('[eval] %s', NO_MATPLOTLIB_NOTE)
     return None
-  shown = ((results.get('walks') or {}).get('aggregations') or [None])[0]
-  written = []
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  outcome = PlotOutcome()
+
+  def draw(name: str, make) -> None:
+    try:
+      # Names from the data (dataset, splits, models) are shown as written:
+      # a '$' in them does not start matplotlib's math mode.
+      with matplotlib.rc_context({'text.parse_math': False}):
+        figure = make()
+        if figure is None:
+          return
+        _save(figure, workdir / name)
+    except WorkdirError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      note = (f'{PLOT_NOTE_PREFIX}{name} not written: drawing it failed '
+              f'({type(error).__name__}: {error}).')
+      _log.warning('[eval] %s', note)
+      outcome.notes.append(note)
+      return
+    outcome.files.append(name)
+
+  def training_loss():
+    log_path = training_log_path(workdir)
+    if log_path is None:
+      return None
+    curves, problem = read_training_log(log_path)
+    if problem:
+      outcome.notes.append(f'{PLOT_NOTE_PREFIX}{TRAINING_LOSS_FILE} not '
+                           f'written: {problem}.')
+    return None if curves is None else training_loss_figure(results, curves)
+
+  draw(TRAINING_LOSS_FILE, training_loss)
   for key, entry in results['entries'].items():
-    if is_walk_entry(entry) and entry.get('aggregation') != shown:
+    if 'skipped' in entry or not _plotted(results, entry):
       continue
+    stem = _file_stem(key)
     if 'cmc' in entry:
-      written.append(_plot_cmc(matplotlib_api, key, entry, workdir))
+      if all(is_flat(mean) for _, _, mean, _ in _cmc_curves(entry)):
+        outcome.notes.append(flat_cmc_note(key, entry))
+      else:
+        draw(f'cmc_{stem}.png', lambda: cmc_figure(results, entry))
     if rocs and rocs.get(key):
-      written.append(_plot_roc(matplotlib_api, key, entry, rocs[key], workdir))
-  history_plot = _plot_rn_history(matplotlib_api, results, workdir)
-  if history_plot:
-    written.append(history_plot)
-  return written
+      draw(f'roc_{stem}.png', lambda: roc_figure(results, entry, rocs[key]))
+    if entry.get('confusion_matrix'):
+      draw(f'confusion_{stem}.png', lambda: confusion_figure(results, entry))
+  draw(RN_ACCURACY_FILE, lambda: rn_accuracy_figure(results))
+  return outcome

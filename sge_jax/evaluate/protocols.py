@@ -70,8 +70,9 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import metrics, recognition, saved_rn, walk_level
 from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
-                                      keep_known_people, retrieval_metrics,
-                                      sequence_features, split_label)
+                                      confusion_record, keep_known_people,
+                                      retrieval_metrics, sequence_features,
+                                      split_label)
 from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
                                             r5_padding, r5_scored_rows,
                                             released_train_set)
@@ -323,6 +324,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
                'nauc': (metrics.nauc(selection.scores[name], columns)
                         if classes.size >= 2 else None)}
         for rule, selection in result.rules.items()}
+    entry['confusion_matrix'] = confusion_record(scores, columns, classes)
     rocs, baseline_scores = {}, {}
     if classes.size >= 2:
       rocs[CAGES] = metrics.micro_roc(scores, columns)

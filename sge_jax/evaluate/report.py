@@ -3,7 +3,7 @@ multi-seed aggregate; schema in ``sge_jax.evaluate.results``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 _BASELINE_TITLES = {
     'raw_coordinates': 'raw coordinates',
@@ -161,6 +161,20 @@ def is_walk_entry(entry: dict[str, Any]) -> bool:
   return entry.get('level') == 'walk'
 
 
+def configured_aggregation(results: dict[str, Any],
+                           protocol: str) -> Optional[str]:
+  """The walk aggregation configured for ``protocol`` (the one plotted and
+  marked '(default)'), read from ``results['walks']['aggregations']``: a list
+  whose first name applies to every protocol, or a dict protocol -> name (or
+  list, first name); None without walk level."""
+  aggregations = (results.get('walks') or {}).get('aggregations') or []
+  if isinstance(aggregations, dict):
+    aggregations = aggregations.get(protocol) or []
+  if isinstance(aggregations, str):
+    return aggregations
+  return aggregations[0] if aggregations else None
+
+
 def _method_rows(results: dict[str, Any], entry: dict[str, Any]
                  ) -> list[tuple[str, dict[str, Any]]]:
   """(method title, values): CAGEs, then each baseline."""
@@ -227,7 +241,7 @@ def _walk_table(results: dict[str, Any], protocol: str,
     return []
   last, size_title = (('nauc', 'classes') if protocol == 'A'
                       else ('map', 'gallery'))
-  default = (results.get('walks') or {}).get('aggregations', [None])[0]
+  default = configured_aggregation(results, protocol)
   lines = [f'| probe walks | method | aggregation | Rank-1 (%) | Rank-5 (%) | '
            f'Rank-10 (%) | {"nAUC" if protocol == "A" else "mAP"} (%) | walks '
            f'| windows per walk (min / median / max) | short walks left out | '

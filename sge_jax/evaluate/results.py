@@ -27,7 +27,13 @@
                   'skipped': rank1, rank5, rank10 (null when fewer candidates),
                   cmc, baselines {name: same metrics + description, or
                   {skipped: reason}}. A adds nauc, selection, selected_epoch
-                  (1-based), by_selection {rule: {label, epoch, rank1, nauc}};
+                  (1-based), by_selection {rule: {label, epoch, rank1, nauc}},
+                  and at window level confusion_matrix {classes (the C
+                  training person ids, the class order), counts (C lists of C
+                  ints: row = true person, column = predicted one)} of the
+                  selected rule over the scored sequences; the prediction is
+                  the top-scoring class with ties counted against the true
+                  one, so the diagonal sums to rank1 x num_scored_sequences;
                   B/CME add map, num_unmatchable, num_gallery, features; CME
                   adds conditions, self_match_skipped.
                   Walk-level entries (sge_jax.evaluate.walk_level; keys
@@ -38,12 +44,17 @@
                   num_short_walks, num_short_walk_windows; B adds
                   gallery_level ('walk' | 'window'). Window-level entries
                   have no 'level' field.
-  notes           human-readable remarks (exclusions, skipped parts, data kind)
+  notes           human-readable remarks (exclusions, skipped parts, data
+                  kind; plots not written, each starting 'Plot ')
   plots           PNG file names written next to results.json
+                  (``sge_jax.evaluate.plots`` says what each shows)
 
 The multi-seed aggregate (``AGGREGATE_SCHEMA``) has the same layout, with seeds,
 num_seeds, and every metric replaced by {mean, std, values} (values in seed
 order, std with ddof = 1, 0 for one seed) and every CMC by {mean, std} lists.
+Confusion matrices are summed over the seeds (every seed's scored sequences
+counted once; left out when the seeds' classes differ); the seeds' notes on
+their own plots are not repeated.
 """
 
 from __future__ import annotations
@@ -72,11 +83,13 @@ def _write_outputs(results: dict[str, Any], workdir: pathlib.Path,
     raise workdir_lib.write_error(workdir, error, 'create', kept=None) from error
   results['plots'] = []
   if plots:
-    written = plots_lib.write_plots(results, workdir, rocs)
-    if written is None:
+    outcome = plots_lib.write_plots(results, workdir, rocs)
+    if outcome is None:
       results['notes'].append(plots_lib.NO_MATPLOTLIB_NOTE)
     else:
-      results['plots'] = written
+      results['plots'] = outcome.files
+      results['notes'].extend(note for note in outcome.notes
+                              if note not in results['notes'])
   workdir_lib.write_json(results, workdir / workdir_lib.RESULTS_FILE)
   workdir_lib.write_text_atomically(workdir / workdir_lib.REPORT_FILE,
                                     report.render_markdown(results))
@@ -110,6 +123,19 @@ def _curve_stat(curves: Sequence[Sequence[float]]) -> dict[str, list[float]]:
   return {'mean': stacked.mean(axis=0).tolist(), 'std': std.tolist()}
 
 
+def _summed_confusion(records: Sequence[Optional[dict[str, Any]]]
+                      ) -> Optional[dict[str, Any]]:
+  """The confusion matrices of the seeds summed cell by cell (every seed's
+  scored sequences counted once); None unless every seed has one over the
+  same classes in the same order."""
+  if any(not record for record in records) or any(
+      record['classes'] != records[0]['classes'] for record in records):
+    return None
+  counts = np.sum([np.asarray(record['counts'], np.int64)
+                   for record in records], axis=0)
+  return {'classes': list(records[0]['classes']), 'counts': counts.tolist()}
+
+
 def _aggregate_metrics(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
   """Metric fields -> stats, CMC -> curve stats, other fields from the first."""
   first = items[0]
@@ -133,6 +159,10 @@ def _aggregate_metrics(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
           for name in value}
     elif field == 'num_unmatchable':
       merged[field] = [item.get(field) for item in items]
+    elif field == 'confusion_matrix':
+      summed = _summed_confusion([item.get(field) for item in items])
+      if summed is not None:
+        merged[field] = summed
     else:
       merged[field] = value
   return merged
@@ -159,7 +189,9 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
   notes, warnings = [], []
   for results in per_seed:
     for note in results.get('notes', []):
-      if note != plots_lib.NO_MATPLOTLIB_NOTE and note not in notes:
+      # Notes on plots describe the seed's own plots, not the aggregate's.
+      if (note != plots_lib.NO_MATPLOTLIB_NOTE
+          and not plots_lib.is_plot_note(note) and note not in notes):
         notes.append(note)
     for warning in results.get('warnings', []):
       if warning not in warnings:

@@ -64,6 +64,18 @@ def classification_metrics(scores: np.ndarray, columns: np.ndarray,
   return values
 
 
+def confusion_record(scores: np.ndarray, columns: np.ndarray,
+                     classes: np.ndarray) -> dict[str, list]:
+  """The ``confusion_matrix`` field of a protocol-A entry: ``classes`` [C]
+  (person ids, the class order) and ``counts`` [C][C] (row = true person,
+  column = predicted one, ``metrics.top_predictions``: its trace over the rows
+  is Rank-1) of a score matrix [N, C] against columns [N]."""
+  predicted = metrics.top_predictions(scores, columns)
+  return {'classes': np.asarray(classes).tolist(),
+          'counts': metrics.confusion_matrix(predicted, columns,
+                                             len(classes)).tolist()}
+
+
 def retrieval_metrics(query, query_labels, gallery, gallery_labels, *,
                       distance: str, exclude_self: bool, max_rank: int,
                       on_block=None, progress=None) -> dict[str, Any]:

@@ -160,6 +160,29 @@ class TestConfusionMatrix:
       metrics.confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
 
 
+class TestTopPredictions:
+
+  def test_ties_at_the_top_count_against_the_true_class(self):
+    scores = np.array([[0.9, 0.1, 0.0],    # true 0, clear top: 0
+                       [0.5, 0.5, 0.0],    # true 1, tied with 0: 0
+                       [0.2, 0.7, 0.7],    # true 1, tied with 2: 2
+                       [0.3, 0.3, 0.3],    # true 2, all tied: 0
+                       [0.1, 0.6, 0.3]])   # true 2, wrong top: 1
+    labels = np.array([0, 1, 1, 2, 2])
+    predicted = metrics.top_predictions(scores, labels)
+    np.testing.assert_array_equal(predicted, [0, 0, 2, 0, 1])
+
+  @pytest.mark.parametrize('seed', range(3))
+  def test_confusion_trace_is_rank1(self, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 3, size=(40, 5)).astype(float)   # many ties
+    labels = rng.integers(0, 5, size=40)
+    matrix = metrics.confusion_matrix(
+        metrics.top_predictions(scores, labels), labels, 5)
+    assert matrix.sum() == 40
+    assert np.trace(matrix) == round(40 * metrics.rank_k(scores, labels, 1))
+
+
 class TestClassIndices:
 
   def test_maps_person_ids_to_columns(self):

@@ -114,6 +114,22 @@ class TestProtocolA:
     assert any('IAS-B' in note and '[99]' in note and 'excluded' in note
                for note in results['notes'])
 
+  def test_confusion_matrix_of_the_selected_rule(self, ias_run):
+    results, workdir = ias_run
+    saved = json.loads((workdir / 'results.json').read_text())
+    for key in ('A/A', 'A/B'):
+      entry = saved['entries'][key]
+      matrix = np.asarray(entry['confusion_matrix']['counts'])
+      assert entry['confusion_matrix']['classes'] == [1, 4, 7, 10]
+      assert matrix.shape == (4, 4)
+      # Every scored sequence once, in its true person's row (2 per person;
+      # person 99 of IAS-B is excluded), and the diagonal is Rank-1.
+      np.testing.assert_array_equal(matrix.sum(axis=1), [2, 2, 2, 2])
+      assert np.trace(matrix) == round(entry['rank1'] * 8)
+    assert not any('confusion_matrix' in entry
+                   for key, entry in saved['entries'].items()
+                   if not key.startswith('A/'))
+
   def test_headline_is_the_first_protocol_a_split(self, ias_run):
     results, _ = ias_run
     assert results['headline'] == 'A/A'
@@ -397,7 +413,8 @@ class TestResultFiles:
   def test_plots_written_with_matplotlib(self, ias_run):
     pytest.importorskip('matplotlib')
     results, workdir = ias_run
-    expected = {'cmc_A_A.png', 'roc_A_A.png', 'cmc_A_B.png', 'roc_A_B.png',
+    expected = {'cmc_A_A.png', 'roc_A_A.png', 'confusion_A_A.png',
+                'cmc_A_B.png', 'roc_A_B.png', 'confusion_A_B.png',
                 'cmc_B_A.png', 'cmc_B_B.png', 'rn_accuracy.png'}
     assert set(results['plots']) == expected
     for name in expected:
@@ -455,6 +472,29 @@ class TestAggregation:
     assert '| seeds | 0, 1, 2 |' in text
     assert (f'{100 * stat["mean"]:.1f} ± {100 * stat["std"]:.1f}') in text
     assert all(math.isfinite(v) for v in stat['values'])
+
+  def test_confusion_matrices_summed_and_seed_plot_notes_dropped(self):
+    def seed_results(seed, counts, classes=(3, 5)):
+      entry = {'protocol': 'A', 'probe': 'test', 'gallery': 'train',
+               'label': 'test', 'rank1': 0.5, 'cmc': [0.5, 1.0],
+               'confusion_matrix': {'classes': list(classes),
+                                    'counts': counts}}
+      return {'dataset': 'KS20', 'seed': seed, 'protocols': ['A'],
+              'selection': 'val', 'selection_label': 'val', 'headline': None,
+              'protocol': 'A', 'encodings': {'encoder_seed': seed},
+              'retrieval': {}, 'distance': 'euclidean', 'baselines': {},
+              'entries': {'A/test': entry},
+              'notes': ['Plot cmc_A_test.png not written: flat.', 'kept']}
+
+    aggregate = results_lib.aggregate([seed_results(0, [[1, 1], [0, 2]]),
+                                       seed_results(1, [[2, 0], [1, 1]])])
+    assert aggregate['entries']['A/test']['confusion_matrix'] == {
+        'classes': [3, 5], 'counts': [[3, 1], [1, 3]]}
+    assert aggregate['notes'] == ['kept']
+    other_classes = results_lib.aggregate([
+        seed_results(0, [[1, 1], [0, 2]]),
+        seed_results(1, [[2, 0], [1, 1]], classes=(3, 6))])
+    assert 'confusion_matrix' not in other_classes['entries']['A/test']
 
   def test_mismatched_seeds_are_rejected(self, tmp_path):
     encoding_set = _line_set('KS20', [0.0, 1.0], [1, 2], [0.1], [1])
