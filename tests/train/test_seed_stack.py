@@ -35,16 +35,16 @@ import optax
 import pytest
 
 from sge_jax.models import GaitEncodingModel
-from sge_jax.train import loop, pretext, seed_loop, setup
+from sge_jax.train import loop, pretext, seed_loop
 from sge_jax.train import seed_stack as stack_lib
 from sge_jax.train.checkpoints import CheckpointStore
 from sge_jax.train.devices import replicate, resident_batches, unreplicate
 from sge_jax.train.early_stopping import EarlyStopping
-from sge_jax.train.seed_loop import StackSchedule, train_seed_stack
-from sge_jax.train.state import TrainState, create_train_state
+from sge_jax.train.state import create_train_state
 from sge_jax.train.step import LossSettings, StepDefinition
-from sge_jax.workdir import MetricsLog
-from tests.fixtures.pipeline import tiny_config, tiny_dataset
+from tests.fixtures.pipeline import tiny_dataset
+from tests.fixtures.processes import REPO, run_job
+from tests.fixtures.seed_stack import stack_config, train_stack
 
 GRADIENT_RTOL = 1e-4
 LOSS_RTOL = 1e-5
@@ -162,37 +162,15 @@ def test_one_step_of_each_seed_equals_its_sequential_step(seeds, pretext_name):
 
 
 def _config(**overrides):
-  """Shuffled batches, every step logged, checkpoints at the end only (a
-  save costs more than a step here)."""
-  return tiny_config(**{'train.shuffle_batches': True,
-                        'train.log_every_steps': 1,
-                        'train.checkpoint_every_steps': 100, **overrides})
+  return stack_config(**overrides)
 
 
 def _stack(config, dataset, seeds, tmp_path=None, name='stack', **kwargs):
   """Trains ``seeds`` as a stack on the two devices; with ``tmp_path``, each
   seed's checkpoints and metrics under ``tmp_path/name/seed_<s>/``."""
-  split = setup.encoder_training_split(dataset)
-  train = config.train
-  stores = logs = None
-  if tmp_path is not None:
-    folders = [tmp_path / name / f'seed_{seed}' for seed in seeds]
-    stores = [CheckpointStore(folder / 'checkpoints', 3) for folder in folders]
-    logs = [MetricsLog(folder / 'metrics.jsonl') for folder in folders]
-  try:
-    return train_seed_stack(
-        setup.build_definition(config, dataset.num_joints),
-        setup.build_optimizer(train), seeds,
-        loop.encoder_training_sequences(config, dataset, split).sequences,
-        setup.encoder_tasks(config.model), split,
-        StackSchedule(int(train.batch_size), int(train.epochs),
-                      int(train.log_every_steps), bool(train.shuffle_batches),
-                      str(train.early_stopping),
-                      int(train.checkpoint_every_steps)),
-        devices=TWO, checkpoints=stores, logs=logs, **kwargs)
-  finally:
-    for store in stores or ():
-      store.close()
+  return train_stack(config, dataset, seeds,
+                     None if tmp_path is None else tmp_path / name, TWO,
+                     **kwargs)
 
 
 def _records(path):
@@ -356,3 +334,32 @@ def test_later_calls_and_a_resumed_stack_compile_nothing(tmp_path,
                           tmp_path)
   assert int(state.step) == 18
   assert compile_counter() == compiled
+
+
+@pytest.mark.slow
+def test_two_processes_of_one_device_train_the_stack_like_one_of_two(tmp_path):
+  # 3 seeds on 2 devices of 2 processes: process 1 holds seed 2 and its
+  # padding copy. The slots compute the same programs as in one process of
+  # two devices, so the two runs agree within the tolerances above.
+  job = tmp_path / 'job'
+  finished = run_job([f'--out={job}', '--seeds=0,1,2'], tmp_path / 'logs',
+                     num_processes=2, local_devices=1, timeout=300,
+                     script=REPO / 'tests' / 'fixtures' / 'seed_stack_job.py')
+  for index, result in enumerate(finished):
+    assert result.returncode == 0, f'process {index}:\n{result.stderr[-3000:]}'
+  held = [np.load(job / f'process_{index}.npz') for index in (0, 1)]
+  for name in held[0].files:             # every process holds every seed
+    np.testing.assert_array_equal(held[0][name], held[1][name])
+  config = _config(**{'train.log_every_steps': 3,
+                      'train.checkpoint_every_steps': 6})
+  one = _stack(config, tiny_dataset(config), [0, 1, 2], tmp_path, name='one')
+  adam_bound = 2 * 3.2 * float(config.train.learning_rate) * 12
+  for seed, (state, _) in zip([0, 1, 2], one):
+    assert int(held[0][f'{seed}/step']) == int(state.step) == 12
+    for index, leaf in enumerate(jax.tree.leaves(state.params)):
+      assert np.abs(held[0][f'{seed}/param_{index}'] - leaf).max() <= adam_bound
+    _assert_same_records(_records(job / f'seed_{seed}' / 'metrics.jsonl'),
+                         _records(tmp_path / 'one' / f'seed_{seed}'
+                                  / 'metrics.jsonl'))
+    assert CheckpointStore(job / f'seed_{seed}' / 'checkpoints').steps() == [
+        6, 12]
