@@ -119,6 +119,7 @@ def train_seed_stack(
     KeyboardInterrupt: ``stop_requested``, naming what was saved.
   """
   devices = None if devices is None else tuple(devices)
+  _check_arguments(seeds, checkpoints, logs)
   num_models = len(definition.model_tasks)
   length, num_joints = sequences.shape[1:3]
   runs = [_Seed(int(seed), create_train_state(
@@ -140,6 +141,15 @@ def train_seed_stack(
   _train(definition, runs, indices, sequences, tasks, stream, schedule,
          devices, checkpoints, logs, stop_requested, num_batches, total_steps)
   return [(run.state, run.stopping) for run in runs]
+
+
+def _check_arguments(seeds: Sequence[int], checkpoints, logs) -> None:
+  """A programming error, not a user's: the pipeline passes parsed seeds."""
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f'a seed stack needs distinct seeds, got {list(seeds)}')
+  for name, per_seed in (('checkpoints', checkpoints), ('logs', logs)):
+    if per_seed is not None and len(per_seed) != len(seeds):
+      raise ValueError(f'{len(per_seed)} {name} for {len(seeds)} seeds')
 
 
 def _restore(runs: list[_Seed], checkpoints: Sequence[CheckpointStore],
