@@ -34,6 +34,7 @@ import numpy as np
 import optax
 import pytest
 
+from sge_jax.errors import NonFiniteLossError
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train import loop, pretext, seed_loop
 from sge_jax.train import seed_stack as stack_lib
@@ -363,3 +364,23 @@ def test_two_processes_of_one_device_train_the_stack_like_one_of_two(tmp_path):
                                   / 'metrics.jsonl'))
     assert CheckpointStore(job / f'seed_{seed}' / 'checkpoints').steps() == [
         6, 12]
+
+
+def test_a_non_finite_loss_names_the_seed_and_keeps_every_good_checkpoint(
+    tmp_path):
+  dataset = tiny_dataset(_config())
+  good = _stack(_config(**{'train.epochs': 1}), dataset, [0, 1], tmp_path)
+  exploding = _config(**{'train.learning_rate': 1e38})
+  with pytest.raises(NonFiniteLossError, match=(
+      r'model rev_rec/\w of seed 0 became nan at step 8; .*last good '
+      r'checkpoint \(step 6\) in .*seed_0/checkpoints is kept')):
+    _stack(exploding, dataset, [0, 1], tmp_path)
+  for seed, (state, stopping) in zip([0, 1], good):
+    with CheckpointStore(tmp_path / 'stack' / f'seed_{seed}' / 'checkpoints'
+                         ) as store:
+      assert store.steps() == [6]
+      saved = store.restore(6, {'state': state,
+                                'early_stopping': stopping.as_tree()})
+    for a, b in zip(jax.tree.leaves(saved['state'].params),
+                    jax.tree.leaves(state.params)):
+      np.testing.assert_array_equal(a, b)
