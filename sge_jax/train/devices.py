@@ -88,21 +88,23 @@ def resident_batches(data: dict[str, np.ndarray], batch_size: int,
   return to_devices({k: arrange(v) for k, v in data.items()}, devices), num_batches
 
 
-def to_devices(stacked_tree, devices: Devices):
+def to_devices(stacked_tree, devices: Devices, axis_name: str = AXIS_NAME):
   """Places a tree whose leaves lead with this process's device axis the way
   pmap does.
 
   Going through a pmapped identity gives the arrays exactly the sharding of a
   pmap output, so the first training step does not compile a second program
-  for a differently placed input state.
+  for a differently placed input state. The sharding names the pmap's axis:
+  ``axis_name`` must be that of the pmaps the tree goes to.
   """
-  return _pmapped_identity(None if devices is None else tuple(devices))(
-      stacked_tree)
+  return _pmapped_identity(None if devices is None else tuple(devices),
+                           axis_name)(stacked_tree)
 
 
 @functools.lru_cache(maxsize=None)
-def _pmapped_identity(devices: Optional[tuple[jax.Device, ...]]):
-  return jax.pmap(lambda tree: tree, axis_name=AXIS_NAME,
+def _pmapped_identity(devices: Optional[tuple[jax.Device, ...]],
+                      axis_name: str):
+  return jax.pmap(lambda tree: tree, axis_name=axis_name,
                   devices=pmap_devices(devices))
 
 

@@ -91,6 +91,32 @@ def _keep_frozen(active: jax.Array, new: TrainState, old: TrainState) -> TrainSt
   return new.replace(params=jax.tree.map(select, new.params, old.params))
 
 
+def step_on_resident_data(state: TrainState, data: dict, active: jax.Array, *,
+                          definition: StepDefinition, num_batches: int,
+                          shuffle: bool, axis_name: Optional[str]
+                          ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One step on the batch the step counter picks from resident data.
+
+  Args:
+    state: the train state (M stacked models).
+    data: ``inputs``/``targets`` [M, num_batches, b, f, J] on this device.
+    active: [M] models still training (early stopping).
+    definition, num_batches, shuffle: as ``make_train_calls``.
+    axis_name: the pmap axis the batch is sharded over, or None when this
+      device holds whole batches (``sge_jax.train.seed_stack``).
+
+  Returns:
+    (new state, metrics of ``train_step``), stopped models' parameters kept.
+  """
+  index = batch_index(state.step, state.rng, num_batches, shuffle)
+  batch = jax.tree.map(
+      lambda a: lax.dynamic_index_in_dim(a, index, axis=1, keepdims=False),
+      data)
+  new_state, metrics = train_step(state, batch, state.rng,
+                                  definition=definition, axis_name=axis_name)
+  return _keep_frozen(active, new_state, state), metrics
+
+
 def _train_calls(state: TrainState, data: dict, active: jax.Array,
                  num_steps: jax.Array, *, definition: StepDefinition,
                  max_steps: int, num_batches: int, shuffle: bool):
@@ -103,13 +129,9 @@ def _train_calls(state: TrainState, data: dict, active: jax.Array,
   """
 
   def one_step(state):
-    index = batch_index(state.step, state.rng, num_batches, shuffle)
-    batch = jax.tree.map(
-        lambda a: lax.dynamic_index_in_dim(a, index, axis=1, keepdims=False),
-        data)
-    new_state, metrics = train_step(state, batch, state.rng,
-                                    definition=definition, axis_name=AXIS_NAME)
-    return _keep_frozen(active, new_state, state), metrics
+    return step_on_resident_data(state, data, active, definition=definition,
+                                 num_batches=num_batches, shuffle=shuffle,
+                                 axis_name=AXIS_NAME)
 
   def skip(state):
     return state, {term: jnp.zeros(active.shape, jnp.float32)
@@ -137,9 +159,13 @@ def make_train_calls(definition: StepDefinition,
       devices=pmap_devices(devices))
 
 
-def _first_batch_reconstruction(state: TrainState, data: dict, *,
-                                definition: StepDefinition) -> jax.Array:
-  """Reconstruction loss [M] of each model on training batch 0 (global sum)."""
+def first_batch_reconstruction(state: TrainState, data: dict, *,
+                               definition: StepDefinition,
+                               axis_name: Optional[str] = AXIS_NAME
+                               ) -> jax.Array:
+  """Reconstruction loss [M] of each model on training batch 0 (global sum:
+  over the shards of the pmap axis ``axis_name``, or this device's whole
+  batch when None)."""
   batch = jax.tree.map(lambda a: a[:, 0], data)
 
   def per_model(params, inputs, targets):
@@ -149,14 +175,14 @@ def _first_batch_reconstruction(state: TrainState, data: dict, *,
 
   per_device = jax.vmap(per_model)(state.params, batch['inputs'],
                                    batch['targets'])
-  return lax.psum(per_device, AXIS_NAME)
+  return per_device if axis_name is None else lax.psum(per_device, axis_name)
 
 
 @functools.lru_cache(maxsize=None)
 def make_validation(definition: StepDefinition,
                     devices: Optional[tuple[jax.Device, ...]]):
   return jax.pmap(
-      functools.partial(_first_batch_reconstruction, definition=definition),
+      functools.partial(first_batch_reconstruction, definition=definition),
       axis_name=AXIS_NAME, devices=pmap_devices(devices))
 
 
