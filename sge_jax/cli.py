@@ -119,7 +119,7 @@ def _config_error_message(error: BaseException) -> str:
   if isinstance(error, (KeyError, AttributeError)) and unknown:
     hint = f' (did you mean {unknown.group(3)!r}?)' if unknown.group(3) else ''
     return (f'unknown config field {unknown.group(1)!r}{hint}; every field is '
-            'listed in sge_jax/config.py')
+            'listed in sge_jax/config/fields.py')
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   return lines[-1] if lines else type(error).__name__
 
