@@ -4,7 +4,8 @@
                  the allowed choices, ``QUIRKS``
   variants.py    ``:smoke``, ``:released`` (``with_variant``, ``get_config``)
   checks.py      ``invalid`` and the value checks, parsing, field types
-  resolution.py  ``resolve_config`` and ``validate_config``
+  resolution.py  ``resolve``: a config resolved (``resolve_config``), checked
+                 (``validate_config``) and made settings, once per job
   settings.py    the typed, frozen settings the stages read
   quirks.py      where each released-code behaviour can act
   identity.py    which fields define the encoders and the results
@@ -31,6 +32,12 @@ from sge_jax.config.identity import (BOOKKEEPING_FIELDS, ENCODER_SECTIONS,
                                      result_differences)
 from sge_jax.config.quirks import (quirk_applicability, quirk_label,
                                    quirks_not_applicable, quirks_on, runs_cme)
-from sge_jax.config.resolution import resolve_config, validate_config
-from sge_jax.config.settings import EvalSettings, RNSettings
+from sge_jax.config.resolution import (resolve, resolve_config, run_settings,
+                                       seed_configs, transfer_settings,
+                                       validate_config, with_transfer)
+from sge_jax.config.settings import (DataSettings, EvalSettings, JobSettings,
+                                     ModelSettings, ParallelSettings,
+                                     QuirkSettings, RNSettings, RunSettings,
+                                     SyntheticSettings, TrainSettings,
+                                     TransferSettings)
 from sge_jax.config.variants import VARIANTS, get_config, with_variant

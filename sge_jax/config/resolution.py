@@ -1,25 +1,38 @@
-"""From the config a user gives to the config a run uses: resolved, checked.
+"""From the config a user gives to the settings a job runs with, once.
 
-``resolve_config`` fills the derived fields (the quirks from the procedure,
-the deprecated ``data.center_sequences``); ``validate_config`` checks a whole
-config before any work starts and raises ``ConfigError`` naming the field, the
-allowed values and the flag that fixes it.
+``resolve(config, num_devices)`` is the one place a ConfigDict becomes
+settings: ``resolve_config`` fills the derived fields (the quirks from the
+procedure, the deprecated ``data.center_sequences``), ``validate_config``
+checks the whole config before any work starts (raising ``ConfigError`` naming
+the field, the allowed values and the flag that fixes it), and every run of
+the job (one per seed) becomes a frozen ``RunSettings``. ``run_settings``
+also reads a saved config.json (re-evaluation); ``with_transfer`` gives a
+transfer run the encoders it uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import pathlib
 
 import ml_collections
 
-from sge_jax.config.checks import (SEED_RANGE, int_at_least, invalid, is_seed,
-                                   mistyped_field, one_of, parse_seeds,
-                                   parse_stages, positive_float, require)
+from sge_jax.config.checks import (SEED_RANGE, data_seed, int_at_least, invalid,
+                                   is_multi_seed, is_seed, mistyped_field,
+                                   one_of, parse_seeds, parse_stages,
+                                   positive_float, require)
 from sge_jax.config.fields import (ATTENTION_TYPES, DECODER_INPUT_MODES,
                                    EARLY_STOPPING_RULES, FORMATS,
                                    NORMALIZATIONS, PRETEXTS, PROCEDURES,
-                                   QUIRKS)
-from sge_jax.config.settings import EvalSettings, RNSettings
+                                   QUIRKS, base_config)
+from sge_jax.config.identity import config_hash
+from sge_jax.config.settings import (DataSettings, EvalSettings, JobSettings,
+                                     ModelSettings, ParallelSettings,
+                                     QuirkSettings, RNSettings, RunSettings,
+                                     TrainSettings, TransferSettings)
+
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy with the derived fields filled in, the one place that does it.
@@ -115,3 +128,96 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   RNSettings.from_config(config)
   EvalSettings.from_config(config)
 
+
+
+# ----------------------------------------------------------------- settings
+
+
+def resolve(config: ml_collections.ConfigDict, num_devices: int
+            ) -> JobSettings:
+  """The settings of the job ``config`` describes, resolved and checked once.
+
+  Args:
+    config: the job's config as the user gave it (a config file with its
+      command-line overrides).
+    num_devices: every device of every process of the job.
+
+  Raises:
+    ConfigError: the first bad field (``validate_config``).
+  """
+  config = resolve_config(config)
+  validate_config(config, num_devices)
+  return JobSettings(
+      seeds=tuple(parse_seeds(config)), multi_seed=is_multi_seed(config),
+      seeds_field=str(config.seeds),
+      runs=tuple(run_settings(seed_config, num_devices)
+                 for seed_config in seed_configs(config)))
+
+
+def seed_configs(config: ml_collections.ConfigDict
+                 ) -> list[ml_collections.ConfigDict]:
+  """The config of every run of a resolved job config: the config itself, or
+  one per seed of ``config.seeds`` (that ``seed``, ``seeds`` empty, and
+  ``data.seed`` the job's data seed: every seed trains on the same data)."""
+  if not is_multi_seed(config):
+    return [config]
+  configs = []
+  for seed in parse_seeds(config):
+    seed_config = config.copy_and_resolve_references()
+    with seed_config.unlocked():
+      seed_config.seed = seed
+      seed_config.seeds = ''
+      seed_config.data.seed = data_seed(config)
+    configs.append(seed_config)
+  return configs
+
+
+def run_settings(config: ml_collections.ConfigDict, num_devices: int
+                 ) -> RunSettings:
+  """The settings of one run's config: a resolved, checked one
+  (``resolve``), or one saved in a run's config.json, whose fields written
+  before they existed take their defaults (``base_config``).
+
+  Raises:
+    ConfigError: a bad rn.* or eval.* value (``RNSettings.from_config``,
+      ``EvalSettings.from_config``).
+    AttributeError, KeyError: a saved config without an rn.* or eval.* field
+      that has no default there.
+  """
+  rn = RNSettings.from_config(config)
+  evaluation = EvalSettings.from_config(config)
+  return RunSettings(
+      seed=int(config.seed),
+      stages=tuple(parse_stages(config.get('stages', base_config().stages))),
+      encoder_workdir=str(config.get('encoder_workdir') or ''),
+      procedure=str(config.get('procedure', 'clean')),
+      quirks=QuirkSettings.from_section(config.get('quirks')),
+      data=DataSettings.from_config(config),
+      model=ModelSettings.from_section(config.model),
+      train=TrainSettings.from_section(config.train),
+      rn=rn, eval=evaluation,
+      parallel=ParallelSettings(num_devices=num_devices),
+      config_hash=config_hash(config), record=config.to_json(indent=2))
+
+
+def transfer_settings(encoder_workdir: pathlib.Path,
+                      saved: ml_collections.ConfigDict) -> TransferSettings:
+  """The encoders in ``encoder_workdir``, from the config.json their run
+  saved (``saved``)."""
+  return TransferSettings(
+      workdir=encoder_workdir, dataset=str(saved.data.name),
+      length=int(saved.data.length),
+      model=ModelSettings.from_section(saved.model),
+      model_record=saved.model.to_json())
+
+
+def with_transfer(run: RunSettings, transfer: TransferSettings) -> RunSettings:
+  """A transfer run's settings with the encoders it uses: their ``model``,
+  also in the record (so config.json and the results record the encoders
+  that made the encodings, not this config's model fields)."""
+  record = ml_collections.ConfigDict(json.loads(run.record))
+  with record.unlocked():
+    record.model = ml_collections.ConfigDict(json.loads(transfer.model_record))
+  return dataclasses.replace(
+      run, model=transfer.model, transfer=transfer,
+      config_hash=config_hash(record), record=record.to_json(indent=2))

@@ -1,24 +1,209 @@
 """The typed, frozen settings the stages read, one dataclass per section.
 
-``RNSettings`` and ``EvalSettings`` are the checked, typed views of
-``config.rn`` and ``config.eval``.
+A config is resolved into them once, at the job's entry
+(``sge_jax.config.resolution.resolve``): ``JobSettings`` (the seeds) holds one
+``RunSettings`` per seed, and that holds one settings object per stage
+(``DataSettings``, ``ModelSettings``, ``TrainSettings``, ``RNSettings``,
+``EvalSettings``), the quirks (``QuirkSettings``), the devices
+(``ParallelSettings``) and the trained encoders of a transfer run
+(``TransferSettings``). No stage reads a ConfigDict. ``RNSettings`` and
+``EvalSettings`` check their own values (``RNSettings.from_config``,
+``EvalSettings.from_config``); the other sections are checked by
+``validate_config`` first.
+
+A section read from a saved config.json written before one of its fields
+existed takes that field's default from ``base_config``.
+
+Imports no JAX.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+import pathlib
+from typing import Any, Mapping, Optional
 
 import ml_collections
 
-from sge_jax.config.checks import (int_at_least, one_of, parse_list,
+from sge_jax.config.checks import (data_seed, int_at_least, one_of, parse_list,
                                    require)
 from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, MANNERS, PROTOCOLS,
-                                   RETRIEVAL_FEATURES, SELECTION_RULES,
-                                   WALK_AGGREGATIONS)
+                                   QUIRKS, RETRIEVAL_FEATURES, SELECTION_RULES,
+                                   WALK_AGGREGATIONS, base_config)
 
-# ----------------------------------------------------------------- typed settings
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+
+def _read(cls, section: Optional[Mapping[str, Any]],
+          defaults: Mapping[str, Any], **given: Any):
+  """``cls`` with each field not in ``given`` read from the config section
+  ``section`` (``defaults``' value where the section lacks the field), as the
+  field's type (int, float, str or bool)."""
+  section = section if section is not None else {}
+  values = dict(given)
+  for field in dataclasses.fields(cls):
+    if field.name not in given:
+      value = (section[field.name] if field.name in section
+               else defaults[field.name])
+      values[field.name] = _TYPES[field.type](value)
+  return cls(**values)
+
+
+# ----------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSettings:
+  """The built-in procedural walking set (``config.data.synthetic``).
+
+  Attributes:
+    num_people: people P.
+    recordings_per_person: training recordings per person.
+    test_recordings_per_person: test recordings per person.
+    frames_per_recording: frames of every recording (cut into windows of f).
+  """
+  num_people: int
+  recordings_per_person: int
+  test_recordings_per_person: int
+  frames_per_recording: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+  """What data the run reads and how it is prepared (``config.data``).
+
+  Attributes:
+    format: 'authors', 'npz' or 'synthetic'.
+    root: the authors' layout folder (their ``Datasets/``).
+    name: dataset name (KGBD, BIWI, IAS, KS20, CASIA_B, CASIA_B_match, ...).
+    length: frames per sequence, f.
+    probe: test split(s) to keep, comma-separated ('' = every one).
+    view: view folder or CASIA-B CME condition pair ('nm.bg').
+    path: the .npz file ('npz' format).
+    split_field: the per-sequence field that splits an .npz ('trial', 'view').
+    train_values: the values of ``split_field`` that go to train ('1-10').
+    max_sequences: sequences kept per split at most (0 = all).
+    normalization: 'none', 'root_joint' or 'center'.
+    seed: the seed the data is drawn with, resolved: ``data.seed``, or the
+      root seed where that is -1.
+    synthetic: the synthetic set's size.
+  """
+  format: str
+  root: str
+  name: str
+  length: int
+  probe: str
+  view: str
+  path: str
+  split_field: str
+  train_values: str
+  max_sequences: int
+  normalization: str
+  seed: int
+  synthetic: SyntheticSettings
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'DataSettings':
+    """The data settings of a resolved config (``resolve_config``)."""
+    defaults = base_config().data
+    section = config.data
+    synthetic = _read(SyntheticSettings, section.get('synthetic'),
+                      defaults.synthetic)
+    return _read(cls, section, defaults, seed=data_seed(config),
+                 synthetic=synthetic)
+
+
+# ----------------------------------------------------------------- model, train
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+  """The encoders' architecture and pretext tasks (``config.model``).
+
+  Attributes:
+    attention: 'LA' or 'BA'.
+    pretext: 'rev_rec', 'prediction', 'sorting' or 'rev_rec_plus'.
+    hidden: hidden size k of every LSTM and of the attention/projector layers.
+    num_layers: LSTM layers in the encoder and in the decoder.
+    decoder_input: 'zeros' or 'shifted_target'.
+    contrastive_weight: weight of the locality-aware contrastive loss.
+  """
+  attention: str
+  pretext: str
+  hidden: int
+  num_layers: int
+  decoder_input: str
+  contrastive_weight: float
+
+  @classmethod
+  def from_section(cls, section: Optional[Mapping[str, Any]]
+                   ) -> 'ModelSettings':
+    """The settings of a ``model`` section (a config's, or a saved one's)."""
+    return _read(cls, section, base_config().model)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """The encoders' training (``config.train``).
+
+  Attributes:
+    epochs: epochs to train.
+    batch_size: sequences per step, shared by every device of the job.
+    learning_rate: Adam step size.
+    temperature: contrastive temperature tau.
+    weight_decay: L2 weight lambda on 0.5*||w||^2 of every array.
+    clip_value: gradients are clipped to [-clip_value, clip_value].
+    early_stopping: 'none' or 'paper'.
+    shuffle_batches: visit the (contiguous) batches in a seeded order per epoch.
+    checkpoint_every_steps: steps between checkpoints.
+    keep_checkpoints: checkpoints kept.
+    log_every_steps: steps between progress lines (and per compiled call).
+  """
+  epochs: int
+  batch_size: int
+  learning_rate: float
+  temperature: float
+  weight_decay: float
+  clip_value: float
+  early_stopping: str
+  shuffle_batches: bool
+  checkpoint_every_steps: int
+  keep_checkpoints: int
+  log_every_steps: int
+
+  @classmethod
+  def from_section(cls, section: Optional[Mapping[str, Any]]
+                   ) -> 'TrainSettings':
+    return _read(cls, section, base_config().train)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuirkSettings:
+  """The released-code behaviours switched on (``config.quirks`` resolved:
+  one bool per ``QUIRKS`` field; all off is the clean procedure)."""
+  extraction_batches: bool = False
+  plus_from_rev_rec: bool = False
+  plus_test_copies: bool = False
+  fixed_rn_shuffle: bool = False
+  full_test_batches: bool = False
+  select_on_test: bool = False
+  biwi_two_thirds: bool = False
+  reversed_la_mask: bool = False
+  redrawn_sorting: bool = False
+  second_nearest: bool = False
+  equal_id_counts: bool = False
+
+  @classmethod
+  def from_section(cls, section: Optional[Mapping[str, Any]]
+                   ) -> 'QuirkSettings':
+    """The quirks of a resolved ``quirks`` section; a field that is missing
+    or None (a config.json written before it existed) is off."""
+    section = section if section is not None else {}
+    return cls(**{field: bool(section.get(field)) for field in QUIRKS.values()})
+
+
+# ----------------------------------------------------------------- rn, eval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,3 +358,96 @@ class EvalSettings:
             f'eval.protocols={section.protocols!r} has neither')
     return settings
 
+
+
+# ----------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelSettings:
+  """The devices of the job.
+
+  Attributes:
+    num_devices: every device of every process; they share each training
+      batch of ``train.batch_size``.
+  """
+  num_devices: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferSettings:
+  """The trained encoders a transfer run uses (``config.encoder_workdir``),
+  read once from their run's config.json.
+
+  Attributes:
+    workdir: the workdir that holds them (its ``checkpoints/``).
+    dataset: the data they were trained on (that run's ``data.name``).
+    length: the sequence length f they were trained on.
+    model: their architecture and pretext tasks.
+    model_record: that run's ``model`` section as its config.json holds it,
+      JSON text (a transfer run's config.json records it).
+  """
+  workdir: pathlib.Path
+  dataset: str
+  length: int
+  model: ModelSettings
+  model_record: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """Everything one run (one seed) reads, resolved and checked.
+
+  Attributes:
+    seed: the root seed of the run.
+    stages: the stages to run, in order (a subset of STAGES).
+    encoder_workdir: ``config.encoder_workdir`` as given ('' = train here).
+    procedure: 'clean' or 'released'.
+    quirks: the released-code behaviours switched on.
+    data, model, train, rn, eval: the stages' settings; ``model`` is that of
+      the encoders used (the transferred ones for a transfer run).
+    parallel: the devices of the job.
+    config_hash: the short hash of what determines the encoders
+      (``identity.config_hash`` of ``record``).
+    record: the run's resolved config as its config.json records it, JSON
+      text (the run identity is compared on it; ``ConfigDict(json.loads(
+      record))`` gives it back).
+    transfer: the encoders of a transfer run, once read (``with_transfer``);
+      None when the encoders are trained here.
+  """
+  seed: int
+  stages: tuple[str, ...]
+  encoder_workdir: str
+  procedure: str
+  quirks: QuirkSettings
+  data: DataSettings
+  model: ModelSettings
+  train: TrainSettings
+  rn: RNSettings
+  eval: EvalSettings
+  parallel: ParallelSettings
+  config_hash: str
+  record: str
+  transfer: Optional[TransferSettings] = None
+
+  @property
+  def trains_here(self) -> bool:
+    """The encoders are trained in this run (no ``encoder_workdir``)."""
+    return not self.encoder_workdir
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+  """The whole job: one run, or one per seed of ``config.seeds``.
+
+  Attributes:
+    seeds: the seeds run, in order.
+    multi_seed: whether ``config.seeds`` asks for several runs (each in
+      ``<workdir>/seed_<s>/``, aggregated at the top).
+    seeds_field: ``config.seeds`` as given, for messages.
+    runs: one RunSettings per seed, in the order of ``seeds``.
+  """
+  seeds: tuple[int, ...]
+  multi_seed: bool
+  seeds_field: str
+  runs: tuple[RunSettings, ...]
