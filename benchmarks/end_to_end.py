@@ -19,7 +19,7 @@ import jax
 from ml_collections import config_flags
 
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import data_seed, validate_config
+from sge_jax.config import DataSettings, resolve_config, validate_config
 from sge_jax.data.loading import prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.evaluate import evaluate_run
@@ -38,7 +38,7 @@ def main(argv):
   seconds = {}
 
   start = time.perf_counter()
-  dataset = prepare_dataset(config.data, data_seed(config))
+  dataset = prepare_dataset(DataSettings.from_config(resolve_config(config)))
   seconds['data'] = time.perf_counter() - start
 
   start = time.perf_counter()

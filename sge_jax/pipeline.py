@@ -228,7 +228,7 @@ def run_single(config: ml_collections.ConfigDict,
       config = with_encoder_model(config)
     train = 'train' in stages and not config.encoder_workdir
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
-      dataset = prepare_dataset(config.data, config_lib.data_seed(config))
+      dataset = prepare_dataset(config_lib.DataSettings.from_config(config))
       logging.info('[data] %s', dataset_summary(dataset))
       if 'evaluate' in stages:
         recording_ids.require_walks(

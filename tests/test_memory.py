@@ -21,7 +21,8 @@ from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import dataset_bytes, make_synthetic_dataset
 from sge_jax.errors import DataError
 from sge_jax.train.setup import build_definition, initial_state
-from tests.fixtures.pipeline import tiny_config, write_authors_dataset
+from tests.fixtures.pipeline import (tiny_config, tiny_run,
+                                     write_authors_dataset)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2**30
@@ -172,9 +173,9 @@ def test_an_authors_split_larger_than_memory_is_refused_unread(tmp_path,
   write_authors_dataset(tmp_path, 'KGBD', 6, 20, people=[1, 2], per_person=4)
   machine_of(10 / 1024 / 1024)   # 10 kB
   with pytest.raises(DataError) as error:
-    loading.load_dataset(tiny_config(**{
+    loading.load_dataset(tiny_run(**{
         'data.format': 'authors', 'data.root': str(tmp_path),
-        'data.name': 'KGBD', 'data.length': 6}).data, 0)
+        'data.name': 'KGBD', 'data.length': 6}).data)
   assert str(error.value).startswith(
       f'Reading the x/y/z files in {tmp_path / "KGBD" / "6" / "KGBD_train_npy_data"}'
       ' (2880 values) needs at least 22.5 KiB')

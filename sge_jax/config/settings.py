@@ -78,7 +78,8 @@ class DataSettings:
     root: the authors' layout folder (their ``Datasets/``).
     name: dataset name (KGBD, BIWI, IAS, KS20, CASIA_B, CASIA_B_match, ...).
     length: frames per sequence, f.
-    probe: test split(s) to keep, comma-separated ('' = every one).
+    probe: the test splits to keep (none = every one), from the
+      comma-separated ``data.probe``.
     view: view folder or CASIA-B CME condition pair ('nm.bg').
     path: the .npz file ('npz' format).
     split_field: the per-sequence field that splits an .npz ('trial', 'view').
@@ -93,7 +94,7 @@ class DataSettings:
   root: str
   name: str
   length: int
-  probe: str
+  probe: tuple[str, ...]
   view: str
   path: str
   split_field: str
@@ -110,8 +111,9 @@ class DataSettings:
     section = config.data
     synthetic = _read(SyntheticSettings, section.get('synthetic'),
                       defaults.synthetic)
+    probe = section.get('probe', defaults.probe)
     return _read(cls, section, defaults, seed=data_seed(config),
-                 synthetic=synthetic)
+                 probe=tuple(parse_list(probe)), synthetic=synthetic)
 
 
 # ----------------------------------------------------------------- model, train

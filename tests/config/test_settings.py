@@ -104,7 +104,7 @@ def _where(run, field):
 
 def _expected(field, value):
   """The settings' form of ``value`` given to ``field``."""
-  return {'stages': ('encode', 'evaluate'),
+  return {'stages': ('encode', 'evaluate'), 'data.probe': ('Walking',),
           'eval.protocols': ('A', 'B')}.get(field, value)
 
 
