@@ -177,6 +177,7 @@ def check_run_layout(config: ml_collections.ConfigDict,
 
 
 def check_encoders_fit(config: ml_collections.ConfigDict,
+                       run: config_lib.RunSettings,
                        workdir: pathlib.Path, dataset: SkeletonDataset,
                        train: bool) -> None:
   """Refuses, before config.json is written, checkpoints this run would
@@ -190,7 +191,7 @@ def check_encoders_fit(config: ml_collections.ConfigDict,
   length = (dataset.length if source == workdir
             else int(encoder_config.data.length))
   try:
-    check_checkpoints_fit(encoder_config, source, length, dataset.num_joints)
+    check_checkpoints_fit(run, source, length, dataset.num_joints)
   except CheckpointMismatchError as error:
     if source != workdir:
       raise ConfigError(
@@ -226,6 +227,7 @@ def run_single(config: ml_collections.ConfigDict,
   with distributed.stop_together():
     if config.encoder_workdir:
       config = with_encoder_model(config)
+    run = config_lib.run_settings(config, jax.device_count())
     train = 'train' in stages and not config.encoder_workdir
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
       dataset = prepare_dataset(config_lib.DataSettings.from_config(config))
@@ -242,8 +244,8 @@ def run_single(config: ml_collections.ConfigDict,
         check_trainable(dataset, int(config.train.batch_size),
                         encoder_training_split(dataset))
       if train or 'encode' in stages:
-        check_encoders_fit(config, workdir, dataset, train)
-      check_memory(config, dataset,
+        check_encoders_fit(config, run, workdir, dataset, train)
+      check_memory(run, dataset,
                    encoder_training_split(dataset) if train else None,
                    'encode' in stages)
     # After the checks: a refused run leaves no empty seed directory.
@@ -261,7 +263,7 @@ def run_single(config: ml_collections.ConfigDict,
     logging.info('[train] skipped: encoders come from %s',
                  config.encoder_workdir)
   if train:
-    trained_params = train_encoders(config, dataset, workdir).params
+    trained_params = train_encoders(run, dataset, workdir).params
   if 'encode' in stages:
     encode_stage(config, dataset, workdir, trained_params)
   if 'evaluate' not in stages:

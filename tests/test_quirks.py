@@ -9,7 +9,7 @@ import pytest
 
 from sge_jax import config as config_lib
 from sge_jax import released
-from sge_jax.config import EvalSettings, RNSettings
+from sge_jax.config import EvalSettings, QuirkSettings, RNSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.normalize import normalize
 from sge_jax.encode import cages
@@ -21,6 +21,7 @@ from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train import loop, pretext
 from sge_jax.train.state import init_stacked_params
+from tests.fixtures.pipeline import resolved_run
 
 B = 128
 # Persons below, at and above one extraction batch, and above two.
@@ -291,7 +292,7 @@ def test_r2_plus_blocks_are_rev_rec_cages_in_the_released_wiring():
 
 
 def test_r9_la_mask_is_anti_diagonal_for_every_task_when_on():
-  quirks = {'reversed_la_mask': True}
+  quirks = QuirkSettings(reversed_la_mask=True)
   for name in ('prediction', 'sorting'):
     on = pretext.stacked_locality_masks(
         pretext.per_model_tasks(pretext.pretext_tasks(name, 'LA', quirks)), 6)[0]
@@ -303,7 +304,8 @@ def test_r9_la_mask_is_anti_diagonal_for_every_task_when_on():
 
 def test_r10_sorting_permutations_differ_per_axis_and_are_redrawn_to_encode():
   sequences = np.random.default_rng(0).normal(size=(4, 6, 2, 3)).astype(np.float32)
-  task = pretext.pretext_tasks('sorting', 'BA', {'redrawn_sorting': True})[0]
+  task = pretext.pretext_tasks('sorting', 'BA',
+                               QuirkSettings(redrawn_sorting=True))[0]
   inputs, targets = pretext.task_inputs_and_targets(sequences, task, 0, 'train')
   np.testing.assert_array_equal(targets, sequences)
   orders = [np.argmax(np.all(inputs[:, :, None, :, axis]
@@ -343,7 +345,7 @@ def test_r10_encoding_uses_another_permutation_stream(monkeypatch):
 def _biwi_config(on):
   config = config_lib.get_config()
   config.quirks.biwi_two_thirds = on
-  return config_lib.resolve_config(config)
+  return resolved_run(config)
 
 
 @pytest.mark.parametrize('name, n, kept', [('BIWI', 10, 6), ('BIWI', 9, 6),

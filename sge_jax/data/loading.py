@@ -17,7 +17,7 @@ from sge_jax.data.normalize import normalize
 from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
-from sge_jax.config import FORMATS, DataSettings, invalid
+from sge_jax.config import FORMATS, DataSettings, RunSettings, invalid
 from sge_jax.errors import DataError
 
 
@@ -106,22 +106,22 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
         f'--config.train.batch_size (at most {count}).')
 
 
-def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
-                 encode: bool) -> None:
+def check_memory(run: RunSettings, dataset: SkeletonDataset,
+                 train_split: Optional[str], encode: bool) -> None:
   """Refuses (DataError: the estimate, the memory, the way out) a run whose
   training or encoding would not fit in memory (``sge_jax.memory``).
 
   Args:
-    config: the run's config (``model``: those of the encoders used).
+    run: the run's settings (``model``: that of the encoders used; the
+      training batch is shared by ``parallel.num_devices`` devices).
     dataset: the prepared dataset.
     train_split: the split the encoders train on, or None without training.
     encode: whether the encode stage runs.
   """
   from sge_jax.train import pretext  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
-  models = 3 * len(pretext.pretext_tasks(config.model.pretext,
-                                         config.model.attention))
-  hidden, length = int(config.model.hidden), dataset.length
+  models = 3 * len(pretext.pretext_tasks(run.model.pretext,
+                                         run.model.attention))
+  hidden, length = run.model.hidden, dataset.length
   num_joints = dataset.num_joints
   sizes = (f'{models} models, J={num_joints}, f={length}, '
            f'model.hidden={hidden}')
@@ -129,9 +129,9 @@ def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
   # Each model's inputs and targets [M, N, f, J] float32 for one split.
   stacked = 2 * models * memory.dataset_bytes(largest, length, num_joints) // 3
   if train_split is not None:
-    per_device = -(-int(config.train.batch_size) // jax.device_count())
+    per_device = -(-run.train.batch_size // run.parallel.num_devices)
     model_bytes = memory.training_bytes(
-        models, hidden, int(config.model.num_layers), num_joints, length,
+        models, hidden, run.model.num_layers, num_joints, length,
         per_device)
     accelerator = memory.accelerator_bytes()
     way_out = ('Use a smaller --config.model.hidden or --config.train.'

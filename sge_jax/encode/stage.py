@@ -7,8 +7,10 @@ import logging
 import pathlib
 from typing import Any, Optional
 
+import jax
 import ml_collections
 
+from sge_jax import config as config_lib
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
 from sge_jax.data.dataset import SkeletonDataset
@@ -47,23 +49,24 @@ def encode_stage(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       None restores them from the (encoder) workdir's newest checkpoint.
   """
   source, encoder_config = encoder_source(config, workdir)
+  encoding_config = config.copy_and_resolve_references()
+  with encoding_config.unlocked():
+    encoding_config.model = encoder_config.model
   if source != workdir:
     logging.info('[encode] using the encoders trained in %s (%s, pretext %s)',
                  source, encoder_config.data.name, encoder_config.model.pretext)
   if params is None:
     try:
       params = restore_trained_params(
-          encoder_config, source, int(encoder_config.data.length),
-          dataset.num_joints)
+          config_lib.run_settings(encoding_config, jax.device_count()),
+          source, int(encoder_config.data.length), dataset.num_joints)
     except CheckpointMismatchError as error:
       raise ConfigError(
           f'The encoders in {source} do not fit {dataset.name} '
           f'(J={dataset.num_joints}): {error}. Transfer between datasets needs '
           'the same joint count J.') from error
-  model = build_model(encoder_config.model, dataset.num_joints)
-  encoding_config = config.copy_and_resolve_references()
-  with encoding_config.unlocked():
-    encoding_config.model = encoder_config.model
+  model = build_model(config_lib.ModelSettings.from_section(
+      encoder_config.model), dataset.num_joints)
   encoding_set = encode_dataset(encoding_config, dataset, params, model)
   path = workdir / workdir_lib.ENCODINGS_FILE
   if not distributed.is_main_process():
