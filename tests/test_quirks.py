@@ -72,9 +72,9 @@ def test_r1_test_rows_cut_the_copies_keep_the_truncation_and_r3_keeps_copies():
 
 
 def test_r3_applies_to_rev_rec_plus_only():
-  config = config_lib.resolve_config(config_lib.get_config('released'))
-  assert ReleasedRows.from_config(config, 'rev_rec_plus').plus_test_copies
-  assert not ReleasedRows.from_config(config, 'rev_rec').plus_test_copies
+  run = resolved_run(config_lib.get_config('released'))
+  assert ReleasedRows.from_settings(run, 'rev_rec_plus').plus_test_copies
+  assert not ReleasedRows.from_settings(run, 'rev_rec').plus_test_copies
 
 
 def test_r5_ap_scores_full_frame_batches_regrouped_in_stored_order():
@@ -150,7 +150,8 @@ def test_released_counts_in_results_match_the_closed_forms(manner):
   config.rn.hidden = 4
   outcome = protocols.protocol_a(
       encoding_set, RNSettings.from_config(config),
-      EvalSettings(baselines=False), ReleasedRows.from_config(config, 'rev_rec'))
+      EvalSettings(baselines=False),
+      ReleasedRows.from_settings(resolved_run(config), 'rev_rec'))
 
   def trained(n):
     return B if 0 < n < B else B * (n // B)
@@ -335,7 +336,7 @@ def test_r10_encoding_uses_another_permutation_stream(monkeypatch):
     config = config_lib.get_config()
     config.model.pretext = 'sorting'
     config.quirks.redrawn_sorting = redrawn
-    cages.encode_dataset(config_lib.resolve_config(config), dataset, params, model)
+    cages.encode_dataset(resolved_run(config), dataset, params, model)
     assert streams[-1] == stream
 
 

@@ -31,7 +31,8 @@ from sge_jax.config.identity import (BOOKKEEPING_FIELDS, ENCODER_SECTIONS,
                                      config_hash, encoder_differences, flatten,
                                      result_differences)
 from sge_jax.config.quirks import (quirk_applicability, quirk_label,
-                                   quirks_not_applicable, quirks_on, runs_cme)
+                                   quirks_not_applicable, quirks_on,
+                                   rn_settings_for, runs_cme)
 from sge_jax.config.resolution import (resolve, resolve_config, run_settings,
                                        seed_configs, transfer_settings,
                                        validate_config, with_transfer)

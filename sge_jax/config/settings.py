@@ -28,9 +28,10 @@ import ml_collections
 
 from sge_jax.config.checks import (data_seed, int_at_least, one_of, parse_list,
                                    require)
-from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, MANNERS, PROTOCOLS,
-                                   QUIRKS, RETRIEVAL_FEATURES, SELECTION_RULES,
-                                   WALK_AGGREGATIONS, base_config)
+from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, FORMATS, MANNERS,
+                                   PROTOCOLS, QUIRKS, RETRIEVAL_FEATURES,
+                                   SELECTION_RULES, WALK_AGGREGATIONS,
+                                   base_config)
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
@@ -74,7 +75,8 @@ class DataSettings:
   """What data the run reads and how it is prepared (``config.data``).
 
   Attributes:
-    format: 'authors', 'npz' or 'synthetic'.
+    format: 'authors', 'npz' or 'synthetic' (checked: ``ConfigError``
+      otherwise).
     root: the authors' layout folder (their ``Datasets/``).
     name: dataset name (KGBD, BIWI, IAS, KS20, CASIA_B, CASIA_B_match, ...).
     length: frames per sequence, f.
@@ -103,6 +105,10 @@ class DataSettings:
   normalization: str
   seed: int
   synthetic: SyntheticSettings
+
+  def __post_init__(self):
+    # A known format: the loader's dispatch covers every one.
+    one_of(self.format, 'data.format', FORMATS)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'DataSettings':
@@ -208,6 +214,13 @@ class QuirkSettings:
 # ----------------------------------------------------------------- rn, eval
 
 
+def test_ties(select_on_test: bool, dataset: str) -> str:
+  """Which of several best test epochs the 'paper' rule keeps when scoring
+  the data named ``dataset``: with R6 (``select_on_test``) the last, as the
+  released code does, but the first on IAS; otherwise the first."""
+  return 'last' if select_on_test and dataset != 'IAS' else 'first'
+
+
 @dataclasses.dataclass(frozen=True)
 class RNSettings:
   """The recognition network's settings (``config.rn`` plus the root seed).
@@ -272,11 +285,10 @@ class RNSettings:
     on_test = bool(quirks.get('select_on_test'))
     if dataset is None:
       dataset = str((config.get('data') or {}).get('name', ''))
-    is_ias = dataset == 'IAS'
     return cls(manner=str(rn.manner),
                selection='paper' if on_test else str(rn.selection),
                fixed_shuffle=bool(quirks.get('fixed_rn_shuffle')),
-               test_ties='last' if on_test and not is_ias else 'first',
+               test_ties=test_ties(on_test, dataset),
                epochs=int(rn.epochs), batch_size=int(rn.batch_size),
                learning_rate=float(rn.learning_rate), hidden=int(rn.hidden),
                val_fraction=float(rn.get('val_fraction', 0.1)),

@@ -43,7 +43,7 @@ from sge_jax import distributed
 from sge_jax import interrupts
 from sge_jax import released
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import RunSettings
+from sge_jax.config.settings import RunSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError

@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from sge_jax import released
-from sge_jax.config import ATTENTION_TYPES, PRETEXTS, QuirkSettings
+from sge_jax.config.fields import ATTENTION_TYPES, PRETEXTS
+from sge_jax.config.settings import QuirkSettings
 from sge_jax.train.losses import locality_mask
 
 AXES = ('x', 'y', 'z')

@@ -9,8 +9,8 @@ from typing import Optional
 import jax
 
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import (ModelSettings, QuirkSettings, RunSettings,
-                            TrainSettings)
+from sge_jax.config.settings import (ModelSettings, QuirkSettings,
+                                     RunSettings, TrainSettings)
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.errors import DataError
 from sge_jax.models import GaitEncodingModel

@@ -207,3 +207,17 @@ def test_a_transfer_run_records_the_encoders_model():
   expected.model = encoder.model
   assert moved.config_hash == config_lib.config_hash(expected)
   assert moved.record == expected.to_json(indent=2)
+
+
+@pytest.mark.parametrize('procedure, name, scored, ties', [
+    ('released', 'KGBD', 'KGBD', 'last'), ('released', 'KGBD', 'IAS', 'first'),
+    ('released', 'IAS', 'KGBD', 'last'), ('clean', 'KGBD', 'KGBD', 'first')])
+def test_the_rn_scoring_the_data_follows_r6_on_that_data(procedure, name,
+                                                        scored, ties):
+  config = config_lib.get_config(procedure if procedure == 'released' else '')
+  config.data.name = name
+  run = config_lib.resolve(config, num_devices=1).runs[0]
+  rn = config_lib.rn_settings_for(run, scored)
+  assert rn.test_ties == ties
+  assert rn == config_lib.RNSettings.from_config(
+      config_lib.resolve_config(config), scored)
