@@ -79,7 +79,7 @@ def check_workdir(run: RunSettings, workdir: pathlib.Path) -> None:
       or not has_checkpoints(workdir / workdir_lib.CHECKPOINT_DIR)):
     return
   differences = identity.encoder_differences(workdir_lib.read_config(saved),
-                                               recorded_config(run))
+                                             recorded_config(run))
   if differences:
     raise ConfigError(
         f'{workdir} holds encoders trained with a different config '

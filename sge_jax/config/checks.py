@@ -23,6 +23,7 @@ from sge_jax.errors import ConfigError
 
 
 def parse_list(text: str) -> list[str]:
+  """'a, b,,c' -> ['a', 'b', 'c']."""
   return [item.strip() for item in str(text).split(',') if item.strip()]
 
 
@@ -33,6 +34,11 @@ def invalid(field: str, value: Any, expected: str) -> ConfigError:
 
 
 def parse_stages(text: str) -> list[str]:
+  """``config.stages`` as a list in STAGES order.
+
+  Raises:
+    ConfigError: an unknown stage, or none.
+  """
   stages = parse_list(text)
   unknown = [s for s in stages if s not in STAGES]
   if unknown or not stages:
@@ -48,6 +54,7 @@ SEED_RANGE = f'an integer from 0 to {MAX_SEED} (2**32 - 1)'
 
 
 def is_seed(value) -> bool:
+  """Whether ``value`` is an int seed in 0..MAX_SEED."""
   return (isinstance(value, int) and not isinstance(value, bool)
           and 0 <= value <= MAX_SEED)
 
@@ -83,6 +90,7 @@ def parse_seeds(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def is_multi_seed(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.seeds`` asks for several runs."""
   return bool(parse_list(config.seeds))
 
 
@@ -93,21 +101,26 @@ def data_seed(config: ml_collections.ConfigDict) -> int:
 
 
 def require(condition: bool, field: str, value: Any, expected: str) -> None:
+  """Raises ``invalid(field, value, expected)`` unless ``condition``."""
   if not condition:
     raise invalid(field, value, expected)
 
 
 def one_of(value, field: str, allowed: Iterable[str]) -> None:
+  """Raises ``invalid`` unless ``value`` is one of ``allowed``."""
   allowed = tuple(allowed)
   require(value in allowed, field, value, f'one of {", ".join(allowed)}')
 
 
 def int_at_least(value, field: str, minimum: int = 1) -> None:
+  """Raises ``invalid`` unless ``value`` is an int (not a bool) >= ``minimum``."""
   require(isinstance(value, int) and not isinstance(value, bool)
           and value >= minimum, field, value, f'an integer >= {minimum}')
 
 
 def positive_float(value, field: str, allow_zero: bool = False) -> None:
+  """Raises ``invalid`` unless ``value`` is a finite number > 0 (>= 0 with
+  ``allow_zero``)."""
   ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
         and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
   require(ok, field, value, 'a finite number ' + ('>= 0' if allow_zero else '> 0'))

@@ -21,12 +21,12 @@ import ml_collections
 
 from sge_jax.config.checks import (SEED_RANGE, data_seed, int_at_least, invalid,
                                    is_multi_seed, is_seed, mistyped_field,
-                                   one_of, parse_seeds, parse_stages,
-                                   positive_float, require)
+                                   one_of, parse_list, parse_seeds,
+                                   parse_stages, positive_float, require)
 from sge_jax.config.fields import (ATTENTION_TYPES, DECODER_INPUT_MODES,
                                    EARLY_STOPPING_RULES, FORMATS,
                                    NORMALIZATIONS, PRETEXTS, PROCEDURES,
-                                   QUIRKS, base_config)
+                                   QUIRKS, STAGES, base_config)
 from sge_jax.config.identity import config_hash
 from sge_jax.config.settings import (DataSettings, EvalSettings, JobSettings,
                                      ModelSettings, ParallelSettings,
@@ -188,7 +188,7 @@ def run_settings(config: ml_collections.ConfigDict, num_devices: int
   evaluation = EvalSettings.from_config(config)
   return RunSettings(
       seed=int(config.seed),
-      stages=tuple(parse_stages(config.get('stages', base_config().stages))),
+      stages=_stages(config),
       encoder_workdir=str(config.get('encoder_workdir') or ''),
       procedure=str(config.get('procedure', 'clean')),
       quirks=QuirkSettings.from_section(config.get('quirks')),
@@ -198,6 +198,14 @@ def run_settings(config: ml_collections.ConfigDict, num_devices: int
       rn=rn, eval=evaluation,
       parallel=ParallelSettings(num_devices=num_devices),
       config_hash=config_hash(config), record=config.to_json(indent=2))
+
+
+def _stages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages a config names, in STAGES order; a saved config.json is not
+  checked again (``validate_config`` checked it when its run started, and a
+  re-evaluation runs only the evaluate stage)."""
+  named = parse_list(config.get('stages', base_config().stages))
+  return tuple(stage for stage in STAGES if stage in named)
 
 
 def transfer_settings(encoder_workdir: pathlib.Path,

@@ -28,10 +28,9 @@ import ml_collections
 
 from sge_jax.config.checks import (data_seed, int_at_least, one_of, parse_list,
                                    require)
-from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, FORMATS, MANNERS,
-                                   PROTOCOLS, QUIRKS, RETRIEVAL_FEATURES,
-                                   SELECTION_RULES, WALK_AGGREGATIONS,
-                                   base_config)
+from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, MANNERS, PROTOCOLS,
+                                   QUIRKS, RETRIEVAL_FEATURES, SELECTION_RULES,
+                                   WALK_AGGREGATIONS, base_config)
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
@@ -75,8 +74,7 @@ class DataSettings:
   """What data the run reads and how it is prepared (``config.data``).
 
   Attributes:
-    format: 'authors', 'npz' or 'synthetic' (checked: ``ConfigError``
-      otherwise).
+    format: 'authors', 'npz' or 'synthetic'.
     root: the authors' layout folder (their ``Datasets/``).
     name: dataset name (KGBD, BIWI, IAS, KS20, CASIA_B, CASIA_B_match, ...).
     length: frames per sequence, f.
@@ -105,10 +103,6 @@ class DataSettings:
   normalization: str
   seed: int
   synthetic: SyntheticSettings
-
-  def __post_init__(self):
-    # A known format: the loader's dispatch covers every one.
-    one_of(self.format, 'data.format', FORMATS)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'DataSettings':

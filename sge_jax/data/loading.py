@@ -17,6 +17,8 @@ from sge_jax.data.normalize import normalize
 from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
+from sge_jax.config.checks import invalid
+from sge_jax.config.fields import FORMATS
 from sge_jax.config.settings import DataSettings, RunSettings
 from sge_jax.errors import DataError
 
@@ -37,6 +39,8 @@ def load_dataset(data: DataSettings) -> SkeletonDataset:
     order.
 
   Raises:
+    ConfigError: unknown format (``sge_jax.config.validate_config`` checks the
+      other fields first).
     DataError: missing or malformed data, unknown dataset/view/probe names
       (the message lists the ones that exist).
   """
@@ -46,7 +50,7 @@ def load_dataset(data: DataSettings) -> SkeletonDataset:
   elif data.format == 'npz':
     dataset = load_npz_dataset(data.path, data.length, data.split_field,
                                data.train_values)
-  else:    # 'synthetic' (DataSettings holds one of FORMATS)
+  elif data.format == 'synthetic':
     synthetic = data.synthetic
     dataset = make_synthetic_dataset(
         data.seed, data.length,
@@ -54,6 +58,8 @@ def load_dataset(data: DataSettings) -> SkeletonDataset:
         recordings_per_person=synthetic.recordings_per_person,
         test_recordings_per_person=synthetic.test_recordings_per_person,
         frames_per_recording=synthetic.frames_per_recording)
+  else:
+    raise invalid('data.format', data.format, f'one of {", ".join(FORMATS)}')
   return select_test_splits(dataset, data.probe)
 
 

@@ -221,3 +221,16 @@ def test_the_rn_scoring_the_data_follows_r6_on_that_data(procedure, name,
   assert rn.test_ties == ties
   assert rn == config_lib.RNSettings.from_config(
       config_lib.resolve_config(config), scored)
+
+
+def test_a_saved_config_is_read_as_recorded_outside_rn_and_eval():
+  # Re-evaluation reads a run's record: values a version of the job wrote
+  # (or a hand edit) outside rn.* and eval.* are not refused again.
+  saved = json.loads(config_lib.resolve_config(config_lib.get_config()).to_json())
+  saved['stages'] = 'train,export,evaluate'
+  saved['data']['format'] = 'csv'
+  run = config_lib.run_settings(ml_collections.ConfigDict(saved), 1)
+  assert run.stages == ('train', 'evaluate') and run.data.format == 'csv'
+  saved['rn']['manner'] = 'avg'          # what the evaluation reads is checked
+  with pytest.raises(ConfigError, match='rn.manner'):
+    config_lib.run_settings(ml_collections.ConfigDict(saved), 1)

@@ -283,8 +283,9 @@ def test_joint_count_differs_between_splits(tmp_path):
 
 
 def test_unknown_format_and_bad_length():
-  data = resolved_run(get_config()).data
-  message = _message(ConfigError, dataclasses.replace, data, format='csv')
+  data = resolved_run(get_config()).data      # settings no config resolves to
+  message = _message(ConfigError, load_dataset,
+                     dataclasses.replace(data, format='csv'))
   assert "'csv'" in message and 'authors, npz, synthetic' in message
   assert 'config.data.length' in _message(ConfigError, load_dataset,
                                           dataclasses.replace(
