@@ -404,7 +404,9 @@ class TransferSettings:
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-  """Everything one run (one seed) reads, resolved and checked.
+  """Everything one run (one seed) reads: resolved and checked when the job
+  starts (``resolve``), or read from a finished run's config.json for a
+  re-evaluation (``run_settings``: only rn.* and eval.* checked again).
 
   Attributes:
     seed: the root seed of the run.
