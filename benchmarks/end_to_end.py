@@ -19,7 +19,7 @@ import jax
 from ml_collections import config_flags
 
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import data_seed, validate_config
+from sge_jax.config import resolve
 from sge_jax.data.loading import prepare_dataset
 from sge_jax.encode import encode_stage, load_encodings
 from sge_jax.evaluate import evaluate_run
@@ -32,25 +32,24 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: tempora
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  validate_config(config, jax.local_device_count())
+  run = resolve(_CONFIG.value, jax.local_device_count()).runs[0]
   workdir = pathlib.Path(_WORKDIR.value or tempfile.mkdtemp(prefix='sge_e2e_'))
   seconds = {}
 
   start = time.perf_counter()
-  dataset = prepare_dataset(config.data, data_seed(config))
+  dataset = prepare_dataset(run.data)
   seconds['data'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  state = train_encoders(config, dataset, workdir)
+  state = train_encoders(run, dataset, workdir)
   seconds['train'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  encode_stage(config, dataset, workdir, state.params)
+  encode_stage(run, dataset, workdir, state.params)
   seconds['encode'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  results = evaluate_run(config, load_encodings(workdir / workdir_lib.ENCODINGS_FILE),
+  results = evaluate_run(run, load_encodings(workdir / workdir_lib.ENCODINGS_FILE),
                          workdir)
   seconds['evaluate'] = time.perf_counter() - start
   print(json.dumps({

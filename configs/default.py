@@ -1,5 +1,5 @@
-"""The defaults: every field at the paper's values (``sge_jax/config.py`` lists
-each field with what it means).
+"""The defaults: every field at the paper's values
+(``sge_jax/config/fields.py`` lists each field with what it means).
 
 Dataset configs (``kgbd.py``, ``biwi.py``, ...) start from ``base_config()`` and
 override only what differs. Any field can be overridden on the command line, e.g.

@@ -41,8 +41,12 @@ import ml_collections
 from ml_collections import config_flags
 
 from sge_jax import __version__, cli, pipeline
-from sge_jax import config as config_lib
 from sge_jax import workdir as workdir_lib
+from sge_jax.config.checks import invalid, is_multi_seed, parse_stages
+from sge_jax.config.fields import ENCODER_QUIRKS, QUIRKS
+from sge_jax.config.quirks import quirk_applicability, quirk_label, quirks_on
+from sge_jax.config.resolution import resolve, resolve_config, validate_config
+from sge_jax.config.settings import RunSettings
 from sge_jax.encode import load_encodings
 from sge_jax.errors import USER_ERRORS, ConfigError
 from sge_jax.evaluate.report import percent
@@ -67,7 +71,7 @@ def check_ablation_config(config: ml_collections.ConfigDict) -> None:
       (the ablation sets them itself), stages without evaluate, or
       eval.level='walk' (the table compares window-level entries).
   """
-  if config_lib.is_multi_seed(config):
+  if is_multi_seed(config):
     raise ConfigError('config.seeds: the ablation runs one seed; use '
                       "--config.seeds='' --config.seed=N")
   if config.get('procedure', 'clean') != 'clean':
@@ -75,34 +79,34 @@ def check_ablation_config(config: ml_collections.ConfigDict) -> None:
         f'config.procedure={config.procedure!r}: the ablation runs the clean '
         'and the released procedures itself; drop --config.procedure (and the '
         ':released variant).')
-  given = [field for field in config_lib.QUIRKS.values()
+  given = [field for field in QUIRKS.values()
            if (config.get('quirks') or {}).get(field) is not None]
   if given:
     raise ConfigError(
         f'config.quirks.{given[0]}={config.quirks[given[0]]!r}: the ablation '
         'switches every quirk itself (clean, released, each on its own); drop '
         f'--config.quirks.{", --config.quirks.".join(given)}.')
-  if 'evaluate' not in config_lib.parse_stages(config.stages):
-    raise config_lib.invalid('stages', config.stages,
-                             'stages that include evaluate: the ablation '
-                             'compares evaluations')
+  if 'evaluate' not in parse_stages(config.stages):
+    raise invalid('stages', config.stages,
+                  'stages that include evaluate: the ablation compares '
+                  'evaluations')
   if str(config.eval.level) == 'walk':
-    raise config_lib.invalid('eval.level', config.eval.level,
-                             "'window' or 'both': the ablation compares the "
-                             'window-level entries')
+    raise invalid('eval.level', config.eval.level,
+                  "'window' or 'both': the ablation compares the "
+                  'window-level entries')
 
 
 def variant_plan(config: ml_collections.ConfigDict,
                  dataset: str) -> list[dict[str, Any]]:
   """Every row after 'clean': name, the quirk fields on, the kind ('variant',
   'check' or 'not applicable') and why a quirk cannot act."""
-  plan = [{'name': 'released', 'fields': list(config_lib.QUIRKS.values()),
+  plan = [{'name': 'released', 'fields': list(QUIRKS.values()),
            'kind': 'variant'}]
-  for code, field in config_lib.QUIRKS.items():
+  for code, field in QUIRKS.items():
     fields = [*COMPANIONS.get(field, ()), field]
-    codes = [config_lib.quirk_label(f).split()[0] for f in fields]
-    with_fields = _with_quirks(config, 'clean', fields)
-    reason = config_lib.quirk_applicability(with_fields, dataset)[field]
+    codes = [quirk_label(f).split()[0] for f in fields]
+    with_fields = _settings(_with_quirks(config, 'clean', fields))
+    reason = quirk_applicability(with_fields, dataset)[field]
     plan.append({
         'name': '+'.join(codes) + f'_{field}', 'fields': fields,
         'kind': ('not applicable' if reason else
@@ -118,10 +122,15 @@ def _with_quirks(config: ml_collections.ConfigDict, procedure: str,
   variant = ml_collections.ConfigDict(config.to_dict())
   with variant.unlocked():
     variant.procedure = procedure
-    for field in config_lib.QUIRKS.values():
+    for field in QUIRKS.values():
       variant.quirks[field] = None if procedure == 'released' else (
           field in fields)
-  return config_lib.resolve_config(variant)
+  return resolve_config(variant)
+
+
+def _settings(config: ml_collections.ConfigDict) -> RunSettings:
+  """The settings of a variant's config (which quirks can act in it)."""
+  return resolve(config, jax.device_count()).runs[0]
 
 
 def variant_config(config: ml_collections.ConfigDict, row: dict[str, Any],
@@ -131,9 +140,9 @@ def variant_config(config: ml_collections.ConfigDict, row: dict[str, Any],
   of its quirks changes what the encoders learn here."""
   procedure = 'released' if row['name'] == 'released' else 'clean'
   variant = _with_quirks(config, procedure, row['fields'])
-  acting = config_lib.quirks_on(variant, dataset)
-  trains = any(config_lib.quirk_label(field) in acting
-               for field in config_lib.ENCODER_QUIRKS)
+  acting = quirks_on(_settings(variant), dataset)
+  trains = any(quirk_label(field) in acting
+               for field in ENCODER_QUIRKS)
   if not trains:
     with variant.unlocked():
       variant.encoder_workdir = str(clean_dir)
@@ -288,8 +297,8 @@ def run_ablation(config: ml_collections.ConfigDict,
       value, before any work.
   """
   check_ablation_config(config)
-  resolved = config_lib.resolve_config(config)
-  config_lib.validate_config(resolved, jax.device_count())
+  resolved = resolve_config(config)
+  validate_config(resolved, jax.device_count())
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   partial = _has_complete_table(workdir)
@@ -315,7 +324,7 @@ def run_ablation(config: ml_collections.ConfigDict,
     record['dataset'] = dataset
     for planned in variant_plan(resolved, dataset):
       row = {'name': planned['name'],
-             'quirks': [config_lib.quirk_label(f) for f in planned['fields']],
+             'quirks': [quirk_label(f) for f in planned['fields']],
              'kind': planned['kind'],
              'not_applicable': planned.get('not_applicable', '')}
       rows.append(row)

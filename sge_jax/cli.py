@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from sge_jax import config as config_lib    # no JAX: cheap to import
+from sge_jax.config import checks    # no JAX: cheap to import
 from sge_jax import distributed, input_files, interrupts, job_watchdog
 from sge_jax.errors import USER_ERRORS
 
@@ -119,7 +119,7 @@ def _config_error_message(error: BaseException) -> str:
   if isinstance(error, (KeyError, AttributeError)) and unknown:
     hint = f' (did you mean {unknown.group(3)!r}?)' if unknown.group(3) else ''
     return (f'unknown config field {unknown.group(1)!r}{hint}; every field is '
-            'listed in sge_jax/config.py')
+            'listed in sge_jax/config/fields.py')
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   return lines[-1] if lines else type(error).__name__
 
@@ -143,7 +143,7 @@ def _bad_override_message(text: str) -> str:
   field, value, complaint = override.groups()
   for words, expected in _EXPECTED_BY_COMPLAINT:
     if words in complaint:
-      return str(config_lib.invalid(field, value, expected))
+      return str(checks.invalid(field, value, expected))
   return ''
 
 

@@ -1,11 +1,14 @@
 """The job: check the config, load the data, train, encode, evaluate; per seed.
 
-``run(config, workdir)`` is what ``launch.py`` calls: it validates the whole
-config before any work, then runs the requested stages (``config.stages``) once,
-or once per seed of ``config.seeds`` in ``<workdir>/seed_<s>/`` and aggregates
-mean ± std at the top (``sge_jax.workdir`` lists the files). ``reevaluate``
-re-runs only the evaluate stage of a finished run (``python -m
-sge_jax.evaluate``). Both go through the one seed loop, ``_over_seeds``.
+``run(config, workdir)`` is what ``launch.py`` calls: it resolves the config
+once, before any work, into frozen settings (``sge_jax.config.resolve``: the
+whole config checked, one ``RunSettings`` per seed), then runs the requested
+stages (``config.stages``) once, or once per seed of ``config.seeds`` in
+``<workdir>/seed_<s>/`` and aggregates mean ± std at the top
+(``sge_jax.workdir`` lists the files). The stages read only those settings.
+``reevaluate`` re-runs only the evaluate stage of a finished run (``python -m
+sge_jax.evaluate``) with the settings its config.json records. Both go through
+the one seed loop, ``_over_seeds``.
 
 Running the same command again resumes: training continues from the newest
 checkpoint, and encode and evaluate (cheap and deterministic) are redone when
@@ -38,15 +41,16 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import ml_collections
 
-from sge_jax import config as config_lib
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
+from sge_jax.config import identity, resolution
+from sge_jax.config.settings import JobSettings, RunSettings
 from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.data.loading import (check_memory, check_trainable,
                                   dataset_summary, prepare_dataset)
 from sge_jax.encode import encode_stage, load_encodings
-from sge_jax.encode.stage import encoder_source
+from sge_jax.encode.stage import encoder_source, read_transfer
 from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
                             WorkdirError)
 from sge_jax.released import require_equal_person_sets
@@ -61,15 +65,21 @@ from sge_jax.workdir_lock import hold_workdir_lock
 Results = Optional[dict[str, Any]]
 
 
-def check_workdir(config: ml_collections.ConfigDict,
-                  workdir: pathlib.Path) -> None:
-  """Refuses to resume a workdir whose checkpoints come from another config."""
+def recorded_config(run: RunSettings) -> ml_collections.ConfigDict:
+  """The run's config as its config.json records it (``run.record``), for
+  comparing it with a saved one."""
+  return ml_collections.ConfigDict(json.loads(run.record))
+
+
+def check_workdir(run: RunSettings, workdir: pathlib.Path) -> None:
+  """Refuses to resume a workdir whose checkpoints come from another config
+  (``run``: before its transfer's encoders are read)."""
   saved = workdir / workdir_lib.CONFIG_FILE
   if (not saved.exists()
       or not has_checkpoints(workdir / workdir_lib.CHECKPOINT_DIR)):
     return
-  differences = config_lib.encoder_differences(workdir_lib.read_config(saved),
-                                               config)
+  differences = identity.encoder_differences(workdir_lib.read_config(saved),
+                                             recorded_config(run))
   if differences:
     raise ConfigError(
         f'{workdir} holds encoders trained with a different config '
@@ -77,14 +87,14 @@ def check_workdir(config: ml_collections.ConfigDict,
         'or delete that one to start over.')
 
 
-def check_finished_run(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
+def check_finished_run(run: RunSettings, run_dir: pathlib.Path,
                        workdir: pathlib.Path) -> None:
   """Refuses to replace the results of a finished run (``run_dir`` holds
   results.json) with results of other settings. More training epochs and
   other resumable fields go on; the same config redoes the same results.
 
   Args:
-    config: the (seed's) config, resolved.
+    run: the (seed's) run, with a transfer's encoders read.
     run_dir: the run's directory (``workdir`` or its ``seed_<s>/``).
     workdir: the job's workdir, for the re-evaluation command.
 
@@ -97,13 +107,12 @@ def check_finished_run(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
   if not ((run_dir / workdir_lib.RESULTS_FILE).exists() and saved_path.exists()):
     return
   saved = workdir_lib.read_config(saved_path)
-  if config.encoder_workdir:
-    config = with_encoder_model(config)
-  differences = sorted(set(config_lib.encoder_differences(saved, config))
-                       | set(config_lib.result_differences(saved, config)))
+  config = recorded_config(run)
+  differences = sorted(set(identity.encoder_differences(saved, config))
+                       | set(identity.result_differences(saved, config)))
   if not differences:
     return
-  new_values = config_lib.flatten(json.loads(config.to_json()))
+  new_values = identity.flatten(json.loads(run.record))
   listed = ', '.join(differences)
   if all(field.split('.')[0] in REEVALUATION_SECTIONS for field in differences):
     raise ConfigError(
@@ -130,8 +139,7 @@ def reevaluation_command(workdir: pathlib.Path, overrides: dict[str, Any]
                        for field, value in sorted(overrides.items())])
 
 
-def check_run_layout(config: ml_collections.ConfigDict,
-                     workdir: pathlib.Path) -> None:
+def check_run_layout(job: JobSettings, workdir: pathlib.Path) -> None:
   """Refuses a workdir that holds a multi-seed run for a single-seed config,
   a single run for a multi-seed config, a file where a seed's folder goes, or
   seeds this multi-seed config leaves out (its aggregate would replace the
@@ -140,7 +148,7 @@ def check_run_layout(config: ml_collections.ConfigDict,
     return
   held = {int(path.name.split('_', 1)[1]): path
           for path in workdir_lib.seed_directories(workdir)}
-  if not config_lib.is_multi_seed(config):
+  if not job.multi_seed:
     if held:
       raise ConfigError(
           f'{workdir} holds a multi-seed run (seed folders '
@@ -156,10 +164,10 @@ def check_run_layout(config: ml_collections.ConfigDict,
   if single:
     raise ConfigError(
         f'{workdir} holds a single run ({", ".join(single)}), and this config '
-        f'runs several seeds (config.seeds={config.seeds!r}) whose aggregate '
-        'would replace its results.json and report.md. Use a new --workdir, '
-        'or rerun without --config.seeds to continue that run.')
-  seeds = config_lib.parse_seeds(config)
+        f'runs several seeds (config.seeds={job.seeds_field!r}) whose '
+        'aggregate would replace its results.json and report.md. Use a new '
+        '--workdir, or rerun without --config.seeds to continue that run.')
+  seeds = job.seeds
   for seed in seeds:
     path = workdir_lib.seed_dir(workdir, seed)
     if path.exists() and not path.is_dir():
@@ -169,28 +177,26 @@ def check_run_layout(config: ml_collections.ConfigDict,
   if left_out:
     raise ConfigError(
         f'{workdir} holds seeds {",".join(map(str, held))}, and this config '
-        f'(config.seeds={config.seeds!r}) leaves out '
+        f'(config.seeds={job.seeds_field!r}) leaves out '
         f'{",".join(map(str, left_out))}: its aggregate would replace the one '
         f'over every seed. Rerun with --config.seeds='
         f'{",".join(map(str, sorted(set(held) | set(seeds))))}, or use a new '
         '--workdir.')
 
 
-def check_encoders_fit(config: ml_collections.ConfigDict,
-                       workdir: pathlib.Path, dataset: SkeletonDataset,
-                       train: bool) -> None:
+def check_encoders_fit(run: RunSettings, workdir: pathlib.Path,
+                       dataset: SkeletonDataset, train: bool) -> None:
   """Refuses, before config.json is written, checkpoints this run would
   resume or encode with that hold another model's arrays (read from their
   metadata: another model size, pretext, joint count or length), also where
   config.json is gone and ``check_workdir`` has nothing to compare; and
   encoding without training (``train`` False) where there are none."""
-  source, encoder_config = encoder_source(config, workdir)
+  source = encoder_source(run, workdir)
   if not train and not has_checkpoints(source / workdir_lib.CHECKPOINT_DIR):
     raise no_trained_encoders(source)
-  length = (dataset.length if source == workdir
-            else int(encoder_config.data.length))
+  length = dataset.length if source == workdir else run.transfer.length
   try:
-    check_checkpoints_fit(encoder_config, source, length, dataset.num_joints)
+    check_checkpoints_fit(run, source, length, dataset.num_joints)
   except CheckpointMismatchError as error:
     if source != workdir:
       raise ConfigError(
@@ -203,47 +209,33 @@ def check_encoders_fit(config: ml_collections.ConfigDict,
         'with.') from None
 
 
-def with_encoder_model(config: ml_collections.ConfigDict
-                       ) -> ml_collections.ConfigDict:
-  """A transfer run's config with the ``model`` section of the encoders it
-  uses (``encoder_workdir``), so config.json and the results record the
-  encoders that made the encodings, not this config's model fields."""
-  _, encoder_config = encoder_source(config, pathlib.Path(config.encoder_workdir))
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model = encoder_config.model
-  return config
-
-
-def run_single(config: ml_collections.ConfigDict,
-               workdir: str | pathlib.Path) -> Results:
+def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
   """Runs the requested stages of one seed in ``workdir``; returns the results
   (None when ``evaluate`` is not among the stages). ``run`` has checked the
-  workdir (``check_workdir``, ``check_finished_run``) before."""
+  workdir (``check_workdir``, ``check_finished_run``) and read a transfer's
+  encoders before."""
   workdir = pathlib.Path(workdir)
-  stages = config_lib.parse_stages(config.stages)
+  stages = run.stages
   dataset = None
   with distributed.stop_together():
-    if config.encoder_workdir:
-      config = with_encoder_model(config)
-    train = 'train' in stages and not config.encoder_workdir
+    train = 'train' in stages and run.trains_here
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
-      dataset = prepare_dataset(config.data, config_lib.data_seed(config))
+      dataset = prepare_dataset(run.data)
       logging.info('[data] %s', dataset_summary(dataset))
       if 'evaluate' in stages:
         recording_ids.require_walks(
-            str(config.eval.get('level', 'both')),
+            run.eval.level,
             {name: split.recordings for name, split in dataset.splits.items()},
             f'dataset {dataset.name} ({dataset.source})')
-      if config.quirks.equal_id_counts:
+      if run.quirks.equal_id_counts:
         require_equal_person_sets({name: split.labels
                                    for name, split in dataset.splits.items()})
       if train:
-        check_trainable(dataset, int(config.train.batch_size),
+        check_trainable(dataset, run.train.batch_size,
                         encoder_training_split(dataset))
       if train or 'encode' in stages:
-        check_encoders_fit(config, workdir, dataset, train)
-      check_memory(config, dataset,
+        check_encoders_fit(run, workdir, dataset, train)
+      check_memory(run, dataset,
                    encoder_training_split(dataset) if train else None,
                    'encode' in stages)
     # After the checks: a refused run leaves no empty seed directory.
@@ -255,37 +247,36 @@ def run_single(config: ml_collections.ConfigDict,
     check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
   if distributed.is_main_process():
-    workdir_lib.write_config(config, workdir)
+    workdir_lib.write_config(run.record, workdir)
   trained_params = None
   if 'train' in stages and not train:
-    logging.info('[train] skipped: encoders come from %s',
-                 config.encoder_workdir)
+    logging.info('[train] skipped: encoders come from %s', run.encoder_workdir)
   if train:
-    trained_params = train_encoders(config, dataset, workdir).params
+    trained_params = train_encoders(run, dataset, workdir).params
   if 'encode' in stages:
-    encode_stage(config, dataset, workdir, trained_params)
+    encode_stage(run, dataset, workdir, trained_params)
   if 'evaluate' not in stages:
     return None
   results = None
   with distributed.stop_together():    # the other processes wait for process 0
     if distributed.is_main_process():
-      results = _evaluate_saved(config, workdir)
+      results = _evaluate_saved(run, workdir)
   return results
 
 
-def _over_seeds(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
+def _over_seeds(runs: Sequence[tuple[RunSettings, pathlib.Path]],
                 aggregate_dir: pathlib.Path,
-                run_one: Callable[[ml_collections.ConfigDict, pathlib.Path],
-                                  Results]) -> Results:
-  """Runs each (config, seed directory) and aggregates their results into
+                run_one: Callable[[RunSettings, pathlib.Path], Results]
+                ) -> Results:
+  """Runs each (run, seed directory) and aggregates their results into
   ``aggregate_dir`` (None when a run has no results)."""
   per_seed = []
-  for index, (seed_config, seed_workdir) in enumerate(runs):
-    logging.info('[seeds] seed %d (%d of %d) in %s', int(seed_config.seed),
+  for index, (seed_run, seed_workdir) in enumerate(runs):
+    logging.info('[seeds] seed %d (%d of %d) in %s', seed_run.seed,
                  index + 1, len(runs), seed_workdir)
-    results = run_one(seed_config, seed_workdir)
+    results = run_one(seed_run, seed_workdir)
     if results is not None:
-      logging.info('[seeds] seed %d: %s', int(seed_config.seed),
+      logging.info('[seeds] seed %d: %s', seed_run.seed,
                    report.headline(results))
     per_seed.append(results)
   if any(results is None for results in per_seed):
@@ -303,38 +294,43 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   """
   workdir = pathlib.Path(workdir)
   with distributed.stop_together():
-    config = config_lib.resolve_config(config)
+    config = resolution.resolve_config(config)
   # Before validation: with equal configs it fails on every process alike.
-  distributed.check_same_config({**config_lib.flatten(config.to_dict()),
+  distributed.check_same_config({**identity.flatten(config.to_dict()),
                                  '--workdir': str(workdir)})
-  config_lib.validate_config(config, jax.device_count())
+  job = resolution.resolve(config, jax.device_count())
   with hold_job_lock(workdir):
-    runs = seed_runs(config, workdir)
     # Before any work: nothing of a finished run is replaced.
     with distributed.stop_together():
-      check_run_layout(config, workdir)
-      for seed_config, run_dir in runs:
-        check_workdir(seed_config, run_dir)
-        check_finished_run(seed_config, run_dir, workdir)
-    if not config_lib.is_multi_seed(config):
-      return run_single(config, workdir)
+      check_run_layout(job, workdir)
+      runs = checked_runs(job, workdir)
+    if not job.multi_seed:
+      return run_single(*runs[0])
     return _over_seeds(runs, workdir, run_single)
 
 
-def seed_runs(config: ml_collections.ConfigDict, workdir: pathlib.Path
-              ) -> list[tuple[ml_collections.ConfigDict, pathlib.Path]]:
-  """(config, directory) of every run of the job: the config in ``workdir``,
-  or one per seed of ``config.seeds`` in ``<workdir>/seed_<s>/``."""
-  if not config_lib.is_multi_seed(config):
-    return [(config, workdir)]
+def run_directories(job: JobSettings, workdir: pathlib.Path
+                    ) -> list[pathlib.Path]:
+  """The directory of every run of the job: ``workdir``, or
+  ``<workdir>/seed_<s>/`` per seed of ``config.seeds``."""
+  if not job.multi_seed:
+    return [workdir]
+  return [workdir_lib.seed_dir(workdir, run.seed) for run in job.runs]
+
+
+def checked_runs(job: JobSettings, workdir: pathlib.Path
+                 ) -> list[tuple[RunSettings, pathlib.Path]]:
+  """(run, directory) of every run of the job, each directory checked
+  (``check_workdir``, ``check_finished_run``) and a transfer run given its
+  encoders (read once: every seed shares ``encoder_workdir``)."""
+  transfer = read_transfer(job.runs[0])
   runs = []
-  for seed in config_lib.parse_seeds(config):
-    seed_config = config.copy_and_resolve_references()
-    with seed_config.unlocked():
-      seed_config.seed = seed
-      seed_config.seeds = ''
-      seed_config.data.seed = config_lib.data_seed(config)
-    runs.append((seed_config, workdir_lib.seed_dir(workdir, seed)))
+  for run, run_dir in zip(job.runs, run_directories(job, workdir)):
+    check_workdir(run, run_dir)
+    if transfer is not None:
+      run = resolution.with_transfer(run, transfer)
+    check_finished_run(run, run_dir, workdir)
+    runs.append((run, run_dir))
   return runs
 
 
@@ -352,7 +348,7 @@ def hold_job_lock(workdir: pathlib.Path):
 # ----------------------------------------------------------------- re-evaluation
 
 # Sections a re-evaluation can change: everything else made the encodings.
-REEVALUATION_SECTIONS = config_lib.REEVALUATION_SECTIONS
+REEVALUATION_SECTIONS = identity.REEVALUATION_SECTIONS
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -381,8 +377,9 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
 
 def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
-               ) -> ml_collections.ConfigDict:
-  """The saved config of one run with the overrides, checked."""
+               ) -> RunSettings:
+  """The settings of one finished run: its saved config with the overrides,
+  checked."""
   config_path = run_dir / workdir_lib.CONFIG_FILE
   if not config_path.exists():
     raise DataError(
@@ -396,18 +393,16 @@ def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
         'encode with the trained checkpoints).')
   config = apply_overrides(workdir_lib.read_config(config_path), overrides)
   try:
-    config_lib.RNSettings.from_config(config)
-    config_lib.EvalSettings.from_config(config)
+    return resolution.run_settings(config, jax.device_count())
   except (AttributeError, KeyError) as error:   # a field the file lacks
     missing = re.findall(r"'(\w+)'", str(error))
     raise DataError(
         f'{config_path} is damaged (a field the evaluation needs is missing: '
         f'{missing[-1] if missing else error}); it is the record of a run: '
         'restore it, or use a new --workdir.') from None
-  return config
 
 
-def _evaluate_saved(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
+def _evaluate_saved(run: RunSettings, run_dir: pathlib.Path,
                     output: Optional[str] = None) -> Results:
   """The evaluate stage on a run directory's encodings.npz, re-scoring its
   saved RN when that fits; results go to ``run_dir``, or with ``output`` to
@@ -416,7 +411,7 @@ def _evaluate_saved(config: ml_collections.ConfigDict, run_dir: pathlib.Path,
   log = workdir_lib.MetricsLog(run_dir / workdir_lib.METRICS_FILE)
   out_dir = run_dir if output is None else workdir_lib.evaluation_dir(run_dir,
                                                                       output)
-  return evaluate_run(config, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
+  return evaluate_run(run, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
                       out_dir, training_warnings=log.warnings(),
                       saved_rn_path=run_dir / workdir_lib.RN_FILE)
 

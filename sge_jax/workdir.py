@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional
 
 import ml_collections
 
-from sge_jax import config as config_lib
+from sge_jax.config import checks
 from sge_jax import input_files
 from sge_jax.errors import ConfigError, DataError, WorkdirError
 
@@ -224,9 +224,10 @@ def write_json(data: Mapping[str, Any], path: str | pathlib.Path) -> None:
   write_text_atomically(path, json.dumps(json_safe(data), indent=1) + '\n')
 
 
-def write_config(config: ml_collections.ConfigDict,
-                 workdir: pathlib.Path) -> None:
-  write_text_atomically(workdir / CONFIG_FILE, config.to_json(indent=2) + '\n')
+def write_config(record: str, workdir: pathlib.Path) -> None:
+  """Writes a run's config.json: ``record``, its resolved config as JSON
+  text (``RunSettings.record``)."""
+  write_text_atomically(workdir / CONFIG_FILE, record + '\n')
 
 
 def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -253,7 +254,7 @@ def read_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise DataError(f'{path} does not hold a config (a JSON object); restore '
                     'it, or use a new --workdir.')
-  problem = config_lib.saved_config_problem(saved)
+  problem = checks.saved_config_problem(saved)
   if problem:
     raise DataError(f'{path} is damaged ({problem}); it is the record of a '
                     'run: restore it, or use a new --workdir.')

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pytest
 
+from sge_jax import config as config_lib
 from sge_jax import workdir as workdir_lib
 from sge_jax.encode import load_encodings
 from sge_jax.train.setup import restore_trained_params
@@ -97,8 +98,8 @@ def _losses(workdir):
 def _params(workdir):
   config = workdir_lib.read_config(workdir / workdir_lib.CONFIG_FILE)
   metadata = load_encodings(workdir / workdir_lib.ENCODINGS_FILE).metadata
-  return restore_trained_params(config, workdir, metadata.length,
-                                len(metadata.joint_names))
+  return restore_trained_params(config_lib.run_settings(config, 1), workdir,
+                                metadata.length, len(metadata.joint_names))
 
 
 def _leaves(tree):

@@ -21,7 +21,8 @@ from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import dataset_bytes, make_synthetic_dataset
 from sge_jax.errors import DataError
 from sge_jax.train.setup import build_definition, initial_state
-from tests.fixtures.pipeline import tiny_config, write_authors_dataset
+from tests.fixtures.pipeline import (resolved_run, tiny_config, tiny_run,
+                                     write_authors_dataset)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2**30
@@ -66,8 +67,9 @@ def test_the_parameter_estimate_is_the_real_count_within_5_percent(
     joints, hidden, layers, length):
   config = get_config()
   config.model.hidden, config.model.num_layers = hidden, layers
-  definition = build_definition(config, joints)
-  state = jax.eval_shape(lambda: initial_state(config, definition, length,
+  run = resolved_run(config)
+  definition = build_definition(run, joints)
+  state = jax.eval_shape(lambda: initial_state(run, definition, length,
                                                joints))
   parameters = sum(np.prod(leaf.shape)
                    for leaf in jax.tree_util.tree_leaves(state.params))
@@ -128,14 +130,14 @@ def test_many_joints_are_refused_for_training_naming_the_sizes(machine_of):
   config = get_config()
   dataset = _dataset(num_joints=10**6, sequences=4)
   with pytest.raises(DataError) as error:
-    loading.check_memory(config, dataset, 'train', encode=False)
+    loading.check_memory(resolved_run(config), dataset, 'train', encode=False)
   message = str(error.value)
   assert message.startswith('Training (3 models, J=1000000, f=6, '
                             'model.hidden=256, 4 sequences) needs at least ')
   assert 'more than the 64 GiB available on this machine' in message
   assert 'smaller --config.model.hidden' in message and '\n' not in message
   # The same data without training: its encodings fit.
-  loading.check_memory(config, dataset, None, encode=True)
+  loading.check_memory(resolved_run(config), dataset, None, encode=True)
 
 
 def test_an_accelerator_is_compared_with_its_own_memory(monkeypatch):
@@ -145,8 +147,8 @@ def test_an_accelerator_is_compared_with_its_own_memory(monkeypatch):
                       lambda: (16 * GIB, 'of each NVIDIA H100'))
   with pytest.raises(DataError, match='more than the 16 GiB of each NVIDIA'):
     # J = 2 x 10^5: ~22 GiB of parameters and Adam state.
-    loading.check_memory(get_config(), _dataset(num_joints=2 * 10**5,
-                                                sequences=4),
+    loading.check_memory(resolved_run(get_config()),
+                         _dataset(num_joints=2 * 10**5, sequences=4),
                          'train', encode=False)
 
 
@@ -156,7 +158,8 @@ def test_encodings_larger_than_memory_are_refused(machine_of):
   # 4000 sequences x 6 frames x 768 features x 4 bytes x 2 = 141 MiB.
   with pytest.raises(DataError, match=r'^Encoding 8000 sequences .*'
                      r'--config.data.max_sequences'):
-    loading.check_memory(config, _dataset(num_joints=20, sequences=4000), None,
+    loading.check_memory(resolved_run(config),
+                         _dataset(num_joints=20, sequences=4000), None,
                          encode=True)
 
 
@@ -164,7 +167,7 @@ def test_the_tiny_and_demo_configs_fit_in_half_a_gib(machine_of):
   machine_of(0.5)
   for config in (tiny_config(), get_config()):
     dataset = make_synthetic_dataset(0, int(config.data.length))
-    loading.check_memory(config, dataset, 'train', encode=True)
+    loading.check_memory(resolved_run(config), dataset, 'train', encode=True)
 
 
 def test_an_authors_split_larger_than_memory_is_refused_unread(tmp_path,
@@ -172,9 +175,9 @@ def test_an_authors_split_larger_than_memory_is_refused_unread(tmp_path,
   write_authors_dataset(tmp_path, 'KGBD', 6, 20, people=[1, 2], per_person=4)
   machine_of(10 / 1024 / 1024)   # 10 kB
   with pytest.raises(DataError) as error:
-    loading.load_dataset(tiny_config(**{
+    loading.load_dataset(tiny_run(**{
         'data.format': 'authors', 'data.root': str(tmp_path),
-        'data.name': 'KGBD', 'data.length': 6}).data, 0)
+        'data.name': 'KGBD', 'data.length': 6}).data)
   assert str(error.value).startswith(
       f'Reading the x/y/z files in {tmp_path / "KGBD" / "6" / "KGBD_train_npy_data"}'
       ' (2880 values) needs at least 22.5 KiB')

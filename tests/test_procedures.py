@@ -15,7 +15,7 @@ from sge_jax.encode.encodings import load_encodings
 from sge_jax.errors import ConfigError, DataError
 from tests.fixtures.clean_reference import (REFERENCE, REFERENCE_OVERRIDES,
                                             outputs)
-from tests.fixtures.pipeline import tiny_config
+from tests.fixtures.pipeline import resolved_run, tiny_config
 
 # config_hash of configs/demo.py computed by the code before config.procedure,
 # config.quirks and data.normalization existed (commit f389663).
@@ -43,7 +43,7 @@ def test_procedure_sets_quirk_defaults_and_a_single_override_wins():
              if f != 'full_test_batches')
   one = config_lib.get_config()
   one.quirks.fixed_rn_shuffle = True
-  assert config_lib.quirks_on(config_lib.resolve_config(one), 'KGBD') == [
+  assert config_lib.quirks_on(resolved_run(one), 'KGBD') == [
       'R4 fixed_rn_shuffle']
 
 
@@ -56,8 +56,7 @@ def test_released_and_smoke_variants_combine():
 def _applicability(dataset='KGBD', **fields):
   config = config_lib.get_config('released')
   config.update_from_flattened_dict(fields)
-  return config_lib.quirk_applicability(config_lib.resolve_config(config),
-                                        dataset)
+  return config_lib.quirk_applicability(resolved_run(config), dataset)
 
 
 def test_quirks_that_cannot_act_are_named_not_applicable():
@@ -84,10 +83,9 @@ def test_quirks_that_cannot_act_are_named_not_applicable():
   for field in ('extraction_batches', 'fixed_rn_shuffle', 'full_test_batches',
                 'select_on_test'):
     assert 'protocol A' in _applicability(**{'eval.protocols': 'B'})[field]
-  config = config_lib.resolve_config(config_lib.get_config('released'))
-  assert 'R11 second_nearest' in config_lib.quirks_not_applicable(config,
-                                                                  'KGBD')
-  assert 'R11 second_nearest' not in config_lib.quirks_on(config, 'KGBD')
+  run = resolved_run(config_lib.get_config('released'))
+  assert 'R11 second_nearest' in config_lib.quirks_not_applicable(run, 'KGBD')
+  assert 'R11 second_nearest' not in config_lib.quirks_on(run, 'KGBD')
 
 
 def test_unknown_procedure_is_one_clear_error():
@@ -290,7 +288,7 @@ def test_ablation_rows_of_plus_name_r1_and_r3_together():
   assert row['fields'] == ['extraction_batches', 'plus_test_copies']
   variant = ablate.variant_config(config, row, pathlib.Path('clean'), 'demo')
   assert variant.quirks.extraction_batches and variant.quirks.plus_test_copies
-  assert config_lib.quirks_on(variant, 'demo') == [
+  assert config_lib.quirks_on(resolved_run(variant), 'demo') == [
       'R1 extraction_batches', 'R3 plus_test_copies']
 
 

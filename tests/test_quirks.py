@@ -9,7 +9,7 @@ import pytest
 
 from sge_jax import config as config_lib
 from sge_jax import released
-from sge_jax.config import EvalSettings, RNSettings
+from sge_jax.config import EvalSettings, QuirkSettings, RNSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.normalize import normalize
 from sge_jax.encode import cages
@@ -21,6 +21,7 @@ from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train import loop, pretext
 from sge_jax.train.state import init_stacked_params
+from tests.fixtures.pipeline import resolved_run
 
 B = 128
 # Persons below, at and above one extraction batch, and above two.
@@ -71,9 +72,9 @@ def test_r1_test_rows_cut_the_copies_keep_the_truncation_and_r3_keeps_copies():
 
 
 def test_r3_applies_to_rev_rec_plus_only():
-  config = config_lib.resolve_config(config_lib.get_config('released'))
-  assert ReleasedRows.from_config(config, 'rev_rec_plus').plus_test_copies
-  assert not ReleasedRows.from_config(config, 'rev_rec').plus_test_copies
+  run = resolved_run(config_lib.get_config('released'))
+  assert ReleasedRows.from_settings(run, 'rev_rec_plus').plus_test_copies
+  assert not ReleasedRows.from_settings(run, 'rev_rec').plus_test_copies
 
 
 def test_r5_ap_scores_full_frame_batches_regrouped_in_stored_order():
@@ -149,7 +150,8 @@ def test_released_counts_in_results_match_the_closed_forms(manner):
   config.rn.hidden = 4
   outcome = protocols.protocol_a(
       encoding_set, RNSettings.from_config(config),
-      EvalSettings(baselines=False), ReleasedRows.from_config(config, 'rev_rec'))
+      EvalSettings(baselines=False),
+      ReleasedRows.from_settings(resolved_run(config), 'rev_rec'))
 
   def trained(n):
     return B if 0 < n < B else B * (n // B)
@@ -291,7 +293,7 @@ def test_r2_plus_blocks_are_rev_rec_cages_in_the_released_wiring():
 
 
 def test_r9_la_mask_is_anti_diagonal_for_every_task_when_on():
-  quirks = {'reversed_la_mask': True}
+  quirks = QuirkSettings(reversed_la_mask=True)
   for name in ('prediction', 'sorting'):
     on = pretext.stacked_locality_masks(
         pretext.per_model_tasks(pretext.pretext_tasks(name, 'LA', quirks)), 6)[0]
@@ -303,7 +305,8 @@ def test_r9_la_mask_is_anti_diagonal_for_every_task_when_on():
 
 def test_r10_sorting_permutations_differ_per_axis_and_are_redrawn_to_encode():
   sequences = np.random.default_rng(0).normal(size=(4, 6, 2, 3)).astype(np.float32)
-  task = pretext.pretext_tasks('sorting', 'BA', {'redrawn_sorting': True})[0]
+  task = pretext.pretext_tasks('sorting', 'BA',
+                               QuirkSettings(redrawn_sorting=True))[0]
   inputs, targets = pretext.task_inputs_and_targets(sequences, task, 0, 'train')
   np.testing.assert_array_equal(targets, sequences)
   orders = [np.argmax(np.all(inputs[:, :, None, :, axis]
@@ -333,7 +336,7 @@ def test_r10_encoding_uses_another_permutation_stream(monkeypatch):
     config = config_lib.get_config()
     config.model.pretext = 'sorting'
     config.quirks.redrawn_sorting = redrawn
-    cages.encode_dataset(config_lib.resolve_config(config), dataset, params, model)
+    cages.encode_dataset(resolved_run(config), dataset, params, model)
     assert streams[-1] == stream
 
 
@@ -343,7 +346,7 @@ def test_r10_encoding_uses_another_permutation_stream(monkeypatch):
 def _biwi_config(on):
   config = config_lib.get_config()
   config.quirks.biwi_two_thirds = on
-  return config_lib.resolve_config(config)
+  return resolved_run(config)
 
 
 @pytest.mark.parametrize('name, n, kept', [('BIWI', 10, 6), ('BIWI', 9, 6),

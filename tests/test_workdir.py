@@ -144,7 +144,8 @@ def _save_plot(path):
     ('rn.npz', _save_rn),
     ('cmc_A_test.png', _save_plot),
     ('config.json',
-     lambda path: workdir_lib.write_config(get_config(), path.parent)),
+     lambda path: workdir_lib.write_config(get_config().to_json(indent=2),
+                                           path.parent)),
 ])
 def test_every_file_of_the_workdir_fails_as_one_line(tmp_path, monkeypatch,
                                                      name, save):

@@ -1,10 +1,11 @@
-"""Entry point from ``config.data`` to a SkeletonDataset, with input checks."""
+"""Entry point from the data settings (``config.data``) to a SkeletonDataset,
+with input checks."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -16,24 +17,26 @@ from sge_jax.data.normalize import normalize
 from sge_jax.data.units import unit_warnings
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
-from sge_jax.config import FORMATS, invalid
+from sge_jax.config.checks import invalid
+from sge_jax.config.fields import FORMATS
+from sge_jax.config.settings import DataSettings, RunSettings
 from sge_jax.errors import DataError
 
 
 
-def load_dataset(data_config, seed: int) -> SkeletonDataset:
-  """Loads the dataset ``config.data`` describes.
+def load_dataset(data: DataSettings) -> SkeletonDataset:
+  """Loads the dataset the data settings describe.
 
   Args:
-    data_config: the ``config.data`` ConfigDict (fields in ``sge_jax.config.base_config``): format,
-      root, name, length, probe, view, path, split_field, train_values,
-      synthetic.*.
-    seed: root seed; only the synthetic format uses it.
+    data: the run's data settings (``config.data``, fields in
+      ``sge_jax/config/fields.py``): format, root, name, length, probe, view,
+      path, split_field, train_values, synthetic.*, and the seed the
+      synthetic format draws with.
 
   Returns:
     The dataset with ``train`` (unless the protocol has none) and the test
-    splits chosen by ``data_config.probe`` (comma-separated names; ``''`` keeps
-    every test split), in report order.
+    splits named in ``data.probe`` (none keeps every test split), in report
+    order.
 
   Raises:
     ConfigError: unknown format (``sge_jax.config.validate_config`` checks the
@@ -41,36 +44,33 @@ def load_dataset(data_config, seed: int) -> SkeletonDataset:
     DataError: missing or malformed data, unknown dataset/view/probe names
       (the message lists the ones that exist).
   """
-  data_format = data_config.format
-  length = int(data_config.length)
-  if data_format == 'authors':
-    dataset = load_authors_dataset(
-        data_config.root, data_config.name, length, data_config.view or '')
-  elif data_format == 'npz':
-    dataset = load_npz_dataset(
-        data_config.path, length, data_config.split_field,
-        data_config.train_values)
-  elif data_format == 'synthetic':
-    synthetic = data_config.synthetic
+  if data.format == 'authors':
+    dataset = load_authors_dataset(data.root, data.name, data.length,
+                                   data.view)
+  elif data.format == 'npz':
+    dataset = load_npz_dataset(data.path, data.length, data.split_field,
+                               data.train_values)
+  elif data.format == 'synthetic':
+    synthetic = data.synthetic
     dataset = make_synthetic_dataset(
-        seed, length,
-        num_people=int(synthetic.num_people),
-        recordings_per_person=int(synthetic.recordings_per_person),
-        test_recordings_per_person=int(synthetic.test_recordings_per_person),
-        frames_per_recording=int(synthetic.frames_per_recording))
+        data.seed, data.length,
+        num_people=synthetic.num_people,
+        recordings_per_person=synthetic.recordings_per_person,
+        test_recordings_per_person=synthetic.test_recordings_per_person,
+        frames_per_recording=synthetic.frames_per_recording)
   else:
-    raise invalid('data.format', data_format, f'one of {", ".join(FORMATS)}')
-  return select_test_splits(dataset, data_config.probe or '')
+    raise invalid('data.format', data.format, f'one of {", ".join(FORMATS)}')
+  return select_test_splits(dataset, data.probe)
 
 
-def select_test_splits(dataset: SkeletonDataset, probe: str) -> SkeletonDataset:
-  """Keeps ``train`` and the comma-separated test splits in ``probe`` ('' = all).
+def select_test_splits(dataset: SkeletonDataset,
+                       wanted: Sequence[str]) -> SkeletonDataset:
+  """Keeps ``train`` and the test splits named in ``wanted`` (none = all).
 
   Raises:
     DataError: a requested split that the dataset does not have (the message
       lists those it has).
   """
-  wanted = [name.strip() for name in probe.split(',') if name.strip()]
   if not wanted:
     return dataset
   available = dataset.test_split_names
@@ -108,22 +108,22 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
         f'--config.train.batch_size (at most {count}).')
 
 
-def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
-                 encode: bool) -> None:
+def check_memory(run: RunSettings, dataset: SkeletonDataset,
+                 train_split: Optional[str], encode: bool) -> None:
   """Refuses (DataError: the estimate, the memory, the way out) a run whose
   training or encoding would not fit in memory (``sge_jax.memory``).
 
   Args:
-    config: the run's config (``model``: those of the encoders used).
+    run: the run's settings (``model``: that of the encoders used; the
+      training batch is shared by ``parallel.num_devices`` devices).
     dataset: the prepared dataset.
     train_split: the split the encoders train on, or None without training.
     encode: whether the encode stage runs.
   """
   from sge_jax.train import pretext  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
-  models = 3 * len(pretext.pretext_tasks(config.model.pretext,
-                                         config.model.attention))
-  hidden, length = int(config.model.hidden), dataset.length
+  models = 3 * len(pretext.pretext_tasks(run.model.pretext,
+                                         run.model.attention))
+  hidden, length = run.model.hidden, dataset.length
   num_joints = dataset.num_joints
   sizes = (f'{models} models, J={num_joints}, f={length}, '
            f'model.hidden={hidden}')
@@ -131,9 +131,9 @@ def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
   # Each model's inputs and targets [M, N, f, J] float32 for one split.
   stacked = 2 * models * memory.dataset_bytes(largest, length, num_joints) // 3
   if train_split is not None:
-    per_device = -(-int(config.train.batch_size) // jax.device_count())
+    per_device = -(-run.train.batch_size // run.parallel.num_devices)
     model_bytes = memory.training_bytes(
-        models, hidden, int(config.model.num_layers), num_joints, length,
+        models, hidden, run.model.num_layers, num_joints, length,
         per_device)
     accelerator = memory.accelerator_bytes()
     way_out = ('Use a smaller --config.model.hidden or --config.train.'
@@ -156,15 +156,14 @@ def check_memory(config, dataset: SkeletonDataset, train_split: Optional[str],
         'or a smaller --config.model.hidden.')
 
 
-def prepare_dataset(data_config, seed: int) -> SkeletonDataset:
+def prepare_dataset(data: DataSettings) -> SkeletonDataset:
   """The dataset a job trains and encodes: loaded, capped to
   ``data.max_sequences`` per split, and normalised as ``data.normalization``
-  asks (a config that went through ``sge_jax.config.resolve_config``)."""
-  dataset = first_sequences(load_dataset(data_config, seed),
-                            int(data_config.max_sequences))
+  asks."""
+  dataset = first_sequences(load_dataset(data), data.max_sequences)
   for warning in unit_warnings(dataset):
     logging.warning('[data] %s', warning)
-  return normalize(dataset, data_config.get('normalization', 'none'))
+  return normalize(dataset, data.normalization)
 
 
 def dataset_summary(dataset: SkeletonDataset) -> str:

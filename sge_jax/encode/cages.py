@@ -13,11 +13,11 @@ import functools
 import zlib
 
 import jax
-import ml_collections
 import numpy as np
 
 from sge_jax import __version__, released
-from sge_jax.config import config_hash, quirks_on
+from sge_jax.config.quirks import quirks_on
+from sge_jax.config.settings import RunSettings
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.encodings import (EncodingMetadata, EncodingSet,
                                       SplitEncodings, combine_splits)
@@ -124,21 +124,20 @@ def released_plus_names() -> tuple[str, ...]:
                for block in range(3))
 
 
-def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+def encode_dataset(run: RunSettings, dataset: SkeletonDataset,
                    params, model: GaitEncodingModel) -> EncodingSet:
   """CAGEs of every split of ``dataset`` with the trained stacked ``params``.
 
-  ``config.model`` describes the encoders (their pretext tasks), which may come
-  from another run (transfer); ``config.seed`` fixes the sorting permutations.
-  ``config.quirks`` may switch on R2 (rev_rec_plus from the rev_rec weights)
+  ``run.model`` describes the encoders (their pretext tasks), which may come
+  from another run (transfer); ``run.seed`` fixes the sorting permutations.
+  ``run.quirks`` may switch on R2 (rev_rec_plus from the rev_rec weights)
   and R10 (sorting permutations redrawn for encoding).
   """
-  quirks = config.get('quirks') or {}
-  tasks = pretext.pretext_tasks(config.model.pretext, config.model.attention,
-                                quirks)
-  plus_from_rev_rec = (config.model.pretext == 'rev_rec_plus'
-                       and bool(quirks.get('plus_from_rev_rec')))
-  seed = int(config.seed)
+  quirks = run.quirks
+  tasks = pretext.pretext_tasks(run.model.pretext, run.model.attention, quirks)
+  plus_from_rev_rec = (run.model.pretext == 'rev_rec_plus'
+                       and quirks.plus_from_rev_rec)
+  seed = run.seed
   splits = []
   for name, split in dataset.splits.items():
     if plus_from_rev_rec:
@@ -146,7 +145,7 @@ def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                                   name == TRAIN_SPLIT, seed, name)
     else:
       # R10: a stream of its own, so the encoded permutations are not the trained ones.
-      stream = f'{name}/encode' if quirks.get('redrawn_sorting') else name
+      stream = f'{name}/encode' if quirks.redrawn_sorting else name
       cages = compute_cages(params, model, pretext.stacked_pretext_data(
           split.sequences, tasks, seed, stream))
     recordings = (split.recordings if split.recordings is not None
@@ -155,15 +154,13 @@ def encode_dataset(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                                         recordings)))
   metadata = EncodingMetadata(
       dataset=dataset.name, length=dataset.length,
-      attention=config.model.attention, pretext=config.model.pretext,
-      hidden=int(config.model.hidden), seed=seed,
-      config_hash=config_hash(config),
+      attention=run.model.attention, pretext=run.model.pretext,
+      hidden=run.model.hidden, seed=seed, config_hash=run.config_hash,
       model_names=(released_plus_names() if plus_from_rev_rec
                    else tuple(pretext.model_names(tasks))),
       joint_names=tuple(dataset.joint_names) if dataset.joint_names else None,
       bones=tuple(map(tuple, dataset.bones)) if dataset.bones else None,
       sge_jax_version=__version__,
-      procedure=str(config.get('procedure', 'clean')),
-      quirks=tuple(quirks_on(config, dataset.name)),
+      procedure=run.procedure, quirks=tuple(quirks_on(run, dataset.name)),
       data_source=dataset.source)
   return combine_splits(splits, metadata)

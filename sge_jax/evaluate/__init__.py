@@ -1,7 +1,7 @@
 """The evaluate stage: recognition network, protocols A/B/CME, baselines,
 results files, report and plots.
 
-Entry: ``evaluate_run(config, encoding_set, workdir)`` (``stage.py``);
+Entry: ``evaluate_run(run_settings, encoding_set, workdir)`` (``stage.py``);
 ``python -m sge_jax.evaluate --workdir=DIR`` re-evaluates a finished run.
 """
 

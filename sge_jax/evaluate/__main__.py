@@ -33,7 +33,7 @@ from ml_collections import config_flags
 
 from sge_jax import cli, pipeline
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import base_config
+from sge_jax.config.fields import base_config
 from sge_jax.evaluate import report
 
 _WORKDIR = flags.DEFINE_string(

@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 
 from sge_jax import released
+from sge_jax.config.settings import RunSettings
 
 # Seed stream of the one-off SC test permutations of R5 (ASCII 'R5'); each test
 # split draws its own (the released code draws ``test_permutation`` and, for
@@ -33,7 +34,7 @@ def test_permutation(seed: int, split_name: str, size: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class ReleasedRows:
-  """Which released behaviours shape the RN rows (from ``config.quirks``).
+  """Which released behaviours shape the RN rows (from the run's quirks).
 
   Attributes:
     extraction_batches: R1 (per-person padding / truncation to 128).
@@ -51,15 +52,14 @@ class ReleasedRows:
   seed: int = 0
 
   @classmethod
-  def from_config(cls, config, pretext: str) -> 'ReleasedRows':
-    quirks = config.get('quirks') or {}
+  def from_settings(cls, run: RunSettings, pretext: str) -> 'ReleasedRows':
+    """The rows of a run whose encodings come from ``pretext`` encoders."""
+    quirks = run.quirks
     return cls(
-        extraction_batches=bool(quirks.get('extraction_batches')),
-        plus_test_copies=bool(quirks.get('plus_test_copies'))
-        and pretext == 'rev_rec_plus',
-        full_test_batches=bool(quirks.get('full_test_batches')),
-        manner=str(config.rn.manner), batch_size=int(config.rn.batch_size),
-        seed=int(config.seed))
+        extraction_batches=quirks.extraction_batches,
+        plus_test_copies=quirks.plus_test_copies and pretext == 'rev_rec_plus',
+        full_test_batches=quirks.full_test_batches,
+        manner=run.rn.manner, batch_size=run.rn.batch_size, seed=run.seed)
 
 
 def released_train_set(encodings: np.ndarray, labels: np.ndarray,

@@ -1,8 +1,9 @@
 """The evaluate stage: every configured protocol on the exported CAGEs, then
 ``results.json``, ``report.md`` and the plots.
 
-Entry: ``evaluate_run(config, encoding_set, workdir)``; ``aggregate_seed_results``
-combines the runs of a multi-seed job. The protocols are in ``protocols.py``.
+Entry: ``evaluate_run(run_settings, encoding_set, workdir)``;
+``aggregate_seed_results`` combines the runs of a multi-seed job. The
+protocols are in ``protocols.py``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import logging
 import pathlib
 from typing import Any, Optional, Sequence
 
-import ml_collections
 import numpy as np
 
-from sge_jax.config import (CME_DATASET, PROTOCOLS, EvalSettings, RNSettings,
-                            quirks_not_applicable, quirks_on)
+from sge_jax.config.fields import CME_DATASET, PROTOCOLS
+from sge_jax.config.quirks import procedure_record, rn_settings_for
+from sge_jax.config.settings import EvalSettings, RunSettings
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
@@ -37,21 +38,6 @@ def is_synthetic(encoding_set: EncodingSet) -> bool:
   if meta.data_source:
     return meta.data_source.startswith(SYNTHETIC_SOURCE_PREFIX)
   return meta.dataset == 'demo'     # files written before data_source existed
-
-
-def procedure_record(config: ml_collections.ConfigDict,
-                     dataset: str) -> dict[str, Any]:
-  """{'name': 'clean'|'released', 'quirks_on': ['R1 extraction_batches', ...],
-  'quirks_not_applicable': {'R7 biwi_two_thirds': 'BIWI only', ...},
-  'normalization': ...} for results.json and report.md; ``dataset`` names the
-  encodings scored (quirks that cannot act on them are not 'on')."""
-  return {
-      'name': str(config.get('procedure', 'clean')),
-      'quirks_on': quirks_on(config, dataset),
-      'quirks_not_applicable': quirks_not_applicable(config, dataset),
-      'normalization': str((config.get('data') or {}).get('normalization',
-                                                          'none')),
-  }
 
 
 def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
@@ -79,8 +65,7 @@ def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
   return None
 
 
-def _protocol_plan(config: ml_collections.ConfigDict,
-                   encoding_set: EncodingSet, settings: EvalSettings,
+def _protocol_plan(encoding_set: EncodingSet, settings: EvalSettings,
                    notes: list[str]) -> tuple[str, ...]:
   """Protocols to run, after the CME rule (module docstring)."""
   is_cme = encoding_set.metadata.dataset == CME_DATASET
@@ -149,7 +134,7 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
   }
 
 
-def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
+def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
                  workdir: str | pathlib.Path,
                  training_warnings: Sequence[str] = (),
                  saved_rn_path: Optional[pathlib.Path] = None) -> dict[str, Any]:
@@ -160,7 +145,8 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
   results.json and in the console summary.
 
   Args:
-    config: the run's config (``seed``, ``data``, ``rn``, ``eval`` are read).
+    run: the run's settings (``seed``, ``data``, ``quirks``, ``rn``, ``eval``
+      are read).
     encoding_set: the exported CAGEs of every split.
     workdir: where the result files go (created if missing).
     training_warnings: warnings of the train stage (e.g. divergence), repeated
@@ -174,13 +160,15 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
   """
   workdir = pathlib.Path(workdir)
   meta = encoding_set.metadata
-  settings = EvalSettings.from_config(config)
-  rn_settings = RNSettings.from_config(config, meta.dataset)
+  settings = run.eval
+  # What depends on the dataset scored: R6's tie rule, the quirks that act.
+  rn_settings = rn_settings_for(run, meta.dataset)
+  procedure = procedure_record(run, meta.dataset)
   notes: list[str] = []
-  plan = _protocol_plan(config, encoding_set, settings, notes)
+  plan = _protocol_plan(encoding_set, settings, notes)
 
-  rows = ReleasedRows.from_config(config, meta.pretext)
-  if (config.get('quirks') or {}).get('equal_id_counts'):
+  rows = ReleasedRows.from_settings(run, meta.pretext)
+  if run.quirks.equal_id_counts:
     require_equal_person_sets({name: encoding_set.select(name).labels
                                for name in encoding_set.split_names})
   outcomes = []
@@ -191,10 +179,9 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
   if 'B' in plan:
     outcomes.append(protocols.protocol_b(encoding_set, settings))
   if 'CME' in plan:
-    view = str((config.get('data') or {}).get('view', ''))
     outcomes.append(protocols.protocol_cme(
-        encoding_set, view, settings,
-        second_nearest=bool((config.get('quirks') or {}).get('second_nearest'))))
+        encoding_set, run.data.view, settings,
+        second_nearest=run.quirks.second_nearest))
 
   entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
@@ -221,12 +208,12 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
       'schema': results_lib.RESULTS_SCHEMA,
       'dataset': meta.dataset,
       'synthetic': synthetic,
-      'seed': int(config.seed),
+      'seed': run.seed,
       'protocols': list(plan),
       'selection': rn_settings.selection,
       'selection_label': recognition.selection_label(rn_settings.selection,
                                                      rn_settings.test_ties),
-      'procedure': procedure_record(config, meta.dataset),
+      'procedure': procedure,
       'headline': headline,
       'protocol': head.get('protocol'),
       'rank1': head.get('rank1'),
@@ -239,7 +226,7 @@ def evaluate_run(config: ml_collections.ConfigDict, encoding_set: EncodingSet,
           'feature_dim': int(encoding_set.encodings.shape[-1]),
           'model_names': list(meta.model_names),
           'encoder_seed': meta.seed, 'config_hash': meta.config_hash,
-          'encoder_workdir': str(config.get('encoder_workdir') or '') or None,
+          'encoder_workdir': run.encoder_workdir or None,
           'sge_jax_version': meta.sge_jax_version,
           'procedure': meta.procedure, 'quirks_on': list(meta.quirks),
           'num_sequences': {name: int(np.count_nonzero(

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sge_jax.config import DECODER_INPUT_MODES
+from sge_jax.config.fields import DECODER_INPUT_MODES
 from sge_jax.models.decoder import AttentionDecoder
 from sge_jax.models.lstm import StackedLSTMEncoder
 from sge_jax.models.projector import ContrastiveProjector

@@ -1,7 +1,8 @@
 """The train stage: self-supervised training of the stacked axis models.
 
-Entry: ``train_encoders(config, dataset, workdir)`` (``loop.py``). The objective
-is ``step.py`` (pure), its terms ``losses.py``, the targets ``pretext.py``.
+Entry: ``train_encoders(run_settings, dataset, workdir)`` (``loop.py``). The
+objective is ``step.py`` (pure), its terms ``losses.py``, the targets
+``pretext.py``.
 """
 
 from sge_jax.train.loop import train_encoders

@@ -36,7 +36,6 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax import lax
 
@@ -44,6 +43,7 @@ from sge_jax import distributed
 from sge_jax import interrupts
 from sge_jax import released
 from sge_jax import workdir as workdir_lib
+from sge_jax.config.settings import RunSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError
@@ -231,13 +231,13 @@ def _kept(saved_step: Optional[int], saved_now: bool,
   return f'the newest checkpoint, step {saved_step} in {directory}, is kept'
 
 
-def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+def train_encoders(run: RunSettings, dataset: SkeletonDataset,
                    workdir: str | pathlib.Path,
                    devices: Devices = None) -> TrainState:
   """Runs (or resumes, or skips if finished) the self-supervised training.
 
   Args:
-    config: the job config (model, train, seed).
+    run: the run's settings (model, train, quirks, seed).
     dataset: the loaded dataset; trains on ``encoder_training_split(dataset)``.
     workdir: run directory; checkpoints go to ``<workdir>/checkpoints`` and
       metrics to ``<workdir>/metrics.jsonl``.
@@ -252,12 +252,12 @@ def train_encoders(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
   workdir = pathlib.Path(workdir)
   devices = None if devices is None else tuple(devices)
   split_name = encoder_training_split(dataset)
-  check_trainable(dataset, int(config.train.batch_size), split_name)
+  check_trainable(dataset, run.train.batch_size, split_name)
   with CheckpointStore(workdir / workdir_lib.CHECKPOINT_DIR,
-                       int(config.train.keep_checkpoints)) as checkpoints:
+                       run.train.keep_checkpoints) as checkpoints:
     try:
       with interrupts.deferred(STOPPING):
-        return _train_loop(config, dataset, split_name, workdir, devices,
+        return _train_loop(run, dataset, split_name, workdir, devices,
                            checkpoints)
     except KeyboardInterrupt as interrupt:
       if interrupt.args:     # the loop's own stop, naming what it saved
@@ -287,13 +287,12 @@ def check_same_training_split(dataset: SkeletonDataset) -> None:
       'and config, and give every host the same data files')
 
 
-def encoder_training_sequences(config: ml_collections.ConfigDict,
-                               dataset: SkeletonDataset, split_name: str):
+def encoder_training_sequences(run: RunSettings, dataset: SkeletonDataset,
+                               split_name: str):
   """The split the encoders learn from; with quirk R7 on BIWI only its first
   floor(2n/3) sequences (the released code's ``input_data[:-len//3]``)."""
   split = dataset.split(split_name)
-  if not ((config.get('quirks') or {}).get('biwi_two_thirds')
-          and dataset.name == 'BIWI'):
+  if not (run.quirks.biwi_two_thirds and dataset.name == 'BIWI'):
     return split
   rows = released.biwi_encoder_rows(split.num_sequences)
   logging.info('[train] quirk R7: BIWI encoders train on the first %d of %d '
@@ -303,25 +302,25 @@ def encoder_training_sequences(config: ml_collections.ConfigDict,
                        else split.recordings[rows])
 
 
-def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
+def _train_loop(run: RunSettings, dataset: SkeletonDataset,
                 split_name: str, workdir: pathlib.Path,
                 devices: Optional[tuple[jax.Device, ...]],
                 checkpoints: CheckpointStore) -> TrainState:
   """The body of ``train_encoders``, with an open checkpoint store."""
-  train = config.train
-  split = encoder_training_sequences(config, dataset, split_name)
-  tasks = encoder_tasks(config.model, config.get('quirks'))
+  train = run.train
+  split = encoder_training_sequences(run, dataset, split_name)
+  tasks = encoder_tasks(run.model, run.quirks)
   names = pretext.model_names(tasks)
-  definition = build_definition(config, dataset.num_joints)
-  data = pretext.stacked_pretext_data(split.sequences, tasks, int(config.seed),
+  definition = build_definition(run, dataset.num_joints)
+  data = pretext.stacked_pretext_data(split.sequences, tasks, run.seed,
                                       split_name)
-  resident, num_batches = resident_batches(data, int(train.batch_size), devices)
-  total_steps = int(train.epochs) * num_batches
-  max_steps = max(1, min(num_batches, int(train.log_every_steps)))
+  resident, num_batches = resident_batches(data, train.batch_size, devices)
+  total_steps = train.epochs * num_batches
+  max_steps = max(1, min(num_batches, train.log_every_steps))
 
   log = workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE,
                               enabled=distributed.is_main_process())
-  state = initial_state(config, definition, dataset.length, dataset.num_joints)
+  state = initial_state(run, definition, dataset.length, dataset.num_joints)
   stopping = EarlyStopping.start(len(names))
   restored = checkpoints.restore_latest({'state': state,
                                          'early_stopping': stopping.as_tree()})
@@ -346,7 +345,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                global_device_count(devices))
 
   run_calls = make_train_calls(definition, devices, max_steps, num_batches,
-                               bool(train.shuffle_batches))
+                               train.shuffle_batches)
   validate = make_validation(definition, devices)
   replicated = replicate(state, devices)
   last_saved = start_step if restored is not None else None
@@ -380,12 +379,12 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
                **{f'loss/{term}': dict(zip(names, means[term])) for term in means},
                'loss/total_all_models': float(means['total'].sum()),
                'steps_per_s': rate,
-               'sequences_per_s': rate and rate * int(train.batch_size)})
+               'sequences_per_s': rate and rate * train.batch_size})
     sums = {term: float(means[term].sum()) for term in LOSS_TERMS + ('total',)}
-    logging.info(progress_line(epoch, int(train.epochs), step, total_steps, sums,
+    logging.info(progress_line(epoch, train.epochs, step, total_steps, sums,
                                rate, first_call_seconds))
     warning = (None if warned else divergence_warning(
-        first_losses, metrics, names, int(train.batch_size)))
+        first_losses, metrics, names, train.batch_size))
     if warning:
       warned = True
       logging.warning('[train] %s', warning)
@@ -400,7 +399,7 @@ def _train_loop(config: ml_collections.ConfigDict, dataset: SkeletonDataset,
       if not stopping.active.all():
         logging.info('[train] early stopping: %s stopped',
                      ', '.join(n for n, a in zip(names, stopping.active) if not a))
-    if step - (last_saved or 0) >= int(train.checkpoint_every_steps):
+    if step - (last_saved or 0) >= train.checkpoint_every_steps:
       checkpoints.save(step, {'state': unreplicate(replicated),
                               'early_stopping': stopping.as_tree()})
       last_saved = step

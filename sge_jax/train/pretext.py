@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from typing import Optional
 
 import numpy as np
 
 from sge_jax import released
-from sge_jax.config import ATTENTION_TYPES, PRETEXTS
+from sge_jax.config.fields import ATTENTION_TYPES, PRETEXTS
+from sge_jax.config.settings import QuirkSettings
 from sge_jax.train.losses import locality_mask
 
 AXES = ('x', 'y', 'z')
@@ -47,16 +49,17 @@ class PretextTask:
 
 
 def pretext_tasks(pretext: str, attention: str,
-                  quirks=None) -> tuple[PretextTask, ...]:
+                  quirks: Optional[QuirkSettings] = None
+                  ) -> tuple[PretextTask, ...]:
   """The tasks behind a ``model.pretext`` setting.
 
   ``rev_rec_plus`` is rev_rec with LA plus prediction and sorting with BA, as in
   the paper; the other settings are one task with the configured attention.
-  ``quirks`` (``config.quirks``, optional) switches R9 and R10 on.
+  ``quirks`` (the run's, optional: none on) switches R9 and R10 on.
   """
-  quirks = quirks or {}
-  flags = {'reversed_la_mask': bool(quirks.get('reversed_la_mask')),
-           'redrawn_sorting': bool(quirks.get('redrawn_sorting'))}
+  quirks = quirks or QuirkSettings()
+  flags = {'reversed_la_mask': quirks.reversed_la_mask,
+           'redrawn_sorting': quirks.redrawn_sorting}
   if pretext not in PRETEXTS:
     raise ValueError(f'pretext must be one of {PRETEXTS}, got {pretext!r}')
   if attention not in ATTENTION_TYPES:

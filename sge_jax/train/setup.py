@@ -1,14 +1,16 @@
-"""What a config makes for the train stage: model, step definition, optimizer,
-initial state; and the trained parameters of a finished run."""
+"""What the settings make for the train stage: model, step definition,
+optimizer, initial state; and the trained parameters of a finished run."""
 
 from __future__ import annotations
 
 import pathlib
+from typing import Optional
 
 import jax
-import ml_collections
 
 from sge_jax import workdir as workdir_lib
+from sge_jax.config.settings import (ModelSettings, QuirkSettings,
+                                     RunSettings, TrainSettings)
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.errors import DataError
 from sge_jax.models import GaitEncodingModel
@@ -20,33 +22,33 @@ from sge_jax.train.state import TrainState, create_train_state
 from sge_jax.train.step import LossSettings, StepDefinition
 
 
-def build_model(model_config: ml_collections.ConfigDict,
-                num_joints: int) -> GaitEncodingModel:
-  return GaitEncodingModel(hidden=int(model_config.hidden), num_joints=num_joints,
-                           num_layers=int(model_config.num_layers),
-                           decoder_input=model_config.decoder_input)
+def build_model(model: ModelSettings, num_joints: int) -> GaitEncodingModel:
+  return GaitEncodingModel(hidden=model.hidden, num_joints=num_joints,
+                           num_layers=model.num_layers,
+                           decoder_input=model.decoder_input)
 
 
-def encoder_tasks(model_config, quirks=None) -> tuple[pretext.PretextTask, ...]:
-  """The pretext tasks of ``config.model``, with quirks R9/R10 of ``config.quirks``."""
-  return pretext.pretext_tasks(model_config.pretext, model_config.attention,
-                               quirks)
+def encoder_tasks(model: ModelSettings, quirks: Optional[QuirkSettings] = None
+                  ) -> tuple[pretext.PretextTask, ...]:
+  """The pretext tasks of the model settings, with quirks R9/R10 on where
+  ``quirks`` switches them on."""
+  return pretext.pretext_tasks(model.pretext, model.attention, quirks)
 
 
-def build_definition(config: ml_collections.ConfigDict,
-                     num_joints: int) -> StepDefinition:
+def build_definition(run: RunSettings, num_joints: int) -> StepDefinition:
+  """The step of the run's encoders (``run.model``, ``run.quirks``,
+  ``run.train``) on data of ``num_joints`` joints."""
   return StepDefinition(
-      model=build_model(config.model, num_joints),
-      model_tasks=pretext.per_model_tasks(
-          encoder_tasks(config.model, config.get('quirks'))),
-      loss=LossSettings(temperature=float(config.train.temperature),
-                        weight_decay=float(config.train.weight_decay),
-                        contrastive_weight=float(config.model.contrastive_weight)))
+      model=build_model(run.model, num_joints),
+      model_tasks=pretext.per_model_tasks(encoder_tasks(run.model, run.quirks)),
+      loss=LossSettings(temperature=run.train.temperature,
+                        weight_decay=run.train.weight_decay,
+                        contrastive_weight=run.model.contrastive_weight))
 
 
-def build_optimizer(train_config):
-  return optim.tf_adam_with_value_clipping(float(train_config.learning_rate),
-                                           float(train_config.clip_value))
+def build_optimizer(train: TrainSettings):
+  return optim.tf_adam_with_value_clipping(train.learning_rate,
+                                           train.clip_value)
 
 
 def encoder_training_split(dataset: SkeletonDataset) -> str:
@@ -60,31 +62,32 @@ def encoder_training_split(dataset: SkeletonDataset) -> str:
                   f'{", ".join(dataset.splits)}')
 
 
-def initial_state(config: ml_collections.ConfigDict, definition: StepDefinition,
+def initial_state(run: RunSettings, definition: StepDefinition,
                   length: int, num_joints: int) -> TrainState:
   """Fresh state from the root seed (typed key; init and step keys split off)."""
-  return create_train_state(definition.model, build_optimizer(config.train),
-                            jax.random.key(int(config.seed)),
+  return create_train_state(definition.model, build_optimizer(run.train),
+                            jax.random.key(run.seed),
                             len(definition.model_tasks), length, num_joints)
 
 
-def checkpoint_template(config: ml_collections.ConfigDict, length: int,
+def checkpoint_template(run: RunSettings, length: int,
                         num_joints: int) -> dict:
-  """What a train-stage checkpoint of ``config`` holds: the fresh train state
-  and the early-stopping bookkeeping (the structure restores fill in)."""
+  """What a train-stage checkpoint of the run's encoders holds: the fresh
+  train state and the early-stopping bookkeeping (the structure restores fill
+  in)."""
   # Not jax.eval_shape: the cached, jitted init (state.py) would keep a tracer.
-  definition = build_definition(config, num_joints)
-  return {'state': initial_state(config, definition, length, num_joints),
+  definition = build_definition(run, num_joints)
+  return {'state': initial_state(run, definition, length, num_joints),
           'early_stopping': EarlyStopping.start(
               len(definition.model_tasks)).as_tree()}
 
 
-def check_checkpoints_fit(config: ml_collections.ConfigDict,
-                          workdir: str | pathlib.Path, length: int,
-                          num_joints: int) -> None:
+def check_checkpoints_fit(run: RunSettings, workdir: str | pathlib.Path,
+                          length: int, num_joints: int) -> None:
   """Checks, from their metadata alone, that the checkpoints in
-  ``<workdir>/checkpoints`` hold the arrays ``config`` trains on sequences of
-  ``length`` frames of ``num_joints`` joints (nothing when there are none).
+  ``<workdir>/checkpoints`` hold the arrays the run's encoders (``run.model``)
+  train on sequences of ``length`` frames of ``num_joints`` joints (nothing
+  when there are none).
 
   Raises:
     CheckpointMismatchError: they were written for another model size, joint
@@ -93,18 +96,18 @@ def check_checkpoints_fit(config: ml_collections.ConfigDict,
   directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
   if has_checkpoints(directory):
     checkpoints_lib.check_newest_checkpoint_fits(directory, checkpoint_template(
-        config, length, num_joints))
+        run, length, num_joints))
 
 
-def restore_trained_params(config: ml_collections.ConfigDict,
-                           workdir: str | pathlib.Path, length: int,
-                           num_joints: int):
-  """The stacked parameters of the newest checkpoint in ``<workdir>/checkpoints``.
+def restore_trained_params(run: RunSettings, workdir: str | pathlib.Path,
+                           length: int, num_joints: int):
+  """The stacked parameters of the newest checkpoint in ``<workdir>/checkpoints``
+  (of the run's encoders, ``run.model``).
 
   Raises:
     DataError: there is no checkpoint (the train stage has not run there).
   """
-  template = checkpoint_template(config, length, num_joints)
+  template = checkpoint_template(run, length, num_joints)
   directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
   restored = None
   if has_checkpoints(directory):

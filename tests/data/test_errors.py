@@ -1,10 +1,13 @@
 """Bad inputs give DataError/ConfigError messages that name the file and the fix."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from sge_jax.config import get_config, validate_config
 from tests.fixtures.data import random_split, write_dataset
+from tests.fixtures.pipeline import resolved_run
 from sge_jax.data.authors_layout import load_authors_dataset, write_authors_split
 from sge_jax.data.loading import check_trainable, load_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
@@ -26,7 +29,7 @@ def _authors_config(root, name='KGBD', length=6, **data):
   config.data.length = length
   for key, value in data.items():
     setattr(config.data, key, value)
-  return config.data
+  return resolved_run(config).data
 
 
 def _message(error_type, function, *args, **kwargs):
@@ -45,7 +48,7 @@ def _assert_getting_data_hint(message):
 
 def test_missing_root(tmp_path):
   message = _message(DataError, load_dataset,
-                     _authors_config(tmp_path / 'Datasets'), 0)
+                     _authors_config(tmp_path / 'Datasets'))
   assert str(tmp_path / 'Datasets') in message
   assert 'KGBD_train_npy_data/source_x_KGBD_6.npy' in message
   _assert_getting_data_hint(message)
@@ -54,7 +57,7 @@ def test_missing_root(tmp_path):
 def test_unknown_dataset_lists_those_on_disk(kgbd):
   root, _ = kgbd
   (root / 'IAS').mkdir()
-  message = _message(DataError, load_dataset, _authors_config(root, 'BIWI'), 0)
+  message = _message(DataError, load_dataset, _authors_config(root, 'BIWI'))
   assert "Unknown dataset 'BIWI'" in message
   assert 'IAS, KGBD' in message
   _assert_getting_data_hint(message)
@@ -63,7 +66,7 @@ def test_unknown_dataset_lists_those_on_disk(kgbd):
 def test_unknown_length_lists_lengths_on_disk(kgbd):
   root, _ = kgbd
   (root / 'KGBD' / '10').mkdir()
-  message = _message(DataError, load_dataset, _authors_config(root, length=8), 0)
+  message = _message(DataError, load_dataset, _authors_config(root, length=8))
   assert str(root / 'KGBD' / '8') in message
   assert 'Lengths on disk for KGBD: 6, 10' in message
 
@@ -151,9 +154,9 @@ def test_unknown_probe_lists_test_splits(tmp_path):
   write_dataset(tmp_path / 'IAS' / '6', 'IAS', 6, 20,
                 test_tags=['IAS-A', 'IAS-B'])
   message = _message(DataError, load_dataset,
-                     _authors_config(tmp_path, 'IAS', probe='A,C'), 0)
+                     _authors_config(tmp_path, 'IAS', probe='A,C'))
   assert "Unknown test split(s) 'C'" in message and 'A, B' in message
-  dataset = load_dataset(_authors_config(tmp_path, 'IAS', probe='B'), 0)
+  dataset = load_dataset(_authors_config(tmp_path, 'IAS', probe='B'))
   assert list(dataset.splits) == ['train', 'B']
 
 
@@ -280,14 +283,14 @@ def test_joint_count_differs_between_splits(tmp_path):
 
 
 def test_unknown_format_and_bad_length():
-  config = get_config()
-  config.data.format = 'csv'
-  message = _message(ConfigError, load_dataset, config.data, 0)
+  data = resolved_run(get_config()).data      # settings no config resolves to
+  message = _message(ConfigError, load_dataset,
+                     dataclasses.replace(data, format='csv'))
   assert "'csv'" in message and 'authors, npz, synthetic' in message
-  config.data.format = 'synthetic'
-  config.data.length = 0
   assert 'config.data.length' in _message(ConfigError, load_dataset,
-                                          config.data, 0)
+                                          dataclasses.replace(
+                                              data, format='synthetic',
+                                              length=0))
 
 
 def test_npz_format_needs_a_path():
@@ -332,7 +335,8 @@ def test_a_directory_or_a_file_where_the_other_is_expected(tmp_path):
   config = get_config()
   config.data.format = 'npz'
   config.data.path = str(tmp_path)
-  assert 'is a directory' in _message(DataError, load_dataset, config.data, 0)
+  assert 'is a directory' in _message(DataError, load_dataset,
+                                      resolved_run(config).data)
   a_file = tmp_path / 'Datasets'
   a_file.write_text('x')
   assert 'is a file' in _message(DataError, load_authors_dataset, a_file, 'X', 6)

@@ -10,6 +10,7 @@ from sge_jax.data import joints
 from sge_jax.data.loading import load_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
 from sge_jax.errors import ConfigError
+from tests.fixtures.pipeline import resolved_run
 
 _J = {name: i for i, name in enumerate(joints.KINECT_V1.joint_names)}
 
@@ -144,7 +145,8 @@ def test_load_dataset_builds_it_from_the_config():
   config.data.synthetic.recordings_per_person = 2
   config.data.synthetic.test_recordings_per_person = 1
   config.data.synthetic.frames_per_recording = 60
-  dataset = load_dataset(config.data, seed=5)
+  config.data.seed = 5
+  dataset = load_dataset(resolved_run(config).data)
   direct = make_synthetic_dataset(5, 8, 3, 2, 1, 60)
   np.testing.assert_array_equal(dataset.split('test').sequences,
                                 direct.split('test').sequences)

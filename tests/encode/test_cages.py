@@ -32,14 +32,14 @@ def test_cages_match_direct_model_calls_for_any_batching(decoder_input):
 
 
 def test_config_hash_tracks_encoder_fields_only():
-  from sge_jax.config import get_config
+  from sge_jax.config import config_hash, get_config
   a, b = get_config(), get_config()
   b.rn.epochs = 1
   b.train.log_every_steps = 7
   b.train.checkpoint_every_steps = 3
-  assert cages.config_hash(a) == cages.config_hash(b)
+  assert config_hash(a) == config_hash(b)
   b.train.epochs = 2
-  assert cages.config_hash(a) != cages.config_hash(b)
+  assert config_hash(a) != config_hash(b)
   b = get_config()
   b.model.hidden = 64
-  assert cages.config_hash(a) != cages.config_hash(b)
+  assert config_hash(a) != config_hash(b)

@@ -15,6 +15,7 @@ from sge_jax.encode import encodings as encodings_lib
 from sge_jax.evaluate import stage
 from sge_jax.data import joints
 from sge_jax.errors import ConfigError, DataError, WorkdirError
+from tests.fixtures.pipeline import resolved_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT = joints.KINECT_V1
@@ -93,7 +94,7 @@ def _numbers(results):
 def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
   config = _write_run(tmp_path)
   encoding_set = encodings_lib.load_encodings(tmp_path / 'encodings.npz')
-  original = stage.evaluate_run(config, encoding_set, tmp_path)
+  original = stage.evaluate_run(resolved_run(config), encoding_set, tmp_path)
   assert original['rn']['source'] == 'trained in this evaluation'
   original_bytes = (tmp_path / 'results.json').read_bytes()
   for selection in ('val', 'fixed', 'paper'):
@@ -103,7 +104,7 @@ def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
     fresh_config.update_from_flattened_dict(
         {'seed': 0, 'rn.epochs': 4, 'rn.hidden': 8, 'rn.batch_size': 16,
          'rn.selection': selection})
-    fresh = stage.evaluate_run(fresh_config, encoding_set,
+    fresh = stage.evaluate_run(resolved_run(fresh_config), encoding_set,
                                tmp_path / f'fresh_{selection}')
     assert _numbers(results) == _numbers(fresh), selection
     assert out_dir.name == f'rn.selection-{selection}'
@@ -126,8 +127,9 @@ def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
   config = _write_run(tmp_path)
   config.rn.selection = 'fixed'
   (tmp_path / 'config.json').write_text(config.to_json())
-  original = stage.evaluate_run(config, encodings_lib.load_encodings(
-      tmp_path / 'encodings.npz'), tmp_path)
+  original = stage.evaluate_run(resolved_run(config),
+                                encodings_lib.load_encodings(
+                                    tmp_path / 'encodings.npz'), tmp_path)
   assert original['rn']['num_val_sequences'] == 0
   paper, _ = pipeline.reevaluate(tmp_path, {'rn.selection': 'paper'})
   assert paper['rn']['source'].startswith('re-scored from the saved RN')

@@ -14,6 +14,7 @@ from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.evaluate import baselines, metrics, protocols, report, stage
 from sge_jax.evaluate import results as results_lib
+from tests.fixtures.pipeline import resolved_run
 
 LAYOUT = joints.KINECT_V1
 LENGTH = 4
@@ -70,6 +71,11 @@ def _config(**sections):
   return config
 
 
+def _run(**sections):
+  """The settings ``_config(**sections)`` resolves to."""
+  return resolved_run(_config(**sections))
+
+
 @pytest.fixture(scope='module')
 def ias_run(tmp_path_factory):
   """IAS-like set: train + A + B; person 99 of B never trained."""
@@ -79,7 +85,7 @@ def ias_run(tmp_path_factory):
       [('train', people.split(trained, 6)), ('A', people.split(trained, 2)),
        ('B', people.split(trained + [99], 2))], _metadata('IAS'))
   workdir = tmp_path_factory.mktemp('ias')
-  results = stage.evaluate_run(_config(), encoding_set, workdir)
+  results = stage.evaluate_run(_run(), encoding_set, workdir)
   return results, workdir
 
 
@@ -170,7 +176,7 @@ class TestProtocolA:
          ('Walking', people.split([2, 3, 5], 2)),
          ('Still', people.split([2, 3], 2))], _metadata('BIWI'))
     results = stage.evaluate_run(
-        _config(eval__protocols='A', eval__baselines=False,
+        _run(eval__protocols='A', eval__baselines=False,
                 rn__selection='fixed', rn__epochs=5),
         encoding_set, tmp_path)
     assert list(results['entries']) == ['A/Walking', 'A/Still']
@@ -186,7 +192,7 @@ class TestProtocolA:
     encoding_set = encodings_lib.combine_splits(
         [('gallery', people.split([1, 2], 2)),
          ('probe', people.split([1, 2], 1))], _metadata('KGBD'))
-    results = stage.evaluate_run(_config(eval__baselines=False),
+    results = stage.evaluate_run(_run(eval__baselines=False),
                                       encoding_set, tmp_path)
     assert list(results['entries']) == ['B/probe']
     assert results['rn'] is None
@@ -215,7 +221,7 @@ class TestProtocolB:
     encoding_set = _line_set('KS20', [0.0, 10.0, 1.0], [1, 1, 2], [0.9, 1.2],
                              [1, 2])
     results = stage.evaluate_run(
-        _config(eval__protocols='B', eval__baselines=False), encoding_set,
+        _run(eval__protocols='B', eval__baselines=False), encoding_set,
         tmp_path)
     entry = results['entries']['B/test']
     assert entry['gallery'] == 'train'
@@ -232,7 +238,7 @@ class TestProtocolB:
                              [1, 2, 3], gallery_name='gallery',
                              probe_name='probe')
     results = stage.evaluate_run(
-        _config(eval__protocols='B', eval__baselines=False), encoding_set,
+        _run(eval__protocols='B', eval__baselines=False), encoding_set,
         tmp_path)
     entry = results['entries']['B/probe']
     assert (entry['probe'], entry['gallery']) == ('probe', 'gallery')
@@ -247,7 +253,7 @@ class TestProtocolB:
         [('train', people.split([1, 2, 3], 3)),
          ('test', people.split([1, 2, 3], 2))], _metadata('KS20'))
     results = stage.evaluate_run(
-        _config(eval__protocols='B', eval__baselines=False,
+        _run(eval__protocols='B', eval__baselines=False,
                 eval__retrieval_features='mean'), encoding_set, tmp_path)
     assert results['entries']['B/test']['features'] == 'mean'
     assert results['entries']['B/test']['rank1'] == 1.0
@@ -258,7 +264,7 @@ class TestProtocolB:
     for field, value in (('protocols', 'A,C'), ('distance', 'manhattan'),
                          ('retrieval_features', 'max')):
       with pytest.raises(ConfigError, match=f'config.eval.{field}'):
-        stage.evaluate_run(_config(**{f'eval__{field}': value}),
+        stage.evaluate_run(_run(**{f'eval__{field}': value}),
                                 encoding_set, tmp_path)
 
 
@@ -276,7 +282,7 @@ class TestCME:
                              probe_name='probe')
     config = _config(eval__protocols='CME', data__name='CASIA_B_match',
                      data__view='nm.nm')
-    results = stage.evaluate_run(config, encoding_set, tmp_path)
+    results = stage.evaluate_run(resolved_run(config), encoding_set, tmp_path)
     entry = results['entries']['CME/nm.nm']
     assert entry['self_match_skipped'] is True
     assert entry['rank1'] == pytest.approx(0.4)
@@ -297,7 +303,7 @@ class TestCME:
                              gallery_name='gallery', probe_name='probe')
     config = _config(eval__protocols='CME', data__name='CASIA_B_match',
                      data__view='nm.nm', eval__baselines=False)
-    entry = stage.evaluate_run(config, encoding_set,
+    entry = stage.evaluate_run(resolved_run(config), encoding_set,
                                     tmp_path)['entries']['CME/nm.nm']
     assert entry['self_match_skipped'] is True
     assert entry['rank1'] == pytest.approx(0.4)
@@ -308,7 +314,7 @@ class TestCME:
                              probe_name='probe')
     config = _config(data__name='CASIA_B_match', data__view='cl.nm',
                      eval__baselines=False)
-    results = stage.evaluate_run(config, encoding_set, tmp_path)
+    results = stage.evaluate_run(resolved_run(config), encoding_set, tmp_path)
     # Default protocols 'A,B': no train split, and B runs as CME here.
     assert results['protocols'] == ['A', 'CME']
     assert list(results['entries']) == ['CME/cl.nm']
@@ -320,7 +326,7 @@ class TestCME:
   def test_needs_gallery_and_probe(self, tmp_path):
     encoding_set = _line_set('KS20', [0.0], [1], [0.0], [1])
     with pytest.raises(DataError, match='CME'):
-      stage.evaluate_run(_config(eval__protocols='CME'), encoding_set,
+      stage.evaluate_run(_run(eval__protocols='CME'), encoding_set,
                               tmp_path)
 
 
@@ -333,7 +339,7 @@ class TestBaselinesWithoutLayout:
          ('test', people.split([1, 2], 1))],
         _metadata('mine', bones=None, joint_names=None))
     results = stage.evaluate_run(
-        _config(eval__protocols='B'), encoding_set, tmp_path)
+        _run(eval__protocols='B'), encoding_set, tmp_path)
     entry = results['entries']['B/test']
     assert 'bones' in entry['baselines']['bone_length']['skipped']
     assert 'rank1' in entry['baselines']['raw_coordinates']
@@ -387,7 +393,7 @@ class TestResultFiles:
 
   def test_synthetic_note(self, tmp_path):
     encoding_set = _line_set('demo', [0.0, 1.0], [1, 2], [0.1], [1])
-    stage.evaluate_run(_config(eval__protocols='B', eval__baselines=False),
+    stage.evaluate_run(_run(eval__protocols='B', eval__baselines=False),
                             encoding_set, tmp_path)
     assert 'Synthetic data' in (tmp_path / 'report.md').read_text()
     assert json.loads((tmp_path / 'results.json').read_text())['synthetic']
@@ -400,13 +406,13 @@ class TestResultFiles:
     real = _line_set('gist_gait_normal', [0.0, 1.0], [1, 2], [0.1], [1])
     real = dataclasses.replace(real, metadata=dataclasses.replace(
         real.metadata, data_source='/data/gist_gait_normal.npz'))
-    results = stage.evaluate_run(config, real, tmp_path / 'real')
+    results = stage.evaluate_run(resolved_run(config), real, tmp_path / 'real')
     assert not results['synthetic'] and results['dataset'] == 'gist_gait_normal'
     assert 'Synthetic data' not in (tmp_path / 'real' / 'report.md').read_text()
     # Walkers of the generator, whatever the dataset is called.
     walkers = dataclasses.replace(real, metadata=dataclasses.replace(
         real.metadata, data_source='synthetic(seed=0)'))
-    assert stage.evaluate_run(_config(eval__protocols='B',
+    assert stage.evaluate_run(_run(eval__protocols='B',
                                       eval__baselines=False),
                               walkers, tmp_path / 'walkers')['synthetic']
 
@@ -428,7 +434,7 @@ class TestResultFiles:
       monkeypatch.setitem(sys.modules, name, None)
     encoding_set = _line_set('KS20', [0.0, 1.0], [1, 2], [0.1], [1])
     results = stage.evaluate_run(
-        _config(eval__protocols='B', eval__baselines=False), encoding_set,
+        _run(eval__protocols='B', eval__baselines=False), encoding_set,
         tmp_path)
     assert results['plots'] == []
     assert any('matplotlib is not installed' in n for n in results['notes'])
@@ -448,7 +454,7 @@ class TestAggregation:
     for seed in (0, 1, 2):
       config = _config(rn__epochs=3, rn__selection='fixed')
       config.seed = seed
-      per_seed.append(stage.evaluate_run(config, encoding_set,
+      per_seed.append(stage.evaluate_run(resolved_run(config), encoding_set,
                                               tmp_path / f'seed_{seed}'))
     aggregate = stage.aggregate_seed_results(per_seed, tmp_path)
     values = [r['entries']['A/test']['rank1'] for r in per_seed]
@@ -499,7 +505,7 @@ class TestAggregation:
   def test_mismatched_seeds_are_rejected(self, tmp_path):
     encoding_set = _line_set('KS20', [0.0, 1.0], [1, 2], [0.1], [1])
     first = stage.evaluate_run(
-        _config(eval__protocols='B', eval__baselines=False), encoding_set,
+        _run(eval__protocols='B', eval__baselines=False), encoding_set,
         tmp_path / 'a')
     second = dict(first, seed=1, dataset='KGBD')
     with pytest.raises(DataError, match='dataset'):
@@ -514,7 +520,7 @@ class TestNothingSilent:
         [('train', people.split([1], 6)), ('test', people.split([1], 2))],
         _metadata('ONE'))
     with pytest.raises(DataError, match='holds 1 person'):
-      stage.evaluate_run(_config(), encoding_set, tmp_path)
+      stage.evaluate_run(_run(), encoding_set, tmp_path)
 
   def test_no_test_person_in_training_is_an_error_when_nothing_else_scores(
       self, tmp_path):
@@ -523,7 +529,7 @@ class TestNothingSilent:
         [('train', people.split([1, 2], 6)), ('test', people.split([3, 4], 2))],
         _metadata('DISJOINT'))
     with pytest.raises(DataError, match='Nothing could be evaluated.*not among'):
-      stage.evaluate_run(_config(eval__protocols='A'), encoding_set, tmp_path)
+      stage.evaluate_run(_run(eval__protocols='A'), encoding_set, tmp_path)
 
   def test_a_skipped_protocol_is_a_warning_in_results_and_summary(self, tmp_path):
     people = _People()
@@ -531,7 +537,7 @@ class TestNothingSilent:
         [('train', people.split([1, 2, 3], 6)),
          ('gallery', people.split([4, 5], 2)), ('probe', people.split([4, 5], 2))],
         _metadata('GP'))
-    results = stage.evaluate_run(_config(eval__baselines=False), encoding_set,
+    results = stage.evaluate_run(_run(eval__baselines=False), encoding_set,
                                  tmp_path)
     assert results['entries']['B/probe']['rank1'] is not None
     assert any('not among' in w for w in results['warnings'])

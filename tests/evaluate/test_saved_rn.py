@@ -18,6 +18,7 @@ import pytest
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.evaluate import saved_rn, stage
 from tests.evaluate.test_cli import _encoding_set, _write_run
+from tests.fixtures.pipeline import resolved_run
 
 
 @pytest.fixture(scope='module')
@@ -25,7 +26,7 @@ def made(tmp_path_factory):
   """(run directory, its config) with a trained rn.npz."""
   run_dir = tmp_path_factory.mktemp('run')
   config = _write_run(run_dir)
-  stage.evaluate_run(config, encodings_lib.load_encodings(
+  stage.evaluate_run(resolved_run(config), encodings_lib.load_encodings(
       run_dir / 'encodings.npz'), run_dir)
   assert saved_rn.load_rn(run_dir / 'rn.npz').unusable is None
   return run_dir, config
@@ -206,7 +207,7 @@ def test_an_evaluation_trains_again_and_warns_naming_the_file(made, tmp_path,
   else:
     shutil.copy(run_dir / 'rn.npz', path)
     DAMAGES[name][0](path)
-  results = stage.evaluate_run(config, _encoding_set(), workdir)
+  results = stage.evaluate_run(resolved_run(config), _encoding_set(), workdir)
   assert results['rn']['source'] == 'trained in this evaluation'
   warning, = [w for w in results['warnings'] if 'saved RN' in w]
   assert warning.startswith(f'The RN is trained again: the saved RN {path} is '
@@ -214,7 +215,7 @@ def test_an_evaluation_trains_again_and_warns_naming_the_file(made, tmp_path,
   assert warning in results['notes']
   # The damaged file is replaced by the RN trained now, which re-scores.
   assert saved_rn.load_rn(path).unusable is None
-  again = stage.evaluate_run(config, _encoding_set(), workdir)
+  again = stage.evaluate_run(resolved_run(config), _encoding_set(), workdir)
   assert again['rn']['source'].startswith('re-scored from the saved RN')
   assert again['entries']['A/test']['rank1'] == results['entries'][
       'A/test']['rank1']
@@ -224,6 +225,6 @@ def test_a_directory_in_place_of_rn_npz_is_left_alone(made, tmp_path):
   _, config = made
   (tmp_path / 'rn.npz').mkdir()
   (tmp_path / 'rn.npz' / 'keep').write_text('mine')
-  results = stage.evaluate_run(config, _encoding_set(), tmp_path)
+  results = stage.evaluate_run(resolved_run(config), _encoding_set(), tmp_path)
   assert any('is a directory' in w for w in results['warnings'])
   assert (tmp_path / 'rn.npz' / 'keep').read_text() == 'mine'

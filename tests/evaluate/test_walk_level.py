@@ -13,6 +13,7 @@ from sge_jax.data import joints
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import DataError
 from sge_jax.evaluate import report, stage, walk_level
+from tests.fixtures.pipeline import resolved_run
 
 LAYOUT = joints.KINECT_V1
 LENGTH = 4
@@ -82,10 +83,15 @@ def _config(**eval_fields):
   return config
 
 
+def _run(**eval_fields):
+  """The settings ``_config(**eval_fields)`` resolves to."""
+  return resolved_run(_config(**eval_fields))
+
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   encoding_set = _encoding_set()
-  return {level: stage.evaluate_run(_config(level=level), encoding_set,
+  return {level: stage.evaluate_run(_run(level=level), encoding_set,
                                     tmp_path_factory.mktemp(level))
           for level in ('both', 'window', 'walk')}
 
@@ -162,7 +168,7 @@ def test_report_has_walk_tables_next_to_window_tables(runs, tmp_path):
 
 def test_mean_is_the_headline_aggregation_when_configured(tmp_path):
   results = stage.evaluate_run(
-      _config(level='walk', walk_aggregation='mean', baselines=False,
+      _run(level='walk', walk_aggregation='mean', baselines=False,
               protocols='B'), _encoding_set(), tmp_path)
   assert list(results['entries'])[0] == 'B/test/walks-mean'
   assert results['headline'] == 'B/test/walks-mean'
@@ -171,7 +177,7 @@ def test_mean_is_the_headline_aggregation_when_configured(tmp_path):
 
 def test_min_walk_windows_leaves_out_more_walks(tmp_path):
   results = stage.evaluate_run(
-      _config(min_walk_windows=4, baselines=False, protocols='B'),
+      _run(min_walk_windows=4, baselines=False, protocols='B'),
       _encoding_set(), tmp_path)
   entry = results['entries']['B/test/walks-mean']
   assert entry['num_walks'] == 3               # the three 4-window walks
@@ -181,33 +187,33 @@ def test_min_walk_windows_leaves_out_more_walks(tmp_path):
 
 def test_no_walk_long_enough_skips_the_walk_entries(tmp_path):
   results = stage.evaluate_run(
-      _config(min_walk_windows=50, baselines=False, protocols='B'),
+      _run(min_walk_windows=50, baselines=False, protocols='B'),
       _encoding_set(), tmp_path)
   entry = results['entries']['B/test/walks-mean']
   assert 'at least 50 windows' in entry['skipped']
   assert results['headline'] == 'B/test'
   with pytest.raises(DataError, match='no walk could be scored'):
-    stage.evaluate_run(_config(level='walk', min_walk_windows=50,
+    stage.evaluate_run(_run(level='walk', min_walk_windows=50,
                                baselines=False, protocols='B'),
                        _encoding_set(), tmp_path / 'walk')
 
 
 def test_data_without_recordings_is_scored_at_window_level_with_a_note(
     tmp_path):
-  results = stage.evaluate_run(_config(baselines=False, protocols='B'),
+  results = stage.evaluate_run(_run(baselines=False, protocols='B'),
                                _encoding_set(known=False), tmp_path)
   assert list(results['entries']) == ['B/test']
   assert any('No walk level for split test: the data does not say which '
              'recording' in note for note in results['notes'])
   assert results['walks']['num_walks'] == {'train': None, 'test': None}
   with pytest.raises(DataError, match="level='walk'"):
-    stage.evaluate_run(_config(level='walk', protocols='B'),
+    stage.evaluate_run(_run(level='walk', protocols='B'),
                        _encoding_set(known=False), tmp_path / 'walk')
 
 
 def test_a_recording_in_train_and_test_skips_the_walks_with_a_warning(
     tmp_path):
-  results = stage.evaluate_run(_config(baselines=False), _encoding_set(
+  results = stage.evaluate_run(_run(baselines=False), _encoding_set(
       shared_recording=True), tmp_path)
   # The window level is scored and written as always; no walk entry.
   assert list(results['entries']) == ['A/test', 'B/test']
@@ -218,7 +224,7 @@ def test_a_recording_in_train_and_test_skips_the_walks_with_a_warning(
   assert '--config.eval.level=window' in warnings[0]
   with pytest.raises(DataError, match="no walk could be scored.*both the "
                      'train and the test split'):
-    stage.evaluate_run(_config(level='walk', baselines=False),
+    stage.evaluate_run(_run(level='walk', baselines=False),
                        _encoding_set(shared_recording=True), tmp_path / 'w')
 
 
@@ -229,7 +235,7 @@ def test_a_recording_with_two_people_skips_the_walks(tmp_path):
   rows = np.flatnonzero(test)
   recording[rows[7]] = recording[rows[0]]   # person 4's first window, walk 0
   mixed = dataclasses.replace(encoding_set, recording=recording)
-  results = stage.evaluate_run(_config(baselines=False, protocols='B'), mixed,
+  results = stage.evaluate_run(_run(baselines=False, protocols='B'), mixed,
                                tmp_path)
   assert list(results['entries']) == ['B/test']
   assert any('holds windows of people [1, 4]' in w
@@ -242,7 +248,7 @@ def test_walks_without_gallery_recordings_still_give_a_walk_headline(
   recording = np.where(encoding_set.split == 'train', -1,
                        encoding_set.recording)
   results = stage.evaluate_run(
-      _config(level='walk', baselines=False, protocols='B'),
+      _run(level='walk', baselines=False, protocols='B'),
       dataclasses.replace(encoding_set, recording=recording), tmp_path)
   assert 'skipped' in results['entries']['B/test/walks-mean']
   assert results['headline'] == 'B/test/walks-vote-vs-windows'
@@ -252,7 +258,7 @@ def test_walks_without_gallery_recordings_still_give_a_walk_headline(
 def test_released_row_rules_leave_protocol_a_at_window_level(tmp_path):
   config = _config(baselines=False)
   config.quirks.extraction_batches = True
-  results = stage.evaluate_run(config, _encoding_set(), tmp_path)
+  results = stage.evaluate_run(resolved_run(config), _encoding_set(), tmp_path)
   keys = list(results['entries'])
   assert 'A/test/walks-mean' not in keys and 'B/test/walks-mean' in keys
   assert any('released row rules' in note for note in results['notes'])
@@ -349,7 +355,7 @@ def test_a_bad_recording_id_is_named_in_the_note(tmp_path):
   test_rows = np.flatnonzero(encoding_set.split == 'test')
   recording[test_rows[[2, 5]]] = -7
   encoding_set = dataclasses.replace(encoding_set, recording=recording)
-  results = stage.evaluate_run(_config(baselines=False, protocols='B'),
+  results = stage.evaluate_run(_run(baselines=False, protocols='B'),
                                encoding_set, tmp_path)
   note = next(n for n in results['notes'] if 'No walk level for split test' in n)
   assert '2 of 21 windows have no valid recording id (-7;' in note

@@ -13,7 +13,8 @@ from sge_jax.train.devices import resident_batches
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
 from sge_jax.train.loop import steps_in_next_call, train_encoders
 from tests.fixtures import ctrl_c
-from tests.fixtures.pipeline import tiny_config, tiny_dataset
+from tests.fixtures.pipeline import (resolved_run, tiny_config, tiny_dataset,
+                                     tiny_run)
 
 
 class _Interrupted(Exception):
@@ -34,7 +35,8 @@ def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
     tmp_path, monkeypatch):
   config = tiny_config(**{'train.shuffle_batches': True})
   dataset = tiny_dataset(config)
-  straight = train_encoders(config, dataset, tmp_path / 'straight')
+  straight = train_encoders(resolved_run(config), dataset,
+                            tmp_path / 'straight')
   assert int(straight.step) == 12
 
   original_save = CheckpointStore.save
@@ -46,9 +48,9 @@ def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
 
   monkeypatch.setattr(CheckpointStore, 'save', save_then_crash)
   with pytest.raises(_Interrupted):
-    train_encoders(config, dataset, tmp_path / 'resumed')
+    train_encoders(resolved_run(config), dataset, tmp_path / 'resumed')
   monkeypatch.setattr(CheckpointStore, 'save', original_save)
-  resumed = train_encoders(config, dataset, tmp_path / 'resumed')
+  resumed = train_encoders(resolved_run(config), dataset, tmp_path / 'resumed')
   assert int(resumed.step) == 12
   _assert_same_params(resumed.params, straight.params)
   np.testing.assert_array_equal(jax.random.key_data(resumed.rng),
@@ -58,7 +60,7 @@ def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
                                   .read_text().splitlines()) if 'loss/total' in r]
   assert steps == [3, 6, 9, 12]
   # Running again finds the run finished.
-  again = train_encoders(config, dataset, tmp_path / 'resumed')
+  again = train_encoders(resolved_run(config), dataset, tmp_path / 'resumed')
   _assert_same_params(again.params, straight.params)
 
 
@@ -82,18 +84,19 @@ def test_ctrl_c_saves_the_step_reached_and_the_rerun_ends_like_a_straight_run(
     tmp_path, monkeypatch):
   config = tiny_config(**{'train.checkpoint_every_steps': 100})
   dataset = tiny_dataset(config)
-  straight = train_encoders(config, dataset, tmp_path / 'straight')
+  straight = train_encoders(resolved_run(config), dataset,
+                            tmp_path / 'straight')
   _press_during_calls(monkeypatch, [0, 1])
   with ctrl_c.commands_handler():
     with pytest.raises(KeyboardInterrupt) as stopped:
-      train_encoders(config, dataset, tmp_path / 'run')
+      train_encoders(resolved_run(config), dataset, tmp_path / 'run')
   checkpoints = tmp_path / 'run' / 'checkpoints'
   assert str(stopped.value) == (
       f'training stopped at step 6 of 12; checkpoint step 6 saved in '
       f'{checkpoints}')
   assert CheckpointStore(checkpoints).steps() == [6]
   monkeypatch.undo()
-  resumed = train_encoders(config, dataset, tmp_path / 'run')
+  resumed = train_encoders(resolved_run(config), dataset, tmp_path / 'run')
   _assert_same_params(resumed.params, straight.params)
 
 
@@ -109,7 +112,7 @@ def test_a_second_ctrl_c_stops_at_once_naming_what_is_kept(
   _press_during_calls(monkeypatch, presses)
   with ctrl_c.commands_handler():
     with pytest.raises(KeyboardInterrupt) as stopped:
-      train_encoders(config, tiny_dataset(config), tmp_path)
+      train_encoders(resolved_run(config), tiny_dataset(config), tmp_path)
   assert str(stopped.value) == (
       'training stopped at once, without saving its current step; '
       + message.format(checkpoints=tmp_path / 'checkpoints'))
@@ -124,7 +127,7 @@ def test_a_second_ctrl_c_stops_at_once_naming_what_is_kept(
 def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
     tmp_path, monkeypatch, epochs, message):
   dataset = tiny_dataset(tiny_config())
-  train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
+  train_encoders(tiny_run(**{'train.epochs': 1}), dataset, tmp_path)
   real_initial_state = loop.initial_state
 
   def interrupted_initial_state(*args):
@@ -134,7 +137,7 @@ def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
   monkeypatch.setattr(loop, 'initial_state', interrupted_initial_state)
   with ctrl_c.commands_handler():
     with pytest.raises(KeyboardInterrupt) as stopped:
-      train_encoders(tiny_config(**{'train.epochs': epochs}), dataset, tmp_path)
+      train_encoders(tiny_run(**{'train.epochs': epochs}), dataset, tmp_path)
   assert str(stopped.value) == message.format(
       checkpoints=tmp_path / 'checkpoints')
 
@@ -142,8 +145,9 @@ def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
 def test_two_devices_train_like_one(tmp_path):
   config = tiny_config()
   dataset = tiny_dataset(config)
-  one = train_encoders(config, dataset, tmp_path / 'one', jax.devices()[:1])
-  two = train_encoders(config, dataset, tmp_path / 'two', jax.devices()[:2])
+  run = resolved_run(config)
+  one = train_encoders(run, dataset, tmp_path / 'one', jax.devices()[:1])
+  two = train_encoders(run, dataset, tmp_path / 'two', jax.devices()[:2])
   # Adam moves every parameter by about +/-lr per step whatever its gradient's
   # size, so float32 rounding in a near-zero gradient (the summation order
   # differs between 1 and 2 devices, and between CPUs) can flip a step: the
@@ -164,14 +168,14 @@ def test_two_devices_train_like_one(tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny_config(**{'train.epochs': 1})
   dataset = tiny_dataset(config)
-  good = train_encoders(config, dataset, tmp_path)
+  good = train_encoders(resolved_run(config), dataset, tmp_path)
   exploding = tiny_config(**{'train.epochs': 2, 'train.learning_rate': 1e38})
   with pytest.raises(NonFiniteLossError,
                      match=r'became nan at step 8.*last good checkpoint \(step 6\)'):
-    train_encoders(exploding, dataset, tmp_path)
+    train_encoders(resolved_run(exploding), dataset, tmp_path)
   store = CheckpointStore(tmp_path / 'checkpoints')
   assert store.latest_step() == 6
-  restored = setup.restore_trained_params(config, tmp_path, 6, 20)
+  restored = setup.restore_trained_params(resolved_run(config), tmp_path, 6, 20)
   _assert_same_params(restored, good.params)
 
 
@@ -200,12 +204,12 @@ def test_stopped_models_are_frozen(tmp_path, monkeypatch):
 
   monkeypatch.setattr(loop, 'update_early_stopping',
                       stop_model_one_after_first_epoch)
-  frozen = train_encoders(config, dataset, tmp_path)
+  frozen = train_encoders(resolved_run(config), dataset, tmp_path)
   metrics = [json.loads(line) for line in
              (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert metrics[-1]['active'] == {'rev_rec/x': True, 'rev_rec/y': False,
                                    'rev_rec/z': True}
-  after_one_epoch = train_encoders(tiny_config(**{'train.epochs': 1}), dataset,
+  after_one_epoch = train_encoders(tiny_run(**{'train.epochs': 1}), dataset,
                                    tmp_path / 'one_epoch')
   _assert_same_params(jax.tree.map(lambda p: p[1], frozen.params),
                       jax.tree.map(lambda p: p[1], after_one_epoch.params))
@@ -229,14 +233,14 @@ def test_a_prime_number_of_batches_trains_with_one_program(tmp_path,
            'train.log_every_steps': 3}
   config = tiny_config(**prime, **{'train.epochs': 2})
   dataset = tiny_dataset(config)
-  state = train_encoders(config, dataset, tmp_path / 'a')
+  state = train_encoders(resolved_run(config), dataset, tmp_path / 'a')
   assert int(state.step) == 14
   steps = [json.loads(line)['step'] for line in
            (tmp_path / 'a' / 'metrics.jsonl').read_text().splitlines()
            if 'loss/total' in line]
   assert steps == [3, 6, 7, 10, 13, 14]
   compiled = compile_counter()
-  train_encoders(tiny_config(**prime, **{'train.epochs': 3}), dataset,
+  train_encoders(tiny_run(**prime, **{'train.epochs': 3}), dataset,
                  tmp_path / 'a')
   assert compile_counter() == compiled
 
@@ -254,8 +258,8 @@ def test_resident_batches_are_contiguous_device_shards():
 
 def test_later_epochs_compile_nothing(tmp_path, compile_counter):
   dataset = tiny_dataset(tiny_config())
-  train_encoders(tiny_config(**{'train.epochs': 1}), dataset, tmp_path)
+  train_encoders(tiny_run(**{'train.epochs': 1}), dataset, tmp_path)
   compiled_for_first_epoch = compile_counter()
-  state = train_encoders(tiny_config(**{'train.epochs': 3}), dataset, tmp_path)
+  state = train_encoders(tiny_run(**{'train.epochs': 3}), dataset, tmp_path)
   assert int(state.step) == 18
   assert compile_counter() == compiled_for_first_epoch
