@@ -28,8 +28,9 @@ import ml_collections
 
 from sge_jax.config.checks import (data_seed, int_at_least, one_of, parse_list,
                                    require)
-from sge_jax.config.fields import (DISTANCES, EVAL_LEVELS, MANNERS, PROTOCOLS,
-                                   QUIRKS, RETRIEVAL_FEATURES, SELECTION_RULES,
+from sge_jax.config.fields import (AUTO_WALK_AGGREGATION, DISTANCES,
+                                   EVAL_LEVELS, MANNERS, PROTOCOLS, QUIRKS,
+                                   RETRIEVAL_FEATURES, SELECTION_RULES,
                                    WALK_AGGREGATIONS, base_config)
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
@@ -304,7 +305,8 @@ class EvalSettings:
     cmc_max_rank: length of the stored retrieval CMC curves.
     plots: write PNG plots when matplotlib is installed.
     level: 'window', 'walk' or 'both' (what is re-identified).
-    walk_aggregation: 'vote' or 'mean', the walk aggregation listed first.
+    walk_aggregation: 'vote', 'mean' or 'auto' (per protocol,
+      ``AUTO_WALK_AGGREGATION``): the walk aggregation listed first.
     min_walk_windows: test walks with fewer windows are counted, not scored.
   """
   protocols: tuple[str, ...] = ('A', 'B')
@@ -315,7 +317,7 @@ class EvalSettings:
   cmc_max_rank: int = 50
   plots: bool = True
   level: str = 'both'
-  walk_aggregation: str = 'vote'
+  walk_aggregation: str = 'auto'
   min_walk_windows: int = 2
 
   @property
@@ -328,11 +330,12 @@ class EvalSettings:
     """Walk-level entries are asked for."""
     return self.level in ('walk', 'both')
 
-  @property
-  def aggregations(self) -> tuple[str, ...]:
-    """Both walk aggregations, the configured one first."""
-    return (self.walk_aggregation,) + tuple(
-        a for a in WALK_AGGREGATIONS if a != self.walk_aggregation)
+  def aggregations(self, protocol: str) -> tuple[str, ...]:
+    """Both walk aggregations of ``protocol`` ('A' or 'B'), the configured
+    one first."""
+    first = (AUTO_WALK_AGGREGATION[protocol] if self.walk_aggregation == 'auto'
+             else self.walk_aggregation)
+    return (first,) + tuple(a for a in WALK_AGGREGATIONS if a != first)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'EvalSettings':
@@ -350,14 +353,14 @@ class EvalSettings:
         cmc_max_rank=int(section.get('cmc_max_rank', 50)),
         plots=bool(section.get('plots', True)),
         level=str(section.get('level', 'both')),
-        walk_aggregation=str(section.get('walk_aggregation', 'vote')),
+        walk_aggregation=str(section.get('walk_aggregation', 'auto')),
         min_walk_windows=section.get('min_walk_windows', 2))
     one_of(settings.distance, 'eval.distance', DISTANCES)
     one_of(settings.retrieval_features, 'eval.retrieval_features',
            RETRIEVAL_FEATURES)
     one_of(settings.level, 'eval.level', EVAL_LEVELS)
     one_of(settings.walk_aggregation, 'eval.walk_aggregation',
-           WALK_AGGREGATIONS)
+           ('auto',) + WALK_AGGREGATIONS)
     for field in ('baseline_k', 'cmc_max_rank', 'min_walk_windows'):
       int_at_least(getattr(settings, field), f'eval.{field}')
     require(settings.level != 'walk' or {'A', 'B'} & set(settings.protocols),

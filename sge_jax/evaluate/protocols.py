@@ -552,7 +552,7 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
         entry, encoding_set, probe, gallery, keep, settings,
         exclude_self=False,
         collect_votes=bool(walks and not problem
-                           and 'vote' in settings.aggregations))
+                           and 'vote' in settings.aggregations('B')))
     if not walks:
       continue
     if problem:

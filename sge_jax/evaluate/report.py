@@ -144,8 +144,8 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
     per_split = ', '.join(f'{name} {count if count is not None else "unknown"}'
                           for name, count in walks['num_walks'].items())
     rows.append(('level (eval.level)', walks['level'] + (
-        f'; walk aggregations {", ".join(walks["aggregations"])}, test walks '
-        f'of at least {walks["min_walk_windows"]} windows'
+        f'; walk aggregations {_aggregations_text(walks["aggregations"])}, '
+        f'test walks of at least {walks["min_walk_windows"]} windows'
         if walks['aggregations'] else '')))
     rows.append(('walks (recordings) per split', per_split))
   rows.append(('sequences per split', ', '.join(
@@ -159,6 +159,15 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
 def is_walk_entry(entry: dict[str, Any]) -> bool:
   """A walk-level entry (sge_jax.evaluate.walk_level); others are windows."""
   return entry.get('level') == 'walk'
+
+
+def _aggregations_text(aggregations) -> str:
+  """'A: mean, vote; B: vote, mean' (configured first), or 'vote, mean' for a
+  list that applies to every protocol."""
+  if isinstance(aggregations, dict):
+    return '; '.join(f'{protocol}: {", ".join(names)}'
+                     for protocol, names in aggregations.items())
+  return ', '.join(aggregations)
 
 
 def configured_aggregation(results: dict[str, Any],

@@ -17,8 +17,10 @@
                   history {train_loss, val_accuracy, test_accuracy: {split}}
   retrieval       {features, description, gallery_rule}
   distance, baselines {enabled, k, names}
-  walks           {level ('window' | 'walk' | 'both'), aggregations (the
-                  configured one first; [] at window level), min_walk_windows,
+  walks           {level ('window' | 'walk' | 'both'), aggregations
+                  ({'A': [...], 'B': [...]} for the protocols run, the
+                  configured one first; {} at window level; files written
+                  before 2026-12 hold one list for both), min_walk_windows,
                   num_walks: {split: recordings, null when unknown}}
   entries         {key: entry}, key '<protocol>/<probe split>' ('A/Walking',
                   'B/probe', 'CME/nm.bg'); every entry has protocol, probe,

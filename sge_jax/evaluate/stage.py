@@ -126,7 +126,9 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
         + '. Use --config.eval.level=both to see the window level too.')
   return {
       'level': settings.level,
-      'aggregations': list(settings.aggregations) if settings.walks else [],
+      'aggregations': ({protocol: list(settings.aggregations(protocol))
+                        for protocol in ('A', 'B') if protocol in plan}
+                       if settings.walks else {}),
       'min_walk_windows': settings.min_walk_windows,
       'num_walks': {name: (int(np.unique(ids).size)
                            if recording_ids.known(ids) else None)

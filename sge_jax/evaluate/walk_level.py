@@ -133,7 +133,7 @@ def classification_entries(base: dict[str, Any], probe: str,
   skipped = _skipped(probe_walks)
   columns = metrics.class_indices(probe_walks.walks.labels, classes)
   entries, rocs = {}, {}
-  for aggregation in settings.aggregations:
+  for aggregation in settings.aggregations('A'):
     key = entry_key('A', probe, aggregation)
     entry = {**base, 'aggregation': aggregation, **probe_walks.counts,
              'num_people': int(np.unique(probe_walks.walks.labels).size)}
@@ -301,7 +301,7 @@ def retrieval_entries(base: dict[str, Any], probe: str,
   progress = Progress(
       f'protocol B {split_labels[0]} walks -> {split_labels[1]}',
       0 if skipped else methods * len(GALLERY_LEVELS)
-      * len(settings.aggregations), 'rankings')
+      * len(settings.aggregations('B')), 'rankings')
 
   def cached(key, make):
     if key not in cache:
@@ -310,7 +310,7 @@ def retrieval_entries(base: dict[str, Any], probe: str,
 
   entries = {}
   for gallery_level in GALLERY_LEVELS:
-    for aggregation in settings.aggregations:
+    for aggregation in settings.aggregations('B'):
       entry = {**base, 'aggregation': aggregation,
                'gallery_level': gallery_level, **probe_walks.counts,
                'num_people': int(np.unique(probe_walks.walks.labels).size)}

@@ -105,18 +105,21 @@ def test_window_entries_are_identical_with_and_without_walks(runs):
         window['entries'][key], sort_keys=True)
   for field in ('headline', 'rank1', 'nauc', 'map', 'cmc'):
     assert both[field] == window[field]
-  assert window['walks']['aggregations'] == []
+  assert window['walks']['aggregations'] == {}
 
 
 def test_walk_entries_are_added_for_a_and_b(runs):
   keys = [key for key, entry in runs['both']['entries'].items()
           if walk_level.is_walk_entry(entry)]
-  assert keys == ['A/test/walks-vote', 'A/test/walks-mean',
+  # eval.walk_aggregation='auto': A lists mean first, B vote.
+  assert keys == ['A/test/walks-mean', 'A/test/walks-vote',
                   'B/test/walks-vote', 'B/test/walks-mean',
                   'B/test/walks-vote-vs-windows',
                   'B/test/walks-mean-vs-windows']
   walks = runs['both']['walks']
-  assert walks == {'level': 'both', 'aggregations': ['vote', 'mean'],
+  assert walks == {'level': 'both',
+                   'aggregations': {'A': ['mean', 'vote'],
+                                    'B': ['vote', 'mean']},
                    'min_walk_windows': 2,
                    'num_walks': {'train': 6, 'test': 7}}
 
@@ -152,15 +155,16 @@ def test_separable_walks_are_all_recognised(runs):
 def test_level_walk_reports_only_walks_with_a_walk_headline(runs):
   walk = runs['walk']
   assert all(walk_level.is_walk_entry(e) for e in walk['entries'].values())
-  assert walk['headline'] == 'A/test/walks-vote'
-  assert walk['rank1'] == walk['entries']['A/test/walks-vote']['rank1']
+  assert walk['headline'] == 'A/test/walks-mean'    # A's default aggregation
+  assert walk['rank1'] == walk['entries']['A/test/walks-mean']['rank1']
 
 
 def test_report_has_walk_tables_next_to_window_tables(runs, tmp_path):
   text = report.render_markdown(runs['both'])
   assert text.count('### Walk level') == 2
   assert '| test walks -> train windows | CAGEs NN (concat) | mean |' in text
-  assert 'vote (default)' in text and '| mean |' in text
+  assert 'vote (default)' in text and 'mean (default)' in text
+  assert '| mean |' in text and '| vote |' in text
   lines = report.summary_lines(runs['both'])
   assert any(line.startswith('A/test/walks-vote') and '5 walks of 17 windows'
              in line for line in lines)
@@ -172,7 +176,16 @@ def test_mean_is_the_headline_aggregation_when_configured(tmp_path):
               protocols='B'), _encoding_set(), tmp_path)
   assert list(results['entries'])[0] == 'B/test/walks-mean'
   assert results['headline'] == 'B/test/walks-mean'
-  assert results['walks']['aggregations'] == ['mean', 'vote']
+  assert results['walks']['aggregations'] == {'B': ['mean', 'vote']}
+
+
+def test_an_explicit_aggregation_applies_to_both_protocols(tmp_path):
+  results = stage.evaluate_run(_run(walk_aggregation='vote', baselines=False),
+                               _encoding_set(), tmp_path)
+  assert results['walks']['aggregations'] == {'A': ['vote', 'mean'],
+                                              'B': ['vote', 'mean']}
+  keys = [key for key in results['entries'] if '/walks-' in key]
+  assert keys[0] == 'A/test/walks-vote' and keys[2] == 'B/test/walks-vote'
 
 
 def test_min_walk_windows_leaves_out_more_walks(tmp_path):
