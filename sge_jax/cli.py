@@ -9,7 +9,9 @@ import sys
 from typing import Any, Callable
 
 from sge_jax.config import checks    # no JAX: cheap to import
-from sge_jax import distributed, input_files, interrupts, job_watchdog
+from sge_jax import distributed, interrupts
+from sge_jax.distributed import watchdog as job_watchdog
+from sge_jax.data import input_files
 from sge_jax.errors import USER_ERRORS
 
 USER_ERROR_STATUS = 2

@@ -2,7 +2,7 @@
 
 Each message names the file, field or value at fault and what to do about it.
 The commands (``launch.py``, ``python -m sge_jax.evaluate``, ``python -m
-sge_jax.check_reference``, ``python -m sge_jax.preprocess``) print such an
+sge_jax.reference``, ``python -m sge_jax.preprocess``) print such an
 error as one line and exit with status 2, without a traceback (``sge_jax.cli``).
 """
 

@@ -60,7 +60,7 @@ from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import (check_checkpoints_fit, encoder_training_split,
                                  no_trained_encoders)
-from sge_jax.workdir_lock import hold_workdir_lock
+from sge_jax.workdir.lock import hold_workdir_lock
 
 Results = Optional[dict[str, Any]]
 

@@ -1,10 +1,13 @@
 """Index bookkeeping of the authors' released code (the "released procedure").
 
-Pure NumPy: no JAX, no config. Each function reproduces one behaviour R1-R12 of
-the authors' TF1 code (GitHub ``Kali-Hac/Locality-Awareness-SGE``) so that a
-``procedure='released'`` mode can be wired in and tested. The behaviours, the
-disagreements with ``AUTHORS_CODE.md`` and the closed-form sample counts are in
-``docs/released_procedure.md``.
+Pure NumPy: no JAX, no config. Each function reproduces one behaviour of the
+authors' TF1 code (GitHub ``Kali-Hac/Locality-Awareness-SGE``) that
+``procedure='released'`` uses: the RN rows of R1/R3/R5, R7's BIWI rows, R8's
+normalisation, R2/R10's frame permutations, R11's CME match and R12's check.
+Reference forms the tests check the pipeline against (R4's batches, R6's
+epoch rules, the closed-form sample counts, ...) are in
+``tests/fixtures/released_reference.py``. The behaviours and the disagreements
+with the authors' list are in ``docs/released_procedure.md``.
 
 Line references ``train.py:N`` are to ``train.py`` at commit ``1f11472`` of that
 repository (counted there; they agree with the line numbers of AUTHORS_CODE.md
@@ -26,9 +29,7 @@ Conventions:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 
@@ -36,8 +37,6 @@ from sge_jax.errors import DataError
 
 EXTRACTION_BATCH = 128  # train.py:16 (``batch_size = 128``)
 CASIA_B_CVE_RN_BATCH = 1280  # CVE-CASIA-B.py, encoder_classify_union_directly: batch_size *= 10
-
-Manner = Literal['ap', 'sc']
 
 
 # ----------------------------------------------------------------------------
@@ -160,58 +159,6 @@ def rev_rec_plus_test_order(
   return released_extraction_order(labels, batch_size)
 
 
-def frame_rows(sequence_indices: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
-  """AP manner: each encoded sequence becomes ``frames`` consecutive RN rows.
-
-  ``X.extend(att_op.tolist())`` appends the f rows of one sequence's [f, D] CAGE
-  in decoder-step order (train.py:1293, labels train.py:1326).
-
-  Args:
-    sequence_indices: [M] row indices of the encoded sequences, in order.
-    frames: f.
-
-  Returns:
-    sequence: [M * f] the sequence row of each frame row.
-    frame: [M * f] the frame (decoder step) of each frame row.
-  """
-  sequence_indices = np.asarray(sequence_indices, dtype=np.int64)
-  return (np.repeat(sequence_indices, frames),
-          np.tile(np.arange(frames, dtype=np.int64), sequence_indices.shape[0]))
-
-
-# ----------------------------------------------------------------------------
-# R4: one shuffle of the RN training rows, full batches only.
-# ----------------------------------------------------------------------------
-
-def rn_epoch_batches(permutation: np.ndarray, batch_size: int = EXTRACTION_BATCH) -> np.ndarray:
-  """R4: the RN training batches, identical in every epoch.
-
-  One permutation of the training rows (sequences in SC, frames in AP) is drawn
-  in the first ``encoder_classify`` call and reused for the y and z axes
-  (train.py:3816-3834, global ``permutation_flag``). The RN loop walks the
-  permuted rows in that fixed order every epoch, full batches only
-  (train.py:3994-3999, 4021-4028): rows at permuted positions
-  ``>= B * (N // B)`` are never used.
-
-  Args:
-    permutation: [N] the one permutation of the N training rows.
-    batch_size: B (1280 for CASIA-B CVE).
-
-  Returns:
-    [N // B, B] training row indices of each batch, in batch order.
-  """
-  permutation = np.asarray(permutation, dtype=np.int64)
-  count = permutation.shape[0] // batch_size
-  return permutation[:count * batch_size].reshape(count, batch_size)
-
-
-def unseen_training_rows(permutation: np.ndarray,
-                         batch_size: int = EXTRACTION_BATCH) -> np.ndarray:
-  """R4: the training rows no RN batch ever contains (the last N mod B after the shuffle)."""
-  permutation = np.asarray(permutation, dtype=np.int64)
-  return permutation[batch_size * (permutation.shape[0] // batch_size):]
-
-
 # ----------------------------------------------------------------------------
 # R5: test scoring in full batches.
 # ----------------------------------------------------------------------------
@@ -324,59 +271,6 @@ def ap_scored_windows(sequence_labels: Sequence[Hashable] | np.ndarray, frames: 
 
 
 # ----------------------------------------------------------------------------
-# R6: model selection on the test set.
-# ----------------------------------------------------------------------------
-
-def select_epoch(accuracies: Sequence[float] | np.ndarray,
-                 rule: Literal['>=', '>']) -> int | None:
-  """R6: the epoch whose checkpoint the released code evaluates (0-based).
-
-  The best-so-far starts at 0 (``val_accs = [0]``, train.py:4007, 4222-4223).
-
-  * ``'>='`` (every non-IAS run, train.py:4083-4084 SC, 4098-4099 AP): a
-    checkpoint is written whenever accuracy >= the best so far, so the LAST
-    epoch reaching the maximum is kept.
-  * ``'>'`` (IAS in AP manner, A and B separately, train.py:4353-4358): written
-    only when accuracy > the best so far, so the FIRST epoch reaching the
-    maximum is kept; ``None`` if no epoch beats 0 (no checkpoint is written).
-
-  Args:
-    accuracies: [E] per-epoch test accuracy, epoch 1 first.
-    rule: ``'>='`` or ``'>'``.
-
-  Returns:
-    0-based epoch index, or None.
-  """
-  if rule not in ('>=', '>'):
-    raise ValueError(f"rule must be '>=' or '>', got {rule!r}")
-  best = 0.0
-  chosen = None
-  for epoch, accuracy in enumerate(np.asarray(accuracies, dtype=np.float64).tolist()):
-    if accuracy > best or (rule == '>=' and accuracy == best):
-      chosen = epoch
-    best = max(best, accuracy)
-  return chosen
-
-
-def select_epoch_ias_sc(accuracies_a: Sequence[float] | np.ndarray,
-                        accuracies_b: Sequence[float] | np.ndarray) -> int | None:
-  """R6, IAS in SC manner: ONE checkpoint, written when A >= best A or B >= best B.
-
-  train.py:4333-4336. (``evaluate_reid`` then loads ``A_trained_model.ckpt`` and
-  ``B_trained_model.ckpt``, which only the AP branch writes: train.py:4433-4435,
-  4583-4584.) Returns the 0-based epoch of the last write, or None.
-  """
-  best_a = best_b = 0.0
-  chosen = None
-  for epoch, (a, b) in enumerate(zip(np.asarray(accuracies_a, np.float64).tolist(),
-                                     np.asarray(accuracies_b, np.float64).tolist())):
-    if a >= best_a or b >= best_b:
-      chosen = epoch
-    best_a, best_b = max(best_a, a), max(best_b, b)
-  return chosen
-
-
-# ----------------------------------------------------------------------------
 # R7: BIWI encoder training rows.
 # ----------------------------------------------------------------------------
 
@@ -421,23 +315,8 @@ def normalize_to_root_joint(sequences: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# R9: the LA mask; R10: frame permutations; R11: CME matching; R12: classes.
+# R10: frame permutations; R11: CME matching.
 # ----------------------------------------------------------------------------
-
-def la_objective_mask(frames: int, reverse: bool = True) -> np.ndarray:
-  """R9: the locality mask M [f_dec, f_enc] of the LA loss (train.py:670-689).
-
-  ``M[r, c] = exp(-(c - p)^2 / (2 (f/2)^2))`` with ``p = f - 1 - r`` when
-  ``reverse`` (the global ``Reverse = True``, train.py:40, used for every
-  pretext task) and ``p = r`` otherwise; ``M[r, p] = 1``. The loss is
-  ``sum(((1 - M) * A)^2) / 2`` over the [f, B, f] alignment history
-  (train.py:688), added whenever attention is LA.
-  """
-  rows = np.arange(frames)[:, None]
-  cols = np.arange(frames)[None, :]
-  centre = frames - 1 - rows if reverse else rows
-  return np.exp(-(cols - centre) ** 2 / (2 * (frames / 2) ** 2))
-
 
 def permute_frames_per_axis(sequences: np.ndarray,
                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -468,33 +347,6 @@ def permute_frames_per_axis(sequences: np.ndarray,
   return permuted, perm
 
 
-def cme_match(gallery: np.ndarray, probes: np.ndarray, same_condition: bool) -> np.ndarray:
-  """R11: the gallery entry each CME probe is matched to (CME-CASIA-B.py,
-  ``encoder_match_union_directly``, ~4249).
-
-  Euclidean distance to every gallery CAGE; cross-condition (``cl.nm``,
-  ``bg.nm``) takes the nearest (``argmin``), same-condition (``nm.nm``,
-  ``cl.cl``, ``bg.bg``, whose gallery and probe are read from the same folder)
-  takes the SECOND nearest (``argsort(...)[1]``), whatever the nearest is.
-  Ties are broken by gallery order here (stable sort); the authors' CuPy sort
-  leaves the order of equal distances unspecified. Rank-1 there is the share of
-  ALL probes whose matched gallery label is right (no batching).
-
-  Args:
-    gallery: [G, D] gallery CAGEs (the R1 train-side order, copies included,
-      permuted by R4).
-    probes: [P, D] probe CAGEs (R1 test order, copies cut, SC-permuted).
-    same_condition: probe condition == gallery condition.
-
-  Returns:
-    [P] int64 gallery indices.
-  """
-  gallery = np.asarray(gallery, dtype=np.float64)
-  probes = np.asarray(probes, dtype=np.float64)
-  distances = np.linalg.norm(gallery[None, :, :] - probes[:, None, :], axis=-1)
-  return cme_match_from_distances(distances, same_condition)
-
-
 def cme_match_from_distances(distances: np.ndarray, same_condition: bool) -> np.ndarray:
   """R11 on a [P, G] probe-to-gallery distance matrix: nearest, or second nearest
   for an equal condition (ties by gallery order). Returns [P] gallery indices."""
@@ -502,140 +354,9 @@ def cme_match_from_distances(distances: np.ndarray, same_condition: bool) -> np.
   return order[:, 1] if same_condition else order[:, 0]
 
 
-def rn_label_columns(train_keys: Sequence[Hashable], test_keys: Sequence[Hashable],
-                     train_labels: Sequence[Hashable] | np.ndarray,
-                     test_labels: Sequence[Hashable] | np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, int]:
-  """R12: the RN's one-hot columns as the released code builds them.
-
-  Training labels are binarised against the sorted TRAIN keys, test labels
-  against the sorted TEST keys, and the RN gets ``len(test keys)`` outputs
-  (train.py:3946-3951, 3962/3977, 3968/3983). With different key counts the
-  authors' graph cannot be fed (error here too); with equal counts but
-  different keys, the i-th smallest train id and the i-th smallest test id
-  share column i.
-
-  Args:
-    train_keys / test_keys: the keys of the two ``ids`` dicts (persons with no
-      sequence included).
-    train_labels / test_labels: labels to map.
-
-  Returns:
-    train_columns [N_train], test_columns [N_test], number of RN outputs.
-  """
-  train_sorted = sorted(set(train_keys))
-  test_sorted = sorted(set(test_keys))
-  if len(train_sorted) != len(test_sorted):
-    raise ValueError(f'the released RN needs as many train ids ({len(train_sorted)}) '
-                     f'as test ids ({len(test_sorted)})')
-  train_column = {key: i for i, key in enumerate(train_sorted)}
-  test_column = {key: i for i, key in enumerate(test_sorted)}
-  return (np.asarray([train_column[k] for k in np.asarray(train_labels).tolist()], np.int64),
-          np.asarray([test_column[k] for k in np.asarray(test_labels).tolist()], np.int64),
-          len(test_sorted))
-
-
 # ----------------------------------------------------------------------------
-# Closed-form counts.
+# R12: the same people in train and test.
 # ----------------------------------------------------------------------------
-
-def train_sequences_per_person(n: int, batch_size: int = EXTRACTION_BATCH) -> int:
-  """R1: sequences a person with n stored sequences contributes to the RN training set.
-
-  0 if n = 0; B if 0 < n < B (n originals + B - n copies); B * floor(n/B) if n >= B.
-  """
-  if n <= 0:
-    return 0
-  return batch_size * max(1, n // batch_size)
-
-
-def test_sequences_per_person(n: int, batch_size: int = EXTRACTION_BATCH,
-                              keep_padding: bool = False) -> int:
-  """R1 / R3: test sequences a person with n stored sequences contributes.
-
-  n if n < B (copies cut), B * floor(n/B) if n >= B; with ``keep_padding``
-  (rev_rec_plus, R3) the same as ``train_sequences_per_person``.
-  """
-  if keep_padding:
-    return train_sequences_per_person(n, batch_size)
-  if n <= 0:
-    return 0
-  return n if n < batch_size else batch_size * (n // batch_size)
-
-
-def rows_per_sequence(manner: Manner, frames: int) -> int:
-  """RN rows per sequence: f in AP (one per frame), 1 in SC."""
-  if manner not in ('ap', 'sc'):
-    raise ValueError(f"manner must be 'ap' or 'sc', got {manner!r}")
-  return frames if manner == 'ap' else 1
-
-
-def scored_row_count(num_rows: int, batch_size: int = EXTRACTION_BATCH) -> int:
-  """R5: rows scored out of N test rows: B if 0 < N < B (padded), else B * floor(N/B)."""
-  if num_rows <= 0:
-    return 0
-  return batch_size if num_rows < batch_size else batch_size * (num_rows // batch_size)
-
-
-def scored_sequence_count(num_sequences: int, manner: Manner, frames: int,
-                          batch_size: int = EXTRACTION_BATCH) -> int:
-  """R5: test sequences that enter the accuracy, out of N.
-
-  SC: ``scored_row_count(N)`` (B when N < B, counting the copies of row 0).
-  AP: ``floor(scored_row_count(f N) / f)``; when f N < B this is floor(B/f),
-  of which floor(B/f) - N are windows of copies of frame row 0.
-  """
-  rows = num_sequences * rows_per_sequence(manner, frames)
-  scored = scored_row_count(rows, batch_size)
-  return scored if manner == 'sc' else scored // frames
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainCounts:
-  """Released RN training set of one split (R1, R4)."""
-  sequences: int  # encoded sequences, copies included
-  padding: int  # of which copies of a first sequence
-  dropped: int  # stored sequences never encoded (truncation)
-  rows: int  # RN rows (sequences x f in AP)
-  rows_used: int  # rows in full RN batches (B_rn * floor(rows / B_rn))
-
-
-@dataclasses.dataclass(frozen=True)
-class TestCounts:
-  """Released test set of one split (R1, R3, R5)."""
-  sequences: int  # encoded and kept sequences
-  padding: int  # copies kept (rev_rec_plus only)
-  dropped: int  # stored sequences never encoded (truncation)
-  rows: int  # RN rows
-  scored_rows: int
-  scored_sequences: int
-
-
-def train_counts(per_person: Sequence[int], manner: Manner, frames: int,
-                 batch_size: int = EXTRACTION_BATCH,
-                 rn_batch_size: int = EXTRACTION_BATCH) -> TrainCounts:
-  """Closed-form R1/R4 counts from the per-person sequence counts n_p."""
-  sequences = sum(train_sequences_per_person(n, batch_size) for n in per_person)
-  padding = sum(batch_size - n for n in per_person if 0 < n < batch_size)
-  dropped = sum(n % batch_size for n in per_person if n >= batch_size)
-  rows = sequences * rows_per_sequence(manner, frames)
-  return TrainCounts(sequences, padding, dropped, rows,
-                     rn_batch_size * (rows // rn_batch_size))
-
-
-def test_counts(per_person: Sequence[int], manner: Manner, frames: int,
-                batch_size: int = EXTRACTION_BATCH,
-                rn_batch_size: int = EXTRACTION_BATCH,
-                keep_padding: bool = False) -> TestCounts:
-  """Closed-form R1/R3/R5 counts from the per-person sequence counts n_p."""
-  sequences = sum(test_sequences_per_person(n, batch_size, keep_padding) for n in per_person)
-  padding = sum(batch_size - n for n in per_person if 0 < n < batch_size) if keep_padding else 0
-  dropped = sum(n % batch_size for n in per_person if n >= batch_size)
-  rows = sequences * rows_per_sequence(manner, frames)
-  return TestCounts(sequences, padding, dropped, rows,
-                    scored_row_count(rows, rn_batch_size),
-                    scored_sequence_count(sequences, manner, frames, rn_batch_size))
-
 
 def require_equal_person_sets(labels_by_split: Mapping[str, np.ndarray]) -> None:
   """R12 in released mode: stops unless every test split has the train split's people.

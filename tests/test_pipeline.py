@@ -212,7 +212,7 @@ def test_a_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path
 
 _HOLD_LOCK = """
 import sys, time
-from sge_jax.workdir_lock import hold_workdir_lock
+from sge_jax.workdir.lock import hold_workdir_lock
 with hold_workdir_lock(sys.argv[1], command='python launch.py (the first run)'):
   print('held', flush=True)
   time.sleep(120)

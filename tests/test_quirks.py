@@ -21,6 +21,7 @@ from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train import loop, pretext
 from sge_jax.train.state import init_stacked_params
+from tests.fixtures import released_reference
 from tests.fixtures.pipeline import resolved_run
 
 B = 128
@@ -221,9 +222,9 @@ def test_r6_ge_keeps_the_last_tied_best_test_epoch_gt_the_first():
   assert results['last'].selected_epochs['test'] == tied[-1]
   # The in-training tracker agrees with the reference rule (0-based there).
   assert results['last'].selected_epochs['test'] == (
-      released.select_epoch(accuracy, '>=') + 1)
+      released_reference.select_epoch(accuracy, '>=') + 1)
   assert results['first'].selected_epochs['test'] == (
-      released.select_epoch(accuracy, '>') + 1)
+      released_reference.select_epoch(accuracy, '>') + 1)
 
 
 def test_r6_picks_the_paper_rule_with_last_ties_except_on_ias():

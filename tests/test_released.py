@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sge_jax import released
+from tests.fixtures import released_reference
 
 B = 128
 
@@ -94,7 +95,7 @@ def test_rev_rec_plus_test_order_keeps_copies():
 
 
 def test_frame_rows_are_sequence_major():
-  sequence, frame = released.frame_rows(np.array([4, 9]), 3)
+  sequence, frame = released_reference.frame_rows(np.array([4, 9]), 3)
   np.testing.assert_array_equal(sequence, [4, 4, 4, 9, 9, 9])
   np.testing.assert_array_equal(frame, [0, 1, 2, 0, 1, 2])
 
@@ -109,9 +110,9 @@ HAND_COUNTS = {0: (0, 0), 1: (128, 1), 5: (128, 5), 127: (128, 127), 128: (128, 
 @pytest.mark.parametrize('n', sorted(HAND_COUNTS))
 def test_per_person_counts_match_hand_table_and_bookkeeping(n):
   train, test = HAND_COUNTS[n]
-  assert released.train_sequences_per_person(n) == train
-  assert released.test_sequences_per_person(n) == test
-  assert released.test_sequences_per_person(n, keep_padding=True) == train
+  assert released_reference.train_sequences_per_person(n) == train
+  assert released_reference.test_sequences_per_person(n) == test
+  assert released_reference.test_sequences_per_person(n, keep_padding=True) == train
   labels = np.zeros(n, dtype=int)
   assert released.released_extraction_order(labels)[0].shape == (train,)
   assert released.released_test_order(labels).shape == (test,)
@@ -124,7 +125,7 @@ def test_split_counts_match_bookkeeping(manner, frames):
       {p: n for p, n in enumerate(per_person) if n}, seed=3)
   indices, is_padding = released.released_extraction_order(labels)
   r = frames if manner == 'ap' else 1
-  train = released.train_counts(per_person, manner, frames)
+  train = released_reference.train_counts(per_person, manner, frames)
   assert train.sequences == indices.shape[0]
   assert train.padding == is_padding.sum()
   assert train.dropped == len(labels) - np.unique(indices).shape[0]
@@ -132,7 +133,7 @@ def test_split_counts_match_bookkeeping(manner, frames):
   assert train.rows_used == B * ((indices.shape[0] * r) // B)
 
   test_rows = released.released_test_order(labels)
-  test = released.test_counts(per_person, manner, frames)
+  test = released_reference.test_counts(per_person, manner, frames)
   assert test.sequences == test_rows.shape[0]
   assert test.padding == 0
   assert test.rows == test_rows.shape[0] * r
@@ -144,15 +145,15 @@ def test_split_counts_match_bookkeeping(manner, frames):
     windows, _ = released.ap_scored_windows(labels[test_rows], frames)
     assert test.scored_sequences == windows.shape[0]
 
-  plus = released.test_counts(per_person, manner, frames, keep_padding=True)
+  plus = released_reference.test_counts(per_person, manner, frames, keep_padding=True)
   assert plus.sequences == train.sequences and plus.padding == train.padding
 
 
 def test_cve_rn_batch_of_1280():
-  counts = released.test_counts([300] * 10, 'sc', 20, rn_batch_size=1280)
+  counts = released_reference.test_counts([300] * 10, 'sc', 20, rn_batch_size=1280)
   assert counts.sequences == 2560
   assert counts.scored_rows == 2560
-  counts = released.test_counts([300] * 9, 'sc', 20, rn_batch_size=1280)
+  counts = released_reference.test_counts([300] * 9, 'sc', 20, rn_batch_size=1280)
   assert counts.scored_rows == 1280  # 2304 sequences, one full batch of 1280
 
 
@@ -161,11 +162,11 @@ def test_cve_rn_batch_of_1280():
 
 def test_rn_epoch_batches_are_full_batches_of_the_one_permutation():
   perm = np.random.default_rng(1).permutation(300)
-  batches = released.rn_epoch_batches(perm)
+  batches = released_reference.rn_epoch_batches(perm)
   assert batches.shape == (2, B)
   np.testing.assert_array_equal(batches.ravel(), perm[:256])
-  np.testing.assert_array_equal(released.unseen_training_rows(perm), perm[256:])
-  assert released.rn_epoch_batches(np.arange(100)).shape == (0, B)
+  np.testing.assert_array_equal(released_reference.unseen_training_rows(perm), perm[256:])
+  assert released_reference.rn_epoch_batches(np.arange(100)).shape == (0, B)
 
 
 # ---------------------------------------------------------------- R5
@@ -181,7 +182,7 @@ def test_scored_test_rows_only_full_batches():
   assert np.all(small[50:] == 0)
   with pytest.raises(ValueError):
     released.scored_test_rows(0)
-  assert released.scored_row_count(0) == 0
+  assert released_reference.scored_row_count(0) == 0
 
 
 def test_sc_scores_the_first_full_batches_of_the_permuted_rows():
@@ -201,7 +202,7 @@ def test_ap_windows_are_stored_sequences_and_trailing_partial_dropped():
   assert windows.shape == (85, 6)
   np.testing.assert_array_equal(windows, np.arange(510).reshape(85, 6))
   np.testing.assert_array_equal(window_labels, labels[:85])
-  assert released.scored_sequence_count(100, 'ap', 6) == 85
+  assert released_reference.scored_sequence_count(100, 'ap', 6) == 85
 
 
 def test_ap_padding_windows_count_as_extra_sequences_of_row_zero():
@@ -211,8 +212,8 @@ def test_ap_padding_windows_count_as_extra_sequences_of_row_zero():
   np.testing.assert_array_equal(windows[:3], np.arange(18).reshape(3, 6))
   assert np.all(windows[3:] == 0)
   np.testing.assert_array_equal(window_labels, [4, 5, 5] + [4] * 18)
-  assert released.scored_sequence_count(3, 'ap', 6) == 21
-  assert released.scored_sequence_count(3, 'sc', 6) == 128
+  assert released_reference.scored_sequence_count(3, 'ap', 6) == 21
+  assert released_reference.scored_sequence_count(3, 'sc', 6) == 128
 
 
 # ---------------------------------------------------------------- R6
@@ -220,24 +221,24 @@ def test_ap_padding_windows_count_as_extra_sequences_of_row_zero():
 
 def test_select_epoch_ge_keeps_last_tied_maximum_gt_keeps_first():
   accuracies = [0.5, 0.8, 0.7, 0.8, 0.6]
-  assert released.select_epoch(accuracies, '>=') == 3
-  assert released.select_epoch(accuracies, '>') == 1
+  assert released_reference.select_epoch(accuracies, '>=') == 3
+  assert released_reference.select_epoch(accuracies, '>') == 1
   increasing = [0.1, 0.2, 0.3]
-  assert released.select_epoch(increasing, '>=') == released.select_epoch(increasing, '>') == 2
+  assert released_reference.select_epoch(increasing, '>=') == released_reference.select_epoch(increasing, '>') == 2
 
 
 def test_select_epoch_starts_from_zero_best():
-  assert released.select_epoch([0.0, 0.0], '>=') == 1
-  assert released.select_epoch([0.0, 0.0], '>') is None
+  assert released_reference.select_epoch([0.0, 0.0], '>=') == 1
+  assert released_reference.select_epoch([0.0, 0.0], '>') is None
   with pytest.raises(ValueError):
-    released.select_epoch([0.5], '==')
+    released_reference.select_epoch([0.5], '==')
 
 
 def test_select_epoch_ias_sc_either_split_non_strict():
   a = [0.5, 0.4, 0.5, 0.3]
   b = [0.2, 0.6, 0.1, 0.1]
   # epoch 0 (both >= 0), 1 (B improves), 2 (A ties its best), 3 (neither).
-  assert released.select_epoch_ias_sc(a, b) == 2
+  assert released_reference.select_epoch_ias_sc(a, b) == 2
 
 
 # ---------------------------------------------------------------- R7
@@ -298,9 +299,9 @@ def test_la_mask_matches_loop_of_authors_algorithm():
       if pt - i >= 0:
         ref[index][pt - i] = np.exp(-(i ** 2) / (2 * (f / 2) ** 2))
     ref[index][pt] = 1
-  np.testing.assert_allclose(released.la_objective_mask(f), ref, rtol=1e-12)
-  assert np.all(np.diag(np.fliplr(released.la_objective_mask(f))) == 1)
-  assert np.all(np.diag(released.la_objective_mask(f, reverse=False)) == 1)
+  np.testing.assert_allclose(released_reference.la_objective_mask(f), ref, rtol=1e-12)
+  assert np.all(np.diag(np.fliplr(released_reference.la_objective_mask(f))) == 1)
+  assert np.all(np.diag(released_reference.la_objective_mask(f, reverse=False)) == 1)
 
 
 def test_permute_frames_per_axis():
@@ -317,21 +318,21 @@ def test_cme_same_condition_takes_second_nearest():
   gallery = np.array([[0., 0.], [5., 5.], [1., 1.], [9., 0.], [1., 1.]])
   probes = np.array([[1., 1.], [4.9, 5.]])
   # Probe 0 is in the gallery twice (a copy): second nearest is its copy.
-  np.testing.assert_array_equal(released.cme_match(gallery, probes, True), [4, 2])
-  np.testing.assert_array_equal(released.cme_match(gallery, probes, False), [2, 1])
+  np.testing.assert_array_equal(released_reference.cme_match(gallery, probes, True), [4, 2])
+  np.testing.assert_array_equal(released_reference.cme_match(gallery, probes, False), [2, 1])
 
 
 def test_rn_label_columns():
-  train_cols, test_cols, classes = released.rn_label_columns(
+  train_cols, test_cols, classes = released_reference.rn_label_columns(
       [3, 1, 2], [1, 2, 3], [1, 3, 2], [3, 3, 1])
   np.testing.assert_array_equal(train_cols, [0, 2, 1])
   np.testing.assert_array_equal(test_cols, [2, 2, 0])
   assert classes == 3
   # Equal counts, different ids: matched by rank, not by id.
-  train_cols, test_cols, _ = released.rn_label_columns([1, 2], [5, 9], [2], [9])
+  train_cols, test_cols, _ = released_reference.rn_label_columns([1, 2], [5, 9], [2], [9])
   assert train_cols[0] == test_cols[0] == 1
   with pytest.raises(ValueError):
-    released.rn_label_columns([1, 2, 3], [1, 2], [1], [1])
+    released_reference.rn_label_columns([1, 2, 3], [1, 2], [1], [1])
 
 
 def test_ap_window_with_mixed_labels_is_not_counted():

@@ -68,8 +68,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sge_jax import input_files
-from sge_jax import memory
+from sge_jax.data import input_files
+from sge_jax.data import memory
 from sge_jax.data import joints
 from sge_jax.data import recording_ids
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit

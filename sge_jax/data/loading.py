@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from sge_jax import memory
+from sge_jax.data import memory
 from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import load_authors_dataset, order_splits
 from sge_jax.data.dataset import SkeletonDataset, first_sequences
@@ -111,7 +111,7 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
 def check_memory(run: RunSettings, dataset: SkeletonDataset,
                  train_split: Optional[str], encode: bool) -> None:
   """Refuses (DataError: the estimate, the memory, the way out) a run whose
-  training or encoding would not fit in memory (``sge_jax.memory``).
+  training or encoding would not fit in memory (``sge_jax.data.memory``).
 
   Args:
     run: the run's settings (``model``: that of the encoders used; the

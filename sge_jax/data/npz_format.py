@@ -28,8 +28,8 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-from sge_jax import input_files
-from sge_jax import memory
+from sge_jax.data import input_files
+from sge_jax.data import memory
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows

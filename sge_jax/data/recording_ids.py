@@ -27,7 +27,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from sge_jax import input_files
+from sge_jax.data import input_files
 from sge_jax.errors import DataError
 
 UNKNOWN = -1

@@ -23,7 +23,7 @@ import reprlib
 
 import numpy as np
 
-from sge_jax import input_files
+from sge_jax.data import input_files
 from sge_jax.errors import DataError
 
 # Far above any real ids file (~5 bytes per sequence index).

@@ -50,7 +50,7 @@ import dataclasses
 
 import numpy as np
 
-from sge_jax import memory
+from sge_jax.data import memory
 from sge_jax.data import joints
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
@@ -382,7 +382,7 @@ def make_synthetic_dataset(seed: int,
 
   Raises:
     ConfigError: non-positive sizes or recordings too short for one window.
-    DataError: the set would not fit in memory (``sge_jax.memory``).
+    DataError: the set would not fit in memory (``sge_jax.data.memory``).
   """
   _validate(length, num_people, recordings_per_person,
             test_recordings_per_person, frames_per_recording)

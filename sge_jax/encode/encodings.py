@@ -39,8 +39,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from sge_jax import input_files
-from sge_jax import memory
+from sge_jax.data import input_files
+from sge_jax.data import memory
 from sge_jax import workdir as workdir_lib
 from sge_jax.errors import DataError
 
@@ -158,7 +158,7 @@ def load_encodings(path: str | pathlib.Path) -> EncodingSet:
   """Reads an ``encodings.npz`` written by ``save_encodings``.
 
   Every field's dtype and shape is checked from the headers before anything
-  is read, and the memory the arrays need (``sge_jax.memory``).
+  is read, and the memory the arrays need (``sge_jax.data.memory``).
 
   Raises:
     DataError: a missing, non-regular, damaged or inconsistent file (the

@@ -4,7 +4,7 @@ Each baseline maps f-frame sequences [N, f, J, 3] (metres) to one feature vector
 per sequence and classifies test sequences by k-nearest neighbours among the
 training/gallery sequences. ``run_baseline`` returns a class-score matrix
 [N_test, C] so that rank-k, CMC, nAUC and the confusion matrix come from
-``sge_jax.metrics`` exactly as for the recognition network's scores. On some data
+``sge_jax.evaluate.metrics`` exactly as for the recognition network's scores. On some data
 these baselines are strong (bone lengths alone identify the 10 GIST walkers almost
 perfectly), so every report should show them next to CAGEs.
 

@@ -24,7 +24,7 @@ The classification metrics live here; the retrieval ones in
 ``sge_jax.evaluate.retrieval`` and the distances in
 ``sge_jax.evaluate.distances`` (float64, in query blocks of bounded size, so
 the retrieval functions never hold the full [Q, G] matrix). Both are
-re-exported, so ``metrics.<name>`` (and ``sge_jax.metrics``) reaches every
+re-exported, so ``metrics.<name>`` reaches every
 metric.
 """
 

@@ -46,7 +46,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from sge_jax import input_files
+from sge_jax.data import input_files
 from sge_jax import workdir as workdir_lib
 from sge_jax.errors import WorkdirError
 from sge_jax.evaluate.report import (baseline_title, configured_aggregation,

@@ -35,8 +35,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sge_jax import input_files
-from sge_jax import memory
+from sge_jax.data import input_files
+from sge_jax.data import memory
 from sge_jax import workdir as workdir_lib
 from sge_jax.config import RNSettings
 from sge_jax.encode.encodings import EncodingSet

@@ -17,7 +17,7 @@ from typing import Hashable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sge_jax import input_files
+from sge_jax.data import input_files
 from sge_jax.data.dataset import SkeletonSplit
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED, cut_windows
 

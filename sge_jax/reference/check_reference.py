@@ -1,7 +1,7 @@
 """Checks sge-jax against first-step values of an independent implementation.
 
 Usage:
-  python -m sge_jax.check_reference PATH.npz [--temperature T] [--weight-decay L]
+  python -m sge_jax.reference PATH.npz [--temperature T] [--weight-decay L]
 
 The file holds one training step of ONE axis model, in float32, every weight in
 TF layout (y = x @ W + b):
@@ -38,8 +38,8 @@ import jax
 import numpy as np
 
 from sge_jax import cli
-from sge_jax import input_files
-from sge_jax import memory
+from sge_jax.data import input_files
+from sge_jax.data import memory
 from sge_jax.errors import DataError
 from sge_jax.reference import interop
 from sge_jax.train.losses import locality_mask
@@ -206,7 +206,7 @@ def layout_problem(arrays: Mapping[str, np.ndarray]) -> Optional[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog='python -m sge_jax.check_reference',
+      prog='python -m sge_jax.reference',
       description=__doc__.split('\n\n', 1)[1],
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('path', help='reference .npz file')
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   problem = layout_problem(arrays)
   if problem:
     raise DataError(f'{args.path}: {problem}; the format is described in '
-                    'python -m sge_jax.check_reference --help')
+                    'python -m sge_jax.reference --help')
   comparison = compare_with_reference(arrays, args.temperature,
                                       args.weight_decay)
   batch, length, num_joints = arrays['x'].shape

@@ -1,7 +1,7 @@
 """Mapping between the authors' TF variables and sge-jax parameter trees.
 
 TF-layout arrays are named as in the reference files that
-``python -m sge_jax.check_reference`` reads (after the authors' TF1 graph), all
+``python -m sge_jax.reference`` reads (after the authors' TF1 graph), all
 with ``y = x @ W + b``:
 
   enc{l}_k [in + k, 4k], enc{l}_b [4k]   encoder LSTM layer l (gates i, j, f, o)

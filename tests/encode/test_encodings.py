@@ -100,7 +100,7 @@ def test_every_field_is_checked_before_use(tmp_path, changes, message):
 
 
 def test_arrays_larger_than_memory_are_refused_unread(tmp_path, monkeypatch):
-  from sge_jax import memory
+  from sge_jax.data import memory
   monkeypatch.setattr(memory, 'available_bytes',
                       lambda: (1000, 'available on this machine'))
   path = _rewritten(tmp_path)

@@ -1,4 +1,4 @@
-"""Tests of sge_jax.metrics: hand-computed cases and scikit-learn cross-checks."""
+"""Tests of sge_jax.evaluate.metrics: hand-computed cases and scikit-learn cross-checks."""
 
 import numpy as np
 import pytest

@@ -151,7 +151,7 @@ def test_a_damaged_file_loads_as_unusable_with_the_reason(made, tmp_path,
 
 def test_parameters_larger_than_memory_are_not_read(made, tmp_path,
                                                     monkeypatch):
-  from sge_jax import memory
+  from sge_jax.data import memory
   monkeypatch.setattr(memory, 'available_bytes',
                       lambda: (100, 'available on this machine'))
   path = _damaged_copy(made, tmp_path, lambda p: None)

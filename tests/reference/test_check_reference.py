@@ -1,4 +1,4 @@
-"""python -m sge_jax.check_reference on the shared file and on other shapes."""
+"""python -m sge_jax.reference on the shared file and on other shapes."""
 
 import pathlib
 import subprocess
@@ -96,7 +96,7 @@ def test_truncated_reference_is_refused_by_the_command(tmp_path):
   np.savez(path, x=np.zeros((4, 6, 20), np.float32))
   path.write_bytes(path.read_bytes()[:-40])
   completed = subprocess.run(
-      [sys.executable, '-m', 'sge_jax.check_reference', str(path)],
+      [sys.executable, '-m', 'sge_jax.reference', str(path)],
       capture_output=True, text=True, timeout=120, check=False)
   assert completed.returncode == 2, completed.stderr
   assert completed.stderr.startswith('error: ') and 'Traceback' not in completed.stderr

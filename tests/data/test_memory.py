@@ -1,4 +1,4 @@
-"""Memory estimates and the refusal of runs that cannot fit (sge_jax.memory).
+"""Memory estimates and the refusal of runs that cannot fit (sge_jax.data.memory).
 
 The estimates are lower bounds of what is certainly allocated; the model one
 is checked against the real parameter count. Runs that cannot fit stop before
@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from sge_jax import memory, pipeline
+from sge_jax import pipeline
+from sge_jax.data import memory
 from sge_jax.config import get_config
 from sge_jax.data import loading
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
@@ -24,7 +25,7 @@ from sge_jax.train.setup import build_definition, initial_state
 from tests.fixtures.pipeline import (resolved_run, tiny_config, tiny_run,
                                      write_authors_dataset)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIB = 2**30
 
 

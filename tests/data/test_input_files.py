@@ -1,5 +1,5 @@
 """Input files: never opened unless regular, arrays seen from their headers
-(sge_jax.input_files), and every loader refusing a FIFO, device or directory
+(sge_jax.data.input_files), and every loader refusing a FIFO, device or directory
 in one line instead of hanging or crashing."""
 
 import contextlib
@@ -15,7 +15,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 import pytest
 
-from sge_jax import input_files, workdir
+from sge_jax import workdir
+from sge_jax.data import input_files
 from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import load_authors_dataset
 from sge_jax.data.npz_format import load_npz_dataset
@@ -25,7 +26,7 @@ from sge_jax.errors import DataError
 from sge_jax.reference import check_reference
 from tests.fixtures.data import write_dataset
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from sge_jax import config as config_lib
 from sge_jax import workdir as workdir_lib
 from sge_jax.encode import load_encodings
 from sge_jax.train.setup import restore_trained_params
-from sge_jax.workdir_lock import hold_workdir_lock
+from sge_jax.workdir.lock import hold_workdir_lock
 from tests.fixtures.processes import (PEER_TIMEOUT, REPO, free_port, run_job,
                                      start_job)
 

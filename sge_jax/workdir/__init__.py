@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional
 import ml_collections
 
 from sge_jax.config import checks
-from sge_jax import input_files
+from sge_jax.data import input_files
 from sge_jax.errors import ConfigError, DataError, WorkdirError
 
 CONFIG_FILE = 'config.json'

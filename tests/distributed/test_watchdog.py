@@ -1,4 +1,4 @@
-"""sge_jax.job_watchdog in one process: the stop records, the lines, and what
+"""sge_jax.distributed.watchdog in one process: the stop records, the lines, and what
 a process concludes from the others' entries, on a fake key-value store and a
 fake clock. The whole path runs with real processes in test_many_processes.py."""
 
@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from sge_jax import job_watchdog
+from sge_jax.distributed import watchdog as job_watchdog
 from sge_jax.errors import PeerStoppedError
-from sge_jax.job_watchdog import (CRASHED, ERROR, INTERRUPTED, SILENT, PeerView,
+from sge_jax.distributed.watchdog import (CRASHED, ERROR, INTERRUPTED, SILENT, PeerView,
                                   Stop)
 
 
@@ -179,8 +179,8 @@ def test_after_a_failure_here_a_published_stop_explains_it():
 
 _END_JOB = textwrap.dedent('''
     import threading, time
-    from sge_jax import job_watchdog
-    from sge_jax.job_watchdog import PeerView, Stop
+    from sge_jax.distributed import watchdog as job_watchdog
+    from sge_jax.distributed.watchdog import PeerView, Stop
 
     class Store:
       def key_value_set(self, key, value, allow_overwrite=False):

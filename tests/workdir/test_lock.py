@@ -1,4 +1,4 @@
-"""One run per workdir (sge_jax.workdir_lock), checked with real processes."""
+"""One run per workdir (sge_jax.workdir.lock), checked with real processes."""
 
 import errno
 import fcntl
@@ -16,8 +16,8 @@ import time
 import pytest
 
 import sge_jax
-from sge_jax import workdir_lock
-from sge_jax.workdir_lock import (LOCK_FILE, WorkdirBusyError, WorkdirError,
+from sge_jax.workdir import lock as workdir_lock
+from sge_jax.workdir.lock import (LOCK_FILE, WorkdirBusyError, WorkdirError,
                                   hold_workdir_lock)
 
 _ROOT = pathlib.Path(sge_jax.__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ _ROOT = pathlib.Path(sge_jax.__file__).resolve().parents[1]
 # argv: workdir, mode, [argument]. Prints one line once it knows its outcome.
 _CHILD = r'''
 import os, sys, time
-from sge_jax.workdir_lock import WorkdirBusyError, hold_workdir_lock
+from sge_jax.workdir.lock import WorkdirBusyError, hold_workdir_lock
 
 workdir, mode = sys.argv[1], sys.argv[2]
 argument = sys.argv[3] if len(sys.argv) > 3 else None

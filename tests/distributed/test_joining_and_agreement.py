@@ -16,7 +16,9 @@ import time
 import numpy as np
 import pytest
 
-from sge_jax import distributed, job_watchdog
+from sge_jax import distributed
+from sge_jax.distributed import joining
+from sge_jax.distributed import watchdog as job_watchdog
 from sge_jax.errors import DataError, DistributedError
 from tests.fixtures.processes import free_port
 
@@ -108,17 +110,17 @@ def test_a_coordinator_port_in_use_is_named_before_jax_binds_it(monkeypatch):
 def test_a_process_id_is_claimed_once_per_host(monkeypatch):
   if not sys.platform.startswith('linux'):
     pytest.skip('abstract Unix sockets are Linux only')
-  monkeypatch.setattr(distributed, '_CLAIMS', [])
+  monkeypatch.setattr(joining, '_CLAIMS', [])
   address = f'127.0.0.1:{free_port()}'
   distributed.claim_process_id(address, 1)
   distributed.claim_process_id(address, 2)          # another id: fine
   with pytest.raises(DistributedError,
                      match='already runs as --process_id=1 of the job'):
     distributed.claim_process_id(address, 1)
-  for claim in distributed._CLAIMS:
+  for claim in joining._CLAIMS:
     claim.close()
   distributed.claim_process_id(address, 1)          # released with its holder
-  distributed._CLAIMS[-1].close()
+  joining._CLAIMS[-1].close()
 
 
 SLURM = {'SLURM_JOB_ID': '12', 'SLURM_STEP_NODELIST': 'node[1-2]',
@@ -155,9 +157,9 @@ def test_complete_or_absent_cluster_variables_pass(environ):
 
 _JOINING = textwrap.dedent('''
     import sys, time
-    from sge_jax import distributed
+    from sge_jax.distributed import joining
     print('joining', flush=True)
-    with distributed._joining(float(sys.argv[1]), 'the others never came'):
+    with joining._joining(float(sys.argv[1]), 'the others never came'):
       time.sleep(30)     # as jax.distributed.initialize waits, here for ever
 ''')
 

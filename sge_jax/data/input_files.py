@@ -9,7 +9,7 @@ that exists but is not a regular file, with one line naming it.
 
 :func:`array_headers` reads the shapes and dtypes of a .npy or .npz file's
 arrays from their headers alone, so that a loader can check them (and the
-memory they need, ``sge_jax.memory``) before any array is read.
+memory they need, ``sge_jax.data.memory``) before any array is read.
 """
 
 from __future__ import annotations
