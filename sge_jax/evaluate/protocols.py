@@ -54,7 +54,6 @@ entries are computed the same way whether or not walks are scored.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from typing import Any, Optional
@@ -62,13 +61,14 @@ from typing import Any, Optional
 import numpy as np
 
 from sge_jax import released
-from sge_jax.config import EvalSettings, RNSettings
+from sge_jax.config import CME_DATASET, EvalSettings, RNSettings
 from sge_jax.data import recording_ids
 from sge_jax.data.authors_layout import condition_pair
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import metrics, recognition, saved_rn, walk_level
+from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
                                       confusion_record, keep_known_people,
                                       retrieval_metrics, sequence_features,
@@ -175,27 +175,6 @@ def retrieval_baseline_description(name: str, distance: str) -> str:
 # Protocol A.
 
 
-@dataclasses.dataclass
-class _Outcome:
-  """What a protocol adds to the results."""
-  entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-  rocs: dict[str, dict[str, tuple]] = dataclasses.field(default_factory=dict)
-  notes: list[str] = dataclasses.field(default_factory=list)
-  warnings: list[str] = dataclasses.field(default_factory=list)
-  rn: Optional[dict[str, Any]] = None
-  trained_rn: Optional[recognition.RNResult] = None
-  rn_digest: str = ''
-
-
-def _note(outcome: _Outcome, message: str, warn: bool = False) -> None:
-  """A remark for results.json; ``warn`` also puts it among the warnings that
-  the console summary repeats."""
-  outcome.notes.append(message)
-  if warn:
-    outcome.warnings.append(message)
-  (_log.warning if warn else _log.info)('[eval] %s', message)
-
-
 MIN_CLASSES = 2
 
 
@@ -211,7 +190,7 @@ def _require_classes(people: np.ndarray, what: str, dataset: str) -> None:
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
                settings: EvalSettings,
                rows: ReleasedRows = ReleasedRows(),
-               saved: Optional[saved_rn.SavedRN] = None) -> _Outcome:
+               saved: Optional[saved_rn.SavedRN] = None) -> Outcome:
   """RN classification of every non-train split (module docstring).
 
   ``rows`` (the released R1/R3/R5 row rules) picks the RN's training rows and
@@ -220,10 +199,10 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   these encodings (``saved_rn``), else trained; ``trained_rn`` of the outcome
   is set when it was trained (to be saved).
   """
-  outcome = _Outcome()
+  outcome = Outcome()
   dataset = encoding_set.metadata.dataset
   if TRAIN_SPLIT not in encoding_set.split_names:
-    _note(outcome, 'Protocol A skipped: the encodings have no train split to '
+    outcome.note('Protocol A skipped: the encodings have no train split to '
           'train the recognition network on.', warn=True)
     return outcome
   train = encoding_set.select(TRAIN_SPLIT)
@@ -232,7 +211,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   classes = np.unique(train.labels)
   test_names = [s for s in encoding_set.split_names if s != TRAIN_SPLIT]
   if not test_names:
-    _note(outcome, 'Protocol A skipped: no test split.', warn=True)
+    outcome.note('Protocol A skipped: no test split.', warn=True)
     return outcome
 
   test_sets, kept = {}, {}
@@ -241,7 +220,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     keep, unknown = keep_known_people(split.labels, classes)
     kept[name] = (split, keep, unknown)
     if unknown:
-      _note(outcome, (
+      outcome.note((
           f'Protocol A, {split_label(dataset, name)}: '
           f'{int(np.count_nonzero(~keep))} of {keep.size} test sequences '
           f'excluded: people {unknown} are not among the {classes.size} '
@@ -251,7 +230,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
       padding = r5_padding(r1_rows[1].size, split.encodings.shape[1], rows)
       if padding:
         unit = 'frames' if rows.manner == 'ap' else 'sequences'
-        _note(outcome, (
+        outcome.note((
             f'Protocol A, {split_label(dataset, name)}: R5 full_test_batches '
             f'scores one RN batch of {rows.batch_size} rows, but the split has '
             f'only {rows.batch_size - padding} test {unit}: {padding} of the '
@@ -261,7 +240,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
               warn=True)
       test_sets[name] = r5_scored_rows(*r1_rows, rows, name)
   if not test_sets:
-    _note(outcome, 'Protocol A skipped: no test sequence belongs to a '
+    outcome.note('Protocol A skipped: no test sequence belongs to a '
           'training person.', warn=True)
     return outcome
 
@@ -282,10 +261,10 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     source = f're-scored from the saved RN {saved.path}'
   else:
     if damaged:
-      _note(outcome, f'The RN is trained again: the saved RN {saved.path} is '
+      outcome.note(f'The RN is trained again: the saved RN {saved.path} is '
             f'unusable ({damaged}).', warn=True)
     elif saved is not None:
-      _note(outcome, f'The RN is trained again: the saved RN {saved.path} '
+      outcome.note(f'The RN is trained again: the saved RN {saved.path} '
             f'cannot serve this evaluation ({why_not}).')
     result = recognition.train_and_score(*rn_train, test_sets, rn_settings)
     outcome.trained_rn = result
@@ -344,14 +323,14 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
   return outcome
 
 
-def _walk_problem_note(outcome: _Outcome, label: str, problem: str) -> None:
-  _note(outcome, (
+def _walk_problem_note(outcome: Outcome, label: str, problem: str) -> None:
+  outcome.note((
       f'No walk level for {label}: {problem} (recording field of '
       'encodings.npz). Fix the recording ids, or score windows only with '
       '--config.eval.level=window.'), warn=True)
 
 
-def _walks_a(outcome: _Outcome, window_entry: dict[str, Any],
+def _walks_a(outcome: Outcome, window_entry: dict[str, Any],
              train: SplitEncodings, split: SplitEncodings, keep: np.ndarray,
              scores: np.ndarray, baseline_scores: dict[str, Any],
              classes: np.ndarray, settings: EvalSettings, rows: ReleasedRows,
@@ -359,7 +338,7 @@ def _walks_a(outcome: _Outcome, window_entry: dict[str, Any],
   """Adds the walk-level entries of one protocol-A test split (walk_level)."""
   name = window_entry['probe']
   if rows.extraction_batches or rows.full_test_batches:
-    _note(outcome, (
+    outcome.note((
         f'Protocol A, {window_entry["label"]}: no walk level, since the '
         'released row rules (R1 extraction_batches, R5 full_test_batches) copy '
         'or drop test windows, so the RN scores no longer map one to one onto '
@@ -439,13 +418,13 @@ def retrieval_pairs(encoding_set: EncodingSet) -> list[tuple[str, str]]:
   return []
 
 
-def _retrieval_counts(outcome: _Outcome, label: str, probe: SplitEncodings,
+def _retrieval_counts(outcome: Outcome, label: str, probe: SplitEncodings,
                       gallery: SplitEncodings, keep: np.ndarray,
                       unknown: list[int], settings: EvalSettings
                       ) -> dict[str, Any]:
   """The bookkeeping fields of a retrieval entry (B or CME); notes exclusions."""
   if unknown:
-    _note(outcome, (
+    outcome.note((
         f'{label}: {int(np.count_nonzero(~keep))} of {keep.size} probe '
         f'sequences excluded: people {unknown} have no gallery sequence.'),
           warn=True)
@@ -518,13 +497,13 @@ def _score_retrieval(entry: dict[str, Any], encoding_set: EncodingSet,
   return feature_sets, votes
 
 
-def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> _Outcome:
+def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> Outcome:
   """Probe -> gallery retrieval of sequence-level CAGEs."""
-  outcome = _Outcome()
+  outcome = Outcome()
   dataset = encoding_set.metadata.dataset
   pairs = retrieval_pairs(encoding_set)
   if not pairs:
-    _note(outcome, 'Protocol B skipped: no gallery/probe splits and no train '
+    outcome.note('Protocol B skipped: no gallery/probe splits and no train '
           'split to use as gallery.', warn=True)
     return outcome
   for probe_name, gallery_name in pairs:
@@ -606,11 +585,11 @@ def released_cme_rank1(probe: SplitEncodings, gallery: SplitEncodings,
 
 def protocol_cme(encoding_set: EncodingSet, view: str,
                  settings: EvalSettings,
-                 second_nearest: bool = False) -> _Outcome:
+                 second_nearest: bool = False) -> Outcome:
   """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule
   (``second_nearest``: quirk R11's Rank-1 replaces it; mAP and CMC keep the
   self-match rule)."""
-  outcome = _Outcome()
+  outcome = Outcome()
   names = encoding_set.split_names
   if 'gallery' not in names or 'probe' not in names:
     raise DataError(
@@ -624,12 +603,12 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
   conditions = f'{pair[0]}.{pair[1]}' if pair else 'probe.gallery'
   exclude_self = _same_samples(probe, gallery)
   if pair and pair[0] == pair[1] and not exclude_self:
-    _note(outcome, (
+    outcome.note((
         f'CME {conditions}: equal conditions but the probe and gallery hold '
         'different sequences, so no probe can match itself; plain nearest '
         'neighbour.'))
   if pair and pair[0] != pair[1] and exclude_self:
-    _note(outcome, (
+    outcome.note((
         f'CME {conditions}: different conditions but identical probe and '
         'gallery data; each probe skips itself (self-match rule).'), warn=True)
   keep = np.ones(probe.labels.size, dtype=bool)
@@ -653,10 +632,55 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
     entry['rank1'] = released_cme_rank1(
         probe, gallery, bool(pair and pair[0] == pair[1]),
         settings.retrieval_features)
-    _note(outcome, (f'CME {conditions}: Rank-1 by the released rule (R11: '
+    outcome.note((f'CME {conditions}: Rank-1 by the released rule (R11: '
                     'R1 gallery rows, second nearest for equal conditions); '
                     'mAP and CMC by the self-match rule.'))
   outcome.entries[f'CME/{conditions}'] = entry
   return outcome
 
 
+
+
+# ----------------------------------------------------------------------------
+# The registry.
+
+
+def _evaluate_a(inputs: EvaluationInputs) -> Outcome:
+  return protocol_a(inputs.encoding_set, inputs.rn_settings, inputs.settings,
+                    inputs.rows, saved_rn.load_rn(inputs.saved_rn_path))
+
+
+def _evaluate_b(inputs: EvaluationInputs) -> Outcome:
+  return protocol_b(inputs.encoding_set, inputs.settings)
+
+
+def _evaluate_cme(inputs: EvaluationInputs) -> Outcome:
+  return protocol_cme(inputs.encoding_set, inputs.run.data.view,
+                      inputs.settings,
+                      second_nearest=inputs.run.quirks.second_nearest)
+
+
+# Every protocol, in the order they run and are reported (``PROTOCOLS``).
+EVALUATORS: dict[str, Evaluator] = {
+    evaluator.name: evaluator for evaluator in (
+        Evaluator('A', _evaluate_a, headline_rank=0, walk_level=True),
+        Evaluator('B', _evaluate_b, headline_rank=2, walk_level=True),
+        Evaluator('CME', _evaluate_cme, headline_rank=1),
+    )}
+
+
+def protocol_plan(encoding_set: EncodingSet, settings: EvalSettings,
+                  notes: list[str]) -> tuple[str, ...]:
+  """The protocols to run, in registry order: the configured ones, with B
+  run as CME on the CME dataset (module docstring); notes that rule."""
+  plan = list(settings.protocols)
+  if encoding_set.metadata.dataset == CME_DATASET and 'B' in plan:
+    plan.remove('B')
+    if 'CME' not in plan:
+      plan.append('CME')
+    message = (f'{CME_DATASET}: protocol B runs as CME (probe -> gallery '
+               'nearest neighbour with the self-match rule for equal '
+               'conditions).')
+    notes.append(message)
+    _log.info('[eval] %s', message)
+  return tuple(name for name in EVALUATORS if name in plan)
