@@ -54,7 +54,6 @@ entries are computed the same way whether or not walks are scored.
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import numpy as np
@@ -68,84 +67,12 @@ from sge_jax.evaluate import metrics
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from sge_jax.evaluate.protocol_a import EVALUATOR as PROTOCOL_A
 from sge_jax.evaluate.protocol_a import protocol_a  # noqa: F401
-from sge_jax.data import recording_ids
-from sge_jax.evaluate import walk_level
-from sge_jax.evaluate.protocol_common import (require_classes,
-                                              retrieval_baseline_description,
-                                              retrieval_counts, score_retrieval,
-                                              walk_problem_note)
-from sge_jax.evaluate.scoring import (TRAIN_SPLIT, keep_known_people,
-                                      sequence_features, split_label)
+from sge_jax.evaluate.protocol_b import EVALUATOR as PROTOCOL_B
+from sge_jax.evaluate.protocol_b import protocol_b  # noqa: F401
+from sge_jax.evaluate.protocol_common import retrieval_counts, score_retrieval
+from sge_jax.evaluate.scoring import keep_known_people, sequence_features
 
 _log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------
-# Protocol B.
-
-
-def retrieval_pairs(encoding_set: EncodingSet) -> list[tuple[str, str]]:
-  """(probe, gallery) split pairs of protocol B (module docstring)."""
-  names = encoding_set.split_names
-  if 'gallery' in names and 'probe' in names:
-    return [('probe', 'gallery')]
-  if TRAIN_SPLIT in names:
-    return [(name, TRAIN_SPLIT) for name in names if name != TRAIN_SPLIT]
-  return []
-
-
-def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> Outcome:
-  """Probe -> gallery retrieval of sequence-level CAGEs."""
-  outcome = Outcome()
-  dataset = encoding_set.metadata.dataset
-  pairs = retrieval_pairs(encoding_set)
-  if not pairs:
-    outcome.note('Protocol B skipped: no gallery/probe splits and no train '
-                 'split to use as gallery.', warn=True)
-    return outcome
-  for probe_name, gallery_name in pairs:
-    probe = encoding_set.select(probe_name)
-    gallery = encoding_set.select(gallery_name)
-    require_classes(gallery.labels, f'the {gallery_name} split (the gallery '
-                    'of protocol B)', dataset)
-    keep, unknown = keep_known_people(probe.labels, gallery.labels)
-    label = (f'{split_label(dataset, probe_name)} -> '
-             f'{split_label(dataset, gallery_name)}')
-    entry = {
-        'protocol': 'B', 'probe': probe_name, 'gallery': gallery_name,
-        'label': label,
-        **retrieval_counts(outcome, f'Protocol B, {label}', probe, gallery,
-                           keep, unknown, settings),
-    }
-    outcome.entries[f'B/{probe_name}'] = entry
-    if not keep.any():
-      entry['skipped'] = 'no probe person has a gallery sequence'
-      continue
-    walks = settings.walks and recording_ids.known(probe.recordings[keep])
-    problem = walks and walk_level.walk_problem(gallery_name, gallery,
-                                                probe_name, probe)
-    feature_sets, window_votes = score_retrieval(
-        entry, encoding_set, probe, gallery, keep, settings,
-        exclude_self=False,
-        collect_votes=bool(walks and not problem
-                           and 'vote' in settings.aggregations('B')))
-    if not walks:
-      continue
-    if problem:
-      walk_problem_note(outcome, f'Protocol B, {label}', problem)
-      continue
-    base = {key: entry[key] for key in (
-        'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
-        'num_classes', 'features')}
-    outcome.entries.update(walk_level.retrieval_entries(
-        base, probe_name, (split_label(dataset, probe_name),
-                           split_label(dataset, gallery_name)),
-        feature_sets, probe.recordings[keep], probe.labels[keep],
-        gallery.labels, gallery.recordings, settings,
-        f'{dataset} splits {probe_name}/{gallery_name}',
-        functools.partial(retrieval_baseline_description,
-                          distance=settings.distance), window_votes))
-  return outcome
 
 
 # ----------------------------------------------------------------------------
@@ -244,10 +171,6 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
 # The registry.
 
 
-def _evaluate_b(inputs: EvaluationInputs) -> Outcome:
-  return protocol_b(inputs.encoding_set, inputs.settings)
-
-
 def _evaluate_cme(inputs: EvaluationInputs) -> Outcome:
   return protocol_cme(inputs.encoding_set, inputs.run.data.view,
                       inputs.settings,
@@ -258,7 +181,7 @@ def _evaluate_cme(inputs: EvaluationInputs) -> Outcome:
 EVALUATORS: dict[str, Evaluator] = {
     evaluator.name: evaluator for evaluator in (
         PROTOCOL_A,
-        Evaluator('B', _evaluate_b, headline_rank=2, walk_level=True),
+        PROTOCOL_B,
         Evaluator('CME', _evaluate_cme, headline_rank=1),
     )}
 
