@@ -1,8 +1,10 @@
 """The one shape every evaluation protocol has: settings and encodings in,
 named result entries out.
 
-An evaluator is a function ``EvaluationInputs -> Outcome`` registered under its
-protocol name in ``sge_jax.evaluate.protocols.EVALUATORS``;
+An evaluator is a function ``EvaluationInputs -> Outcome``; a protocol's module
+``protocol_<name>.py`` defines it as ``EVALUATOR``, and naming the protocol in
+``PROTOCOLS`` (``sge_jax/config/fields.py``) registers it
+(``sge_jax.evaluate.protocols.EVALUATORS``).
 ``sge_jax.evaluate.stage.evaluate_run`` runs the planned ones in registry order
 and merges their outcomes into results.json (entries, notes, warnings, the
 ``rn`` section), the plots (ROC curves) and ``rn.npz`` (a trained RN).

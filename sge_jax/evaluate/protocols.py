@@ -1,9 +1,12 @@
 """The re-identification protocols on exported CAGEs (docs/method.md §2.4, §7):
 the registry, and the rule that picks the ones a run evaluates.
 
-Each protocol is an evaluator in its own module (the interface:
-``sge_jax.evaluate.evaluator``), registered in ``EVALUATORS`` under its name in
-``config.eval.protocols``:
+Each protocol is an evaluator (the interface: ``sge_jax.evaluate.evaluator``)
+in its own module ``protocol_<name>.py`` (lower case), which defines
+``EVALUATOR``. The one registration is the protocol's name in ``PROTOCOLS``
+(``sge_jax/config/fields.py``): the names a user may request, in the order
+they run and are reported. ``EVALUATORS`` is built from that list, so a new
+protocol is one module plus one name there.
 
 * **A** (``protocol_a.py``, the CAGEs paper): a recognition network trained on
   the ``train`` split classifies every other split; window and walk level.
@@ -13,34 +16,40 @@ Each protocol is an evaluator in its own module (the interface:
   gallery nearest neighbour with the self-match rule; window level. On the
   ``CASIA_B_match`` dataset a requested B runs as CME (``protocol_plan``).
 
-What they share is in ``protocol_common.py``; their walk level in
+What they share is in ``protocol_common.py``; the walk level of A and B in
 ``walk_level.py``. ``sge_jax.evaluate.stage.evaluate_run`` runs the planned
 evaluators in registry order and merges their outcomes.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 
-from sge_jax.config import CME_DATASET, EvalSettings
+from sge_jax.config import CME_DATASET, PROTOCOLS, EvalSettings
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.evaluate.evaluator import Evaluator
-from sge_jax.evaluate.protocol_a import EVALUATOR as PROTOCOL_A
-from sge_jax.evaluate.protocol_b import EVALUATOR as PROTOCOL_B
-from sge_jax.evaluate.protocol_cme import EVALUATOR as PROTOCOL_CME
-# The protocols' own functions, for callers that score one protocol directly.
-from sge_jax.evaluate.protocol_a import protocol_a  # noqa: F401
-from sge_jax.evaluate.protocol_b import protocol_b  # noqa: F401
-from sge_jax.evaluate.protocol_cme import (protocol_cme,  # noqa: F401
-                                           released_cme_rank1)
 
 _log = logging.getLogger(__name__)
 
-# The registry: every protocol, in the order they run and are reported (the
-# order of PROTOCOLS in sge_jax/config/fields.py, which lists the same names).
-EVALUATORS: dict[str, Evaluator] = {
-    evaluator.name: evaluator
-    for evaluator in (PROTOCOL_A, PROTOCOL_B, PROTOCOL_CME)}
+
+def evaluator_module(name: str) -> str:
+  """The module that implements protocol ``name``: 'CME' ->
+  'sge_jax.evaluate.protocol_cme'."""
+  return f'{__package__}.protocol_{name.lower()}'
+
+
+def _load_evaluator(name: str) -> Evaluator:
+  evaluator = importlib.import_module(evaluator_module(name)).EVALUATOR
+  if evaluator.name != name:     # a copied module whose name was not changed
+    raise ImportError(f'{evaluator_module(name)}.EVALUATOR is named '
+                      f'{evaluator.name!r}, not {name!r}')
+  return evaluator
+
+
+# The registry: every protocol of PROTOCOLS, in that order.
+EVALUATORS: dict[str, Evaluator] = {name: _load_evaluator(name)
+                                    for name in PROTOCOLS}
 
 
 def protocol_plan(encoding_set: EncodingSet, settings: EvalSettings,

@@ -1,6 +1,6 @@
 """The evaluator interface and the protocol registry: every configurable
-protocol is registered, and a new protocol is one evaluator plus one entry in
-the registry, run, reported and ranked by the stage like the others."""
+protocol is registered from its own module, and a protocol in the registry is
+run, reported and ranked by the stage like the others."""
 
 import dataclasses
 
@@ -9,7 +9,7 @@ import pytest
 
 from sge_jax.config import PROTOCOLS, get_config
 from sge_jax.encode import encodings as encodings_lib
-from sge_jax.evaluate import protocols, stage
+from sge_jax.evaluate import protocol_b, protocols, stage
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from tests.fixtures.pipeline import resolved_run
 
@@ -62,6 +62,17 @@ def test_every_configurable_protocol_is_registered_in_config_order():
   assert tuple(protocols.EVALUATORS) == PROTOCOLS
   for name, evaluator in protocols.EVALUATORS.items():
     assert evaluator.name == name
+    assert protocols.evaluator_module(name) == (
+        f'sge_jax.evaluate.protocol_{name.lower()}')
+
+
+def test_a_module_whose_evaluator_has_another_name_is_refused(monkeypatch):
+  # A protocol module copied from another one without renaming its EVALUATOR
+  # would silently run the other protocol under the new name.
+  monkeypatch.setattr(protocols.importlib, 'import_module',
+                      lambda module: protocol_b)
+  with pytest.raises(ImportError, match="named 'B', not 'X'"):
+    protocols._load_evaluator('X')
 
 
 def test_a_registered_protocol_runs_and_is_reported(tmp_path, monkeypatch):
