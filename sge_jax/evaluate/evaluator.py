@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from sge_jax.config import EvalSettings, RNSettings, RunSettings
 from sge_jax.encode.encodings import EncodingSet
-from sge_jax.evaluate.recognition import RNResult
+from sge_jax.evaluate.rn_result import RNResult
 from sge_jax.evaluate.released_rows import ReleasedRows
 
 _log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ next to results.json:
                        each selection rule chose
 
 Titles name the dataset, the protocol, probe -> gallery, the level and, for
-walk entries, the aggregation (``plot_style.plot_title``). Walk-level entries are plotted
-for the configured aggregation of their protocol only
+walk entries, the aggregation (``plot_style.plot_title``). Walk-level entries
+are plotted for the configured aggregation of their protocol only
 (``report.configured_aggregation``); the other's numbers are in results.json
 and report.md. matplotlib is optional: without it the plots are skipped with a
 note. What every figure shares is in ``plot_style``; the training log and its

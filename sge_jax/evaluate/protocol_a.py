@@ -34,12 +34,14 @@ from sge_jax.config import EvalSettings, RNSettings
 from sge_jax.data import recording_ids
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.evaluate import baselines as baselines_lib
-from sge_jax.evaluate import metrics, recognition, saved_rn, walk_level
+from sge_jax.evaluate import (metrics, recognition, rn_inputs, saved_rn,
+                              walk_level)
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from sge_jax.evaluate.protocol_common import require_classes, walk_problem_note
 from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
                                             r5_padding, r5_scored_rows,
                                             released_train_set)
+from sge_jax.evaluate.rn_result import RNResult
 from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
                                       confusion_record, keep_known_people,
                                       split_label)
@@ -110,7 +112,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     why_not = damaged or saved.mismatch(rn_settings, saved_rn.expected_fingerprint(
         rn_settings, digest, rn_train[1]))
     if why_not is None:
-      input_dim = recognition.rn_samples(train.encodings[:1],
+      input_dim = rn_inputs.rn_samples(train.encodings[:1],
                                          rn_settings.manner).shape[-1]
       why_not = damaged = saved_rn.fit_problem(saved, input_dim, classes,
                                                list(test_sets))
@@ -248,7 +250,7 @@ def _walks_a(outcome: Outcome, window_entry: dict[str, Any],
   outcome.rocs.update(rocs)
 
 
-def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
+def _rn_summary(result: RNResult, rn_settings: RNSettings,
                 train: SplitEncodings, val_fraction: Optional[float]
                 ) -> dict[str, Any]:
   """The ``rn`` section of results.json; ``val_fraction`` is the validation
@@ -267,7 +269,7 @@ def _rn_summary(result: recognition.RNResult, rn_settings: RNSettings,
       'val_fraction': val_fraction,
       'rules_reported': list(result.rules),
       'num_classes': int(result.classes.size),
-      'input_dim': int(recognition.rn_samples(train.encodings[:1],
+      'input_dim': int(rn_inputs.rn_samples(train.encodings[:1],
                                               rn_settings.manner).shape[-1]),
       'num_train_sequences': result.num_train_sequences,
       'train_sequences_per_person': result.train_sequences_per_person,

@@ -1,5 +1,5 @@
-"""The re-identification protocols on exported CAGEs (docs/method.md §2.4, §7):
-the registry, and the rule that picks the ones a run evaluates.
+"""The re-identification protocols on exported CAGEs (docs/method.md §2.4,
+§7): the registry, and the rule that picks the ones a run evaluates.
 
 Each protocol is an evaluator (the interface: ``sge_jax.evaluate.evaluator``)
 in its own module ``protocol_<name>.py`` (lower case), which defines
