@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from sge_jax import __version__, released
+from sge_jax import __version__, interrupts, released
 from sge_jax.config.quirks import quirks_on
 from sge_jax.config.settings import RunSettings
 from sge_jax.data.dataset import SkeletonDataset
@@ -79,12 +79,17 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
   targets = (np.pad(data['targets'], padding)
              if model.decoder_input == 'shifted_target' else None)
   chunks = []
-  for i in range(0, padded, batch_size):
-    chunks.append(np.asarray(encode(
-        params, inputs[:, i:i + batch_size],
-        None if targets is None else targets[:, i:i + batch_size])))
-    if batch_done is not None:
-      batch_done(min(batch_size, num_sequences - i))
+  # Ctrl-C stops between batches: raised inside a running compiled call it
+  # can leave XLA's threads to crash the interpreter's exit.
+  with interrupts.deferred('stopping after the current batch of CAGEs...'):
+    for i in range(0, padded, batch_size):
+      chunks.append(np.asarray(encode(
+          params, inputs[:, i:i + batch_size],
+          None if targets is None else targets[:, i:i + batch_size])))
+      if batch_done is not None:
+        batch_done(min(batch_size, num_sequences - i))
+      if interrupts.stop_requested():
+        raise KeyboardInterrupt('no CAGEs were written')
   cages = np.concatenate(chunks, axis=1)[:, :num_sequences]   # [M, N, f, k]
   num_models, _, length, hidden = cages.shape
   return np.ascontiguousarray(np.moveaxis(cages, 0, 2)).reshape(
