@@ -9,7 +9,8 @@ sequences, then the run's encoders (its pretext tasks, attention, seed and the
 released behaviours that act on encoding, R2 and R10) run on them in batches.
 The sequences of a split of the run's own data, given as that split's loader
 gives them and with ``split`` set to its name, encode to what the run's
-``encodings.npz`` holds, bit for bit on the same machine.
+``encodings.npz`` holds (identical on the machine that ran it, in practice;
+the tests allow float32 rounding).
 
 A transfer run (``config.encoder_workdir``) encodes with the encoders of the
 run it names, and with its own normalisation, seed and quirks, as its encode

@@ -17,6 +17,21 @@ from tests.fixtures.pipeline import resolved_run, tiny_config
 
 NUM_JOINTS = 20
 LENGTH = 6
+# CAGEs are context vectors A.H: attention weights summing to 1 times LSTM
+# outputs in (-1, 1), so |C| < 1. Two encodings of the same sequences with the
+# same weights differ at most by the rounding of another summation order
+# (another program, batch or process): a few ulp per recurrent step, over f
+# steps. 64 float32 ulp of 1 per step is far above that and far below any
+# real difference.
+CAGE_ATOL = 64 * LENGTH * float(np.finfo(np.float32).eps)
+
+
+def assert_same_cages(actual, expected, err_msg=''):
+  """``actual`` and ``expected`` [N, f, D] are the same CAGEs up to float32
+  rounding (``CAGE_ATOL``), and of the same shape and dtype."""
+  assert actual.shape == expected.shape and actual.dtype == expected.dtype
+  np.testing.assert_allclose(actual, expected, rtol=0, atol=CAGE_ATOL,
+                             err_msg=err_msg)
 
 
 def write_walks(path, num_joints=NUM_JOINTS, people=(3, 5, 8, 13), trials=4,
