@@ -34,6 +34,8 @@ from sge_jax.encode import api
 from sge_jax.encode.encodings import EncodingSet, save_encodings
 from sge_jax.encode.stage import encoder_source
 from sge_jax.errors import ConfigError, DataError
+from sge_jax.train.checkpoints import has_checkpoints
+from sge_jax.train.setup import no_trained_encoders
 
 # The files of a run directory an encodings file written here must not replace.
 RUN_FILES = (workdir_lib.CONFIG_FILE, workdir_lib.METRICS_FILE,
@@ -82,8 +84,11 @@ def encode_file(workdir: str | os.PathLike[str], data: str | os.PathLike[str],
   check_out(out, data)
   run_dir = api.run_directory(pathlib.Path(workdir), seed)
   run = api.saved_run(run_dir)
-  check_out_spares_runs(out, {run_dir, encoder_source(run, run_dir)})
+  source = encoder_source(run, run_dir)
+  check_out_spares_runs(out, {run_dir, source})
   check_out_replaceable(out)
+  if not has_checkpoints(source / workdir_lib.CHECKPOINT_DIR):
+    raise no_trained_encoders(source)     # before a long read of the data
   # Read before the checkpoints are restored: a mistake in the data shows at once.
   dataset = read_data(data, run.data.length, options)
   encoder = api.load_encoder(workdir, seed)

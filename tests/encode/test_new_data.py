@@ -247,6 +247,17 @@ def test_out_never_replaces_another_runs_files(finished_run, tmp_path):
   assert not (other / 'checkpoints' / 'x.npz').exists()
 
 
+def test_a_run_without_encoders_is_refused_before_the_data_are_read(
+    finished_run, tmp_path):
+  untrained = tmp_path / 'untrained'
+  untrained.mkdir()
+  shutil.copy(finished_run.workdir / 'config.json', untrained)
+  (tmp_path / 'cut.npz').write_bytes(finished_run.data.read_bytes()[:5000])
+  with pytest.raises(DataError, match='No trained encoders in .*untrained/'
+                     'checkpoints: run the train stage'):
+    encode_file(untrained, tmp_path / 'cut.npz', tmp_path / 'o.npz')
+
+
 class _OpensAFileWhenUnpickled:
   """Pickled into an object array; unpickling it creates ``path``."""
 
