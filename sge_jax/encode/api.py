@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
+import time
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -36,7 +38,7 @@ from sge_jax.data.normalize import SEQUENCE_UNITS, normalize, normalize_sequence
 from sge_jax.encode import cages as cages_lib
 from sge_jax.encode.encodings import EncodingSet, load_encodings
 from sge_jax.encode.stage import encoder_length, encoder_source, read_transfer
-from sge_jax.errors import DataError
+from sge_jax.errors import DataError, WorkdirBusyError
 from sge_jax.models import GaitEncodingModel
 from sge_jax.progress import Progress
 from sge_jax.train.setup import (build_model, restore_trained_params,
@@ -44,6 +46,12 @@ from sge_jax.train.setup import (build_model, restore_trained_params,
 from sge_jax.workdir.lock import hold_workdir_lock
 
 __all__ = ['DEFAULT_SPLIT', 'Encoder', 'load_encoder', 'load_encodings']
+
+# How long ``load_encoder`` waits for the lock of the encoders' workdir:
+# another load_encoder or encode command holds it for the few seconds of its
+# restore; a run training there holds it for longer (then WorkdirBusyError).
+LOCK_WAIT_S = 30.0
+_LOCK_POLL_S = 0.5
 
 # The split name ``Encoder.encode`` encodes under unless told: it names the
 # stream of the sorting permutations (sorting and rev_rec_plus pretexts only;
@@ -263,7 +271,8 @@ def load_encoder(workdir: str | os.PathLike[str],
       has), a damaged config.json.
     ConfigError: a transfer run whose ``encoder_workdir`` holds no run.
     CheckpointError: the checkpoints cannot be read.
-    WorkdirBusyError: a run is training in the workdir of the encoders.
+    WorkdirBusyError: a run is training in the workdir of the encoders (or
+      another process held its lock for ``LOCK_WAIT_S``).
   """
   run_dir = run_directory(pathlib.Path(workdir), seed)
   run = saved_run(run_dir)
@@ -338,12 +347,26 @@ def encoders_locked(source: pathlib.Path) -> Iterator[None]:
   Restoring removes a checkpoint save left unfinished and moves a damaged
   step aside, which must not happen under a run still training there: such a
   run holds the lock, and the restore is refused (WorkdirBusyError names
-  it). The lock is exclusive, held for the second or so the restore takes. A
-  workdir this process cannot write is read without it: no run can train
-  there either.
+  it). The lock is exclusive, held for the seconds the restore takes; while
+  another process holds it, this waits up to ``LOCK_WAIT_S`` (two encode
+  commands at once both go on). A workdir this process cannot write is read
+  without it: no run can train there either.
   """
   if not os.access(source, os.W_OK):
     yield
     return
-  with hold_workdir_lock(source):
+  deadline, waited = time.monotonic() + LOCK_WAIT_S, False
+  with contextlib.ExitStack() as held:
+    while True:
+      try:
+        held.enter_context(hold_workdir_lock(source))
+        break
+      except WorkdirBusyError as busy:
+        if time.monotonic() >= deadline:
+          raise
+        if not waited:
+          logging.info('Waiting up to %.0f s for the lock of %s: %s',
+                       LOCK_WAIT_S, source, busy)
+        waited = True
+        time.sleep(_LOCK_POLL_S)
     yield

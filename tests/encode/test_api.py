@@ -147,22 +147,43 @@ def test_multi_seed_workdir_needs_a_seed_it_holds(finished_run, tmp_path):
     sge_jax.load_encoder(finished_run.workdir, seed=4)
 
 
-def test_a_run_still_training_is_named(finished_run, tmp_path):
-  workdir = tmp_path / 'run'
-  shutil.copytree(finished_run.workdir, workdir)
+def _hold_lock(workdir, seconds):
+  """Another process holding ``workdir``'s lock for ``seconds``, once it has
+  printed 'held'."""
   holder = subprocess.Popen(
       [sys.executable, '-c', 'import fcntl, os, sys, time; '
        f'fd = os.open({str(workdir)!r}, os.O_RDONLY); '
        'fcntl.flock(fd, fcntl.LOCK_EX); print("held", flush=True); '
-       'time.sleep(60)'], stdout=subprocess.PIPE, text=True)
+       f'time.sleep({seconds})'], stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == 'held'
+  return holder
+
+
+def test_a_run_still_training_is_named(finished_run, tmp_path, monkeypatch):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run.workdir, workdir)
+  monkeypatch.setattr(api, 'LOCK_WAIT_S', 1.0)
+  holder = _hold_lock(workdir, 60)
   try:
-    assert holder.stdout.readline().strip() == 'held'
     with pytest.raises(WorkdirBusyError, match='in use by another run'):
       sge_jax.load_encoder(workdir)
   finally:
     holder.kill()
     holder.wait()
   sge_jax.load_encoder(workdir)    # free again
+
+
+def test_a_lock_held_for_a_moment_is_waited_for(finished_run, tmp_path):
+  """Another load_encoder (or encode command) holds the lock for its restore:
+  two at once both load."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run.workdir, workdir)
+  holder = _hold_lock(workdir, 2)
+  try:
+    assert sge_jax.load_encoder(workdir).num_joints == NUM_JOINTS
+  finally:
+    holder.kill()
+    holder.wait()
 
 
 def test_import_stays_light_and_load_encodings_needs_no_jax():
