@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import sge_jax
 from sge_jax import config as config_lib
 from sge_jax import pipeline
 from sge_jax.encode.encodings import load_encodings
@@ -76,7 +77,8 @@ def test_level_walk_without_recordings_stops_before_any_work(tmp_path):
 
 def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   write_authors_dataset(tmp_path / 'Datasets', 'SOURCE', 6, 20, [1, 2], 8)
-  write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20, [5, 6, 7], 8, seed=1)
+  target = write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20,
+                                 [5, 6, 7], 8, seed=1)
   write_authors_dataset(tmp_path / 'Datasets', 'OTHERJ', 6, 25, [5, 6], 8, seed=2)
   pipeline.run(_authors_config(tmp_path / 'Datasets', 'SOURCE'), tmp_path / 'source')
   transfer = _authors_config(tmp_path / 'Datasets', 'TARGET',
@@ -96,6 +98,19 @@ def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   assert f'k = 8, trained in {tmp_path / "source"} (transfer)' in report
   encodings = load_encodings(tmp_path / 'target' / 'encodings.npz')
   assert encodings.metadata.dataset == 'TARGET'
+  # They name the run whose encoders made them, by workdir and config hash.
+  source_meta = load_encodings(tmp_path / 'source' / 'encodings.npz').metadata
+  assert encodings.metadata.source_run == str(tmp_path / 'source')
+  assert encodings.metadata.source_config_hash == source_meta.config_hash
+  assert source_meta.source_run == source_meta.source_config_hash == ''
+  assert encodings.metadata.normalization == 'none'
+  assert encodings.metadata.sequence_units == 'metres, as given'
+  # The API encodes with the encoders (and settings) the transfer run used.
+  encoder = sge_jax.load_encoder(tmp_path / 'target')
+  assert encoder.source == tmp_path / 'source'
+  assert encoder.config_hash == encodings.metadata.config_hash
+  np.testing.assert_array_equal(encoder.encode(target['test'][0], 'test'),
+                                encodings.select('test').encodings)
   assert set(encodings.labels.tolist()) == {5, 6, 7}
   wrong_joints = _authors_config(tmp_path / 'Datasets', 'OTHERJ')
   wrong_joints.encoder_workdir = str(tmp_path / 'source')

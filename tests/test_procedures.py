@@ -145,7 +145,9 @@ FLOAT_TOLERANCE = 64 * float(np.finfo(np.float32).eps)
 
 # encodings.npz fields added after the reference was made (metadata that
 # describes the file; every array the reference has must stay as it was).
-ADDED_FIELDS = {'encodings/data_source'}
+ADDED_FIELDS = {'encodings/data_source', 'encodings/procedure',
+                'encodings/quirks', 'encodings/normalization',
+                'encodings/sequence_units'}
 
 
 def _assert_same_outputs(actual, expected):
@@ -184,6 +186,13 @@ def test_clean_procedure_reproduces_the_code_before_it(tmp_path):
   assert results['rn']['train_sequences_per_person'] == {
       str(p): 10 for p in range(4)}
   assert results['entries']['A/test']['num_scored_sequences'] == 24
+  # The encodings say how they were made, also when clean.
+  meta = load_encodings(tmp_path / 'new_field' / 'encodings.npz').metadata
+  assert (meta.procedure, meta.quirks, meta.normalization) == ('clean', (),
+                                                               'center')
+  assert meta.sequence_units == ('metres, each sequence centred on its mean '
+                                 'position')
+  assert (meta.source_run, meta.source_config_hash) == ('', '')
   # The deprecated field resolves to the very same config.
   old_field = config_lib.resolve_config(tiny_config(**REFERENCE_OVERRIDES))
   assert old_field.to_dict() == config_lib.resolve_config(config).to_dict()

@@ -15,8 +15,11 @@ reads):
 Each recording is cut with ``cut_windows`` (docs/method.md §2.1: drop 10 frames at each end,
 non-overlapping f-frame windows in time order). Sequences keep the stored order,
 recording after recording; ``SkeletonSplit.recordings`` holds the recording's
-index in the file. Recordings whose ``seq_<split_field>`` value is in
-``train_values`` form ``train``, the others ``test``.
+index in the file. ``load_npz_dataset`` (a run's data): recordings whose
+``seq_<split_field>`` value is in ``train_values`` form ``train``, the others
+``test``. ``load_npz_recordings`` (new data to encode, ``python -m
+sge_jax.encode``): every recording in one split ``data``, or one split per
+value of ``seq_<split_field>``.
 """
 
 from __future__ import annotations
@@ -100,18 +103,7 @@ def load_npz_dataset(path: str | pathlib.Path,
   num_recordings = offsets.shape[0] - 1
   persons = _per_recording_ints(fields, 'seq_person', num_recordings, path)
 
-  split_key = f'seq_{split_field}'
-  if split_key not in fields:
-    available = sorted(
-        key[len('seq_'):] for key, value in fields.items()
-        if key.startswith('seq_') and key != 'seq_offsets'
-        and value.shape == (num_recordings,)
-        and np.issubdtype(value.dtype, np.integer))
-    raise DataError(
-        f'{path} has no field {split_key!r} for config.data.split_field='
-        f'{split_field!r}. Per-recording fields in the file: '
-        f'{", ".join(available) or "(none)"}.')
-  split_values = _per_recording_ints(fields, split_key, num_recordings, path)
+  split_values = _split_values(fields, split_field, num_recordings, path)
   in_train = np.isin(split_values, sorted(parse_value_set(train_values)))
 
   splits = {}
@@ -131,6 +123,79 @@ def load_npz_dataset(path: str | pathlib.Path,
       joint_names=joint_names,
       bones=bones,
       source=str(path))
+
+
+def load_npz_recordings(path: str | pathlib.Path, length: int,
+                        split_field: str = '',
+                        name: Optional[str] = None) -> SkeletonDataset:
+  """Every recording of a generic skeleton .npz, cut into f-frame windows
+  (as ``load_npz_dataset`` cuts them), for encoding new data.
+
+  Args:
+    path: the .npz file.
+    length: frames per sequence, f.
+    split_field: '' for one split ``data`` holding every recording; else the
+      per-recording field ``seq_<split_field>`` whose values make the splits,
+      named ``<split_field>_<value>`` (e.g. ``trial_3``) in value order.
+    name: dataset name; default the file name without extension.
+
+  Returns:
+    SkeletonDataset as ``load_npz_dataset`` returns it, with those splits; a
+    split whose recordings are all shorter than one window is left out.
+
+  Raises:
+    DataError: missing file or field, malformed offsets, NaN/Inf positions,
+      or no recording long enough for one window.
+  """
+  path = pathlib.Path(path)
+  fields = _read_npz(path)
+  positions = _positions(fields, path)
+  offsets = _offsets(fields, path, positions.shape[0])
+  num_recordings = offsets.shape[0] - 1
+  persons = _per_recording_ints(fields, 'seq_person', num_recordings, path)
+  if not split_field:
+    groups = {'data': np.arange(num_recordings)}
+  else:
+    values = _split_values(fields, split_field, num_recordings, path)
+    groups = {f'{split_field}_{value}': np.flatnonzero(values == value)
+              for value in np.unique(values)}
+  splits = {}
+  for split_name, recordings in groups.items():
+    split = _cut_split(positions, offsets, persons, recordings, length)
+    if split is None:
+      logging.warning('%s: split %s is left out: its %d recording(s) are all '
+                      'shorter than one f=%d window', path, split_name,
+                      recordings.size, length)
+    else:
+      splits[split_name] = split
+  if not splits:
+    raise DataError(
+        f'{path}: no recording holds the {2 * EDGE_FRAMES_DROPPED + length} '
+        f'frames one f={length} window needs after dropping '
+        f'{EDGE_FRAMES_DROPPED} frames at each end, so there is nothing to '
+        'encode.')
+  joint_names, bones = _layout(fields, path, positions.shape[1])
+  return SkeletonDataset(name=name or path.stem, length=length, splits=splits,
+                         joint_names=joint_names, bones=bones,
+                         source=str(path))
+
+
+def _split_values(fields: dict[str, np.ndarray], split_field: str,
+                  num_recordings: int, path: pathlib.Path) -> np.ndarray:
+  """The per-recording ints ``seq_<split_field>`` [n]; DataError naming the
+  fields the file has when it lacks that one."""
+  split_key = f'seq_{split_field}'
+  if split_key not in fields:
+    available = sorted(
+        key[len('seq_'):] for key, value in fields.items()
+        if key.startswith('seq_') and key != 'seq_offsets'
+        and value.shape == (num_recordings,)
+        and np.issubdtype(value.dtype, np.integer))
+    raise DataError(
+        f'{path} has no field {split_key!r} for the split field '
+        f'{split_field!r} (config.data.split_field, or --split_field). '
+        f'Per-recording fields in the file: {", ".join(available) or "(none)"}.')
+  return _per_recording_ints(fields, split_key, num_recordings, path)
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:

@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import functools
 import zlib
+from typing import Callable, Optional
 
 import jax
 import numpy as np
 
-from sge_jax import __version__, released
+from sge_jax import __version__, interrupts, released
 from sge_jax.config.quirks import quirks_on
 from sge_jax.config.settings import RunSettings
 from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.normalize import SEQUENCE_UNITS
 from sge_jax.encode.encodings import (EncodingMetadata, EncodingSet,
                                       SplitEncodings, combine_splits)
 from sge_jax.models import GaitEncodingModel
+from sge_jax.progress import Progress
 from sge_jax.train import pretext
 
 ENCODE_BATCH = 1024
 # The split the RN trains on (block 2 of R2 permutes only its frames).
 TRAIN_SPLIT = 'train'
+
+# Called with the number of sequences of each batch once it is encoded.
+BatchDone = Optional[Callable[[int], None]]
 
 
 def _batch_cages(params, inputs, targets, *, model: GaitEncodingModel):
@@ -46,7 +52,8 @@ def _compiled_batch_cages(model: GaitEncodingModel):
 
 
 def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
-                  batch_size: int = ENCODE_BATCH) -> np.ndarray:
+                  batch_size: int = ENCODE_BATCH,
+                  batch_done: BatchDone = None) -> np.ndarray:
   """CAGEs of every sequence.
 
   Args:
@@ -56,6 +63,8 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
     batch_size: sequences per compiled call, at most (capped at the next power
       of two of N, so a small split is not padded to a large batch); the last
       call is zero-padded so one program serves all calls.
+    batch_done: called with each batch's number of (unpadded) sequences
+      once it is encoded (progress).
 
   Returns:
     [N, f, M*k] float32.
@@ -69,10 +78,18 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
   # Only teacher forcing reads the targets; otherwise they need not be sent.
   targets = (np.pad(data['targets'], padding)
              if model.decoder_input == 'shifted_target' else None)
-  chunks = [np.asarray(encode(
-      params, inputs[:, i:i + batch_size],
-      None if targets is None else targets[:, i:i + batch_size]))
-            for i in range(0, padded, batch_size)]
+  chunks = []
+  # Ctrl-C stops between batches: raised inside a running compiled call it
+  # can leave XLA's threads to crash the interpreter's exit.
+  with interrupts.deferred('stopping after the current batch of CAGEs...'):
+    for i in range(0, padded, batch_size):
+      chunks.append(np.asarray(encode(
+          params, inputs[:, i:i + batch_size],
+          None if targets is None else targets[:, i:i + batch_size])))
+      if batch_done is not None:
+        batch_done(min(batch_size, num_sequences - i))
+      if interrupts.stop_requested():
+        raise KeyboardInterrupt('no CAGEs were written')
   cages = np.concatenate(chunks, axis=1)[:, :num_sequences]   # [M, N, f, k]
   num_models, _, length, hidden = cages.shape
   return np.ascontiguousarray(np.moveaxis(cages, 0, 2)).reshape(
@@ -80,7 +97,8 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
 
 
 def released_plus_cages(params, model: GaitEncodingModel, sequences: np.ndarray,
-                        permute: bool, seed: int, stream: str) -> np.ndarray:
+                        permute: bool, seed: int, stream: str,
+                        batch_done: BatchDone = None) -> np.ndarray:
   """Quirk R2: rev_rec_plus CAGEs as the released code builds them.
 
   Only the rev_rec models (the first three stacked models) are used, three
@@ -96,6 +114,8 @@ def released_plus_cages(params, model: GaitEncodingModel, sequences: np.ndarray,
     permute: permute the frames for block 2 (training split only).
     seed: root seed (the block-2 permutations).
     stream: split name.
+    batch_done: as for ``compute_cages`` (twice per sequence with
+      ``permute``).
 
   Returns:
     [N, f, 9 k] float32.
@@ -105,7 +125,7 @@ def released_plus_cages(params, model: GaitEncodingModel, sequences: np.ndarray,
 
   def rev_rec_cages(inputs):
     data = pretext.stacked_pretext_data(inputs, rev_rec, seed, stream)
-    cages = compute_cages(rev_rec_params, model, data)
+    cages = compute_cages(rev_rec_params, model, data, batch_done=batch_done)
     return cages.reshape(cages.shape[0], cages.shape[1], len(pretext.AXES), -1)
 
   block0 = rev_rec_cages(sequences)
@@ -124,43 +144,102 @@ def released_plus_names() -> tuple[str, ...]:
                for block in range(3))
 
 
-def encode_dataset(run: RunSettings, dataset: SkeletonDataset,
-                   params, model: GaitEncodingModel) -> EncodingSet:
-  """CAGEs of every split of ``dataset`` with the trained stacked ``params``.
+def plus_from_rev_rec(run: RunSettings) -> bool:
+  """Quirk R2 acts: rev_rec_plus CAGEs built from the rev_rec models."""
+  return run.model.pretext == 'rev_rec_plus' and run.quirks.plus_from_rev_rec
+
+
+def encoding_model_names(run: RunSettings) -> tuple[str, ...]:
+  """The column blocks of the CAGEs ``split_cages`` gives, in order."""
+  if plus_from_rev_rec(run):
+    return released_plus_names()
+  return tuple(pretext.model_names(pretext.pretext_tasks(
+      run.model.pretext, run.model.attention, run.quirks)))
+
+
+def encoding_passes(run: RunSettings, split_name: str) -> int:
+  """How often ``split_cages`` runs the encoders over each sequence of the
+  split: twice for R2's training split (blocks 0 and 2), else once."""
+  return 2 if plus_from_rev_rec(run) and split_name == TRAIN_SPLIT else 1
+
+
+def split_cages(run: RunSettings, params, model: GaitEncodingModel,
+                sequences: np.ndarray, split_name: str,
+                batch_done: BatchDone = None) -> np.ndarray:
+  """CAGEs of one split's sequences, as the encode stage computes them.
 
   ``run.model`` describes the encoders (their pretext tasks), which may come
-  from another run (transfer); ``run.seed`` fixes the sorting permutations.
-  ``run.quirks`` may switch on R2 (rev_rec_plus from the rev_rec weights)
-  and R10 (sorting permutations redrawn for encoding).
+  from another run (transfer); ``run.seed`` and ``split_name`` fix the sorting
+  permutations. ``run.quirks`` may switch on R2 (rev_rec_plus from the rev_rec
+  weights; block 2 permuted on the 'train' split only) and R10 (sorting
+  permutations redrawn for encoding).
+
+  Args:
+    run: the settings the encoders were trained and encode with.
+    params: the trained stacked parameters.
+    model: the per-axis model.
+    sequences: [N, f, J, 3] float32, normalised as the run's data are.
+    split_name: the split ('train', 'test', ...): the stream of the sorting
+      permutations.
+    batch_done: progress, as for ``compute_cages``.
+
+  Returns:
+    [N, f, D] float32, D = M * k in ``encoding_model_names(run)`` order.
   """
-  quirks = run.quirks
-  tasks = pretext.pretext_tasks(run.model.pretext, run.model.attention, quirks)
-  plus_from_rev_rec = (run.model.pretext == 'rev_rec_plus'
-                       and quirks.plus_from_rev_rec)
-  seed = run.seed
-  splits = []
-  for name, split in dataset.splits.items():
-    if plus_from_rev_rec:
-      cages = released_plus_cages(params, model, split.sequences,
-                                  name == TRAIN_SPLIT, seed, name)
-    else:
-      # R10: a stream of its own, so the encoded permutations are not the trained ones.
-      stream = f'{name}/encode' if quirks.redrawn_sorting else name
-      cages = compute_cages(params, model, pretext.stacked_pretext_data(
-          split.sequences, tasks, seed, stream))
-    recordings = (split.recordings if split.recordings is not None
-                  else np.full(split.num_sequences, -1))
-    splits.append((name, SplitEncodings(cages, split.labels, split.sequences,
-                                        recordings)))
-  metadata = EncodingMetadata(
+  if plus_from_rev_rec(run):
+    return released_plus_cages(params, model, sequences,
+                               split_name == TRAIN_SPLIT, run.seed, split_name,
+                               batch_done)
+  tasks = pretext.pretext_tasks(run.model.pretext, run.model.attention,
+                                run.quirks)
+  # R10: a stream of its own, so the encoded permutations are not the trained ones.
+  stream = (f'{split_name}/encode' if run.quirks.redrawn_sorting
+            else split_name)
+  return compute_cages(params, model, pretext.stacked_pretext_data(
+      sequences, tasks, run.seed, stream), batch_done=batch_done)
+
+
+def encoding_metadata(run: RunSettings, dataset: SkeletonDataset,
+                      **provenance: str) -> EncodingMetadata:
+  """The metadata of ``dataset``'s encodings with the run's encoders;
+  ``provenance`` sets ``source_run`` and ``source_config_hash``."""
+  normalization = run.data.normalization
+  return EncodingMetadata(
       dataset=dataset.name, length=dataset.length,
       attention=run.model.attention, pretext=run.model.pretext,
-      hidden=run.model.hidden, seed=seed, config_hash=run.config_hash,
-      model_names=(released_plus_names() if plus_from_rev_rec
-                   else tuple(pretext.model_names(tasks))),
+      hidden=run.model.hidden, seed=run.seed, config_hash=run.config_hash,
+      model_names=encoding_model_names(run),
       joint_names=tuple(dataset.joint_names) if dataset.joint_names else None,
       bones=tuple(map(tuple, dataset.bones)) if dataset.bones else None,
       sge_jax_version=__version__,
       procedure=run.procedure, quirks=tuple(quirks_on(run, dataset.name)),
-      data_source=dataset.source)
-  return combine_splits(splits, metadata)
+      data_source=dataset.source, normalization=normalization,
+      sequence_units=SEQUENCE_UNITS[normalization], **provenance)
+
+
+def encode_dataset(run: RunSettings, dataset: SkeletonDataset,
+                   params, model: GaitEncodingModel,
+                   **provenance: str) -> EncodingSet:
+  """CAGEs of every split of ``dataset`` (normalised as ``run.data`` says)
+  with the trained stacked ``params`` (``split_cages``), with a progress line
+  and ETA every few seconds on long runs.
+
+  ``provenance``: ``source_run`` and ``source_config_hash`` for the metadata
+  (``encoding_metadata``), where the encoders are another run's.
+  """
+  passes = {name: encoding_passes(run, name) for name in dataset.splits}
+  progress = Progress(
+      f'CAGEs of {dataset.name}',
+      sum(split.num_sequences * passes[name]
+          for name, split in dataset.splits.items()),
+      'sequences' if set(passes.values()) == {1}
+      else 'sequence passes (R2 encodes train twice)', stage='encode')
+  splits = []
+  for name, split in dataset.splits.items():
+    cages = split_cages(run, params, model, split.sequences, name,
+                        progress.advance)
+    recordings = (split.recordings if split.recordings is not None
+                  else np.full(split.num_sequences, -1))
+    splits.append((name, SplitEncodings(cages, split.labels, split.sequences,
+                                        recordings)))
+  return combine_splits(splits, encoding_metadata(run, dataset, **provenance))

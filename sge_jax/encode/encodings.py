@@ -1,9 +1,11 @@
-"""The exported encodings file, ``encodings.npz`` (docs/method.md §6).
+"""The exported encodings file, ``encodings.npz`` (docs/method.md §6): this
+docstring is the format's one home.
 
-One file holds the CAGEs of every split of a run, with what is needed to evaluate
-them without the original data (labels, split names, the raw sequences for the
-baselines, the joint layout) and metadata saying how they were made. It loads
-with plain ``np.load(path)`` (no pickles):
+One file holds the CAGEs of every split of a run (or of data encoded later
+with a run's encoders, ``python -m sge_jax.encode``), with what is needed to
+evaluate them without the original data (labels, split names, the input
+sequences for the baselines, the joint layout) and metadata saying how they
+were made. It loads with plain ``np.load(path)`` (no pickles):
 
   encodings       [N, f, D] float32  frame-level CAGEs, D = M * k: the stacked
                                      models' context vectors A.H concatenated in
@@ -12,19 +14,36 @@ with plain ``np.load(path)`` (no pickles):
   split           [N] str            split of each sequence ('train', 'test', ...)
   sequence_index  [N] int64          index of the sequence within its split
   recording       [N] int64          recording of each sequence (-1 if unknown)
-  sequences       [N, f, J, 3] f32   the input sequences (metres)
+  sequences       [N, f, J, 3] f32   the sequences the encoders read: the input
+                                     (metres) after the run's normalisation
+                                     (``normalization``, ``sequence_units``)
   model_names     [M] str            e.g. rev_rec/x, rev_rec/y, rev_rec/z
   joint_names     [J] str            (empty when unknown)
   bones           [n, 2] int64       (parent, child) pairs (empty when unknown)
   dataset, attention, pretext, config_hash, sge_jax_version   str scalars
   length, hidden, seed                                        int scalars
+
+Optional fields (absent in files written before they existed, which still
+load; the loaded value is then the one given in brackets):
+
   data_source     str scalar         where the data came from (the dataset
                                      folder, the .npz file, or
-                                     'synthetic(seed=S)'; absent in older files)
-  procedure       str scalar         'released' (absent = 'clean', the default,
-                                     so clean files stay as they were)
+                                     'synthetic(seed=S)') ['']
+  procedure       str scalar         'clean' or 'released' ['clean']
   quirks          [q] str            the released behaviours that were on,
-                                     e.g. 'R1 extraction_batches' (absent = none)
+                                     e.g. 'R1 extraction_batches' [none]
+  normalization   str scalar         what was done to the input before
+                                     encoding: 'none', 'root_joint' or
+                                     'center' (config.data.normalization) ['']
+  sequence_units  str scalar         what ``sequences`` hold, e.g. 'metres, as
+                                     given', 'metres, each sequence centred
+                                     on its mean position' ['']
+  source_run      str scalar         the workdir of the run whose encoders
+                                     made the encodings, where that is not the
+                                     run the file belongs to: a transfer run's
+                                     ``encoder_workdir``, or the --workdir of
+                                     ``python -m sge_jax.encode`` ['']
+  source_config_hash  str scalar     that run's ``config_hash`` ['']
 
 Rows are grouped by split in report order and in stored order within a split.
 AP ("average prediction") uses the f rows of a sequence as frame-level samples;
@@ -49,11 +68,14 @@ _ARRAY_FIELDS = ('encodings', 'labels', 'split', 'sequence_index', 'recording',
 _STRING_METADATA = ('dataset', 'attention', 'pretext', 'config_hash',
                     'sge_jax_version')
 _INT_METADATA = ('length', 'hidden', 'seed')
+# Optional string scalars: written when set, '' when absent (older files).
+_OPTIONAL_STRINGS = ('data_source', 'normalization', 'sequence_units',
+                     'source_run', 'source_config_hash')
 
 
 @dataclasses.dataclass(frozen=True)
 class EncodingMetadata:
-  """How a set of encodings was made."""
+  """How a set of encodings was made (the fields of the module docstring)."""
   dataset: str
   length: int
   attention: str
@@ -68,6 +90,10 @@ class EncodingMetadata:
   procedure: str = 'clean'
   quirks: tuple[str, ...] = ()
   data_source: str = ''
+  normalization: str = ''
+  sequence_units: str = ''
+  source_run: str = ''
+  source_config_hash: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +103,8 @@ class SplitEncodings:
   Attributes:
     encodings: [n, f, D] frame-level CAGEs.
     labels: [n] person ids.
-    sequences: [n, f, J, 3] input sequences (metres).
+    sequences: [n, f, J, 3] the sequences encoded (metres, normalised as
+      the metadata's ``normalization`` says).
     recordings: [n] recording index (-1 if unknown).
   """
   encodings: np.ndarray
@@ -146,11 +173,11 @@ def save_encodings(path: str | pathlib.Path, encoding_set: EncodingSet) -> None:
     arrays[name] = np.asarray(getattr(meta, name), dtype=str)
   for name in _INT_METADATA:
     arrays[name] = np.asarray(getattr(meta, name), dtype=np.int64)
-  if meta.data_source:
-    arrays['data_source'] = np.asarray(meta.data_source, dtype=str)
-  if meta.procedure != 'clean' or meta.quirks:
-    arrays['procedure'] = np.asarray(meta.procedure, dtype=str)
-    arrays['quirks'] = np.asarray(meta.quirks, dtype=str)
+  arrays['procedure'] = np.asarray(meta.procedure, dtype=str)
+  arrays['quirks'] = np.asarray(meta.quirks, dtype=str)
+  for name in _OPTIONAL_STRINGS:
+    if getattr(meta, name):
+      arrays[name] = np.asarray(getattr(meta, name), dtype=str)
   workdir_lib.write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
@@ -204,8 +231,8 @@ def _header_problem(headers: dict[str, tuple[tuple, np.dtype]]
               'sequence_index': ('iu', 1), 'split': ('U', 1),
               'sequences': ('f', 4), 'model_names': ('U', 1),
               'joint_names': ('U', 1), 'bones': ('iu', 2), 'procedure': ('U', 0),
-              'quirks': ('U', 1), 'data_source': ('U', 0),
-              **{name: ('U', 0) for name in _STRING_METADATA},
+              'quirks': ('U', 1),
+              **{name: ('U', 0) for name in _STRING_METADATA + _OPTIONAL_STRINGS},
               **{name: ('iu', 0) for name in _INT_METADATA}}
   kinds = {'f': 'a float', 'iu': 'an integer', 'U': 'a string'}
   for name, (kinds_allowed, ndim) in expected.items():
@@ -251,8 +278,8 @@ def _encoding_set(arrays: dict[str, np.ndarray], path: pathlib.Path,
                  else 'clean'),
       quirks=(tuple(str(q) for q in arrays['quirks']) if 'quirks' in arrays
               else ()),
-      data_source=(str(arrays['data_source']) if 'data_source' in arrays
-                   else ''),
+      **{name: str(arrays[name]) if name in arrays else ''
+         for name in _OPTIONAL_STRINGS},
       **{name: str(arrays[name]) for name in _STRING_METADATA},
       **{name: int(arrays[name]) for name in _INT_METADATA})
   return EncodingSet(metadata=metadata,

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
-from sge_jax.config import resolution
+from sge_jax.config import identity, resolution
 from sge_jax.config.settings import RunSettings, TransferSettings
 from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.cages import encode_dataset
@@ -49,6 +49,17 @@ def encoder_source(run: RunSettings, workdir: pathlib.Path) -> pathlib.Path:
   return run.transfer.workdir
 
 
+def saved_config_hash(workdir: pathlib.Path) -> str:
+  """The ``config_hash`` of the run in ``workdir``, from its config.json (as
+  its own encodings.npz records it).
+
+  Raises:
+    DataError: config.json is missing or damaged (``workdir.read_config``).
+  """
+  return identity.config_hash(
+      workdir_lib.read_config(workdir / workdir_lib.CONFIG_FILE))
+
+
 def encoder_length(run: RunSettings) -> int:
   """The sequence length f the run's encoders were trained on."""
   return run.data.length if run.transfer is None else run.transfer.length
@@ -82,7 +93,11 @@ def encode_stage(run: RunSettings, dataset: SkeletonDataset,
           f'(J={dataset.num_joints}): {error}. Transfer between datasets needs '
           'the same joint count J.') from error
   model = build_model(run.model, dataset.num_joints)
-  encoding_set = encode_dataset(run, dataset, params, model)
+  provenance = {}
+  if source != workdir:
+    provenance = {'source_run': str(source),
+                  'source_config_hash': saved_config_hash(source)}
+  encoding_set = encode_dataset(run, dataset, params, model, **provenance)
   path = workdir / workdir_lib.ENCODINGS_FILE
   if not distributed.is_main_process():
     return

@@ -357,32 +357,42 @@ def _raise_on_other_shapes(saved: dict[str, tuple], abstract: Any, step: int,
 _ITEM_DIR = 'default'
 
 
-def check_newest_checkpoint_fits(directory: str | pathlib.Path,
-                                 template: Any) -> None:
-  """Checks that the newest checkpoint in ``directory`` holds the arrays of
-  ``template`` (as ``CheckpointStore.restore`` would), from its metadata
-  alone: nothing is loaded, nothing is written, and no other process is
-  waited for, so it may run before any work and on any process.
-
+def newest_checkpoint_shapes(directory: str | pathlib.Path
+                             ) -> Optional[tuple[int, dict[str, tuple]]]:
+  """(step, path -> (shape, dtype) of every array) of the newest checkpoint
+  in ``directory`` whose metadata can be read (paths such as
+  ``'tree/state/params/decoder/output/bias'``), from its metadata alone:
+  nothing is loaded, nothing is written, and no other process is waited for.
   A step whose metadata cannot be read is passed over (``restore_latest``
-  deals with it); no readable step, no check.
-
-  Raises:
-    CheckpointMismatchError: naming the first differing arrays.
-  """
+  deals with it); None when no step is readable."""
   directory = pathlib.Path(directory).absolute()
-  abstract = _abstract_payload(template)
   steps = sorted((int(entry.name) for entry in directory.iterdir()
                   if entry.name.isdigit()), reverse=True)
   for step in steps:
     try:
       metadata = ocp.StandardCheckpointHandler().metadata(
           directory / str(step) / _ITEM_DIR)
-      saved = _shapes_by_path(metadata.tree)
+      return step, _shapes_by_path(metadata.tree)
     except Exception:  # pylint: disable=broad-except  # damaged: pass over
       continue
-    _raise_on_other_shapes(saved, abstract, step, directory)
-    return
+  return None
+
+
+def check_newest_checkpoint_fits(directory: str | pathlib.Path,
+                                 template: Any) -> None:
+  """Checks that the newest checkpoint in ``directory`` holds the arrays of
+  ``template`` (as ``CheckpointStore.restore`` would), from its metadata
+  alone (``newest_checkpoint_shapes``), so it may run before any work and on
+  any process. No readable step, no check.
+
+  Raises:
+    CheckpointMismatchError: naming the first differing arrays.
+  """
+  newest = newest_checkpoint_shapes(directory)
+  if newest is not None:
+    step, saved = newest
+    _raise_on_other_shapes(saved, _abstract_payload(template), step,
+                           pathlib.Path(directory).absolute())
 
 
 def has_checkpoints(directory: str | pathlib.Path) -> bool:

@@ -12,7 +12,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.config.settings import (ModelSettings, QuirkSettings,
                                      RunSettings, TrainSettings)
 from sge_jax.data.dataset import SkeletonDataset
-from sge_jax.errors import DataError
+from sge_jax.errors import CheckpointError, DataError
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train import checkpoints as checkpoints_lib
 from sge_jax.train import optim, pretext
@@ -97,6 +97,33 @@ def check_checkpoints_fit(run: RunSettings, workdir: str | pathlib.Path,
   if has_checkpoints(directory):
     checkpoints_lib.check_newest_checkpoint_fits(directory, checkpoint_template(
         run, length, num_joints))
+
+
+# The array of a checkpoint whose last axis is the joint count J: the decoder's
+# output layer reconstructs one value per joint (models/decoder.py).
+_JOINT_AXIS_ARRAY = 'tree/state/params/decoder/output/bias'
+
+
+def trained_joint_count(workdir: str | pathlib.Path) -> int:
+  """The joint count J the encoders in ``<workdir>/checkpoints`` were trained
+  on, read from the newest checkpoint's metadata (nothing is loaded).
+
+  Raises:
+    DataError: there is no checkpoint (``no_trained_encoders``).
+    CheckpointError: there are checkpoints, and none has readable metadata
+      with the encoders' arrays.
+  """
+  directory = pathlib.Path(workdir) / workdir_lib.CHECKPOINT_DIR
+  if not has_checkpoints(directory):
+    raise no_trained_encoders(workdir)
+  newest = checkpoints_lib.newest_checkpoint_shapes(directory)
+  if newest is None or _JOINT_AXIS_ARRAY not in newest[1]:
+    raise CheckpointError(
+        f'The checkpoints in {directory} cannot be read (no step has readable '
+        'metadata holding the encoders): they are damaged or not sge-jax '
+        'checkpoints. Train the encoders again in a new workdir.')
+  shape, _ = newest[1][_JOINT_AXIS_ARRAY]
+  return int(shape[-1])
 
 
 def restore_trained_params(run: RunSettings, workdir: str | pathlib.Path,

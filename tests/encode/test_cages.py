@@ -8,6 +8,7 @@ from sge_jax.encode import cages
 from sge_jax.train import pretext
 from sge_jax.models import GaitEncodingModel
 from sge_jax.train.state import init_stacked_params
+from tests.fixtures import ctrl_c
 
 
 @pytest.mark.parametrize('decoder_input', ['zeros', 'shifted_target'])
@@ -43,3 +44,25 @@ def test_config_hash_tracks_encoder_fields_only():
   b = get_config()
   b.model.hidden = 64
   assert config_hash(a) != config_hash(b)
+
+
+def test_ctrl_c_stops_between_batches_with_no_cages(capfd):
+  """The first Ctrl-C lets the running batch finish (raised inside a compiled
+  call it can crash XLA's threads at exit), then stops: no CAGEs returned."""
+  model = GaitEncodingModel(hidden=4, num_joints=3)
+  params = init_stacked_params(model, jax.random.key(0), 3, 5, 3)
+  sequences = np.zeros((7, 5, 3, 3), np.float32)
+  data = pretext.stacked_pretext_data(
+      sequences, pretext.pretext_tasks('rev_rec', 'LA'), 0, 'test')
+  batches = []
+
+  def batch_done(count):
+    batches.append(count)
+    ctrl_c.press()              # during the first batch's bookkeeping
+
+  with ctrl_c.commands_handler():
+    with pytest.raises(KeyboardInterrupt, match='no CAGEs were written'):
+      cages.compute_cages(params, model, data, batch_size=2,
+                          batch_done=batch_done)
+  assert batches == [2]         # stopped after the first of four batches
+  assert 'stopping after the current batch of CAGEs' in capfd.readouterr().err

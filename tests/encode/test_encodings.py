@@ -1,5 +1,7 @@
 """encodings.npz: damaged or inconsistent files are one clear error naming the field."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,34 @@ def test_round_trip(tmp_path):
   encodings_lib.save_encodings(tmp_path / 'e.npz', _encoding_set())
   loaded = encodings_lib.load_encodings(tmp_path / 'e.npz')
   np.testing.assert_array_equal(loaded.labels, [1, 1, 2, 2])
+
+
+def test_the_file_says_how_it_was_made_also_when_clean(tmp_path):
+  described = dataclasses.replace(
+      _encoding_set().metadata, normalization='center',
+      sequence_units='metres, each sequence centred on its mean position',
+      source_run='/runs/source', source_config_hash='abc')
+  encoding_set = dataclasses.replace(_encoding_set(), metadata=described)
+  encodings_lib.save_encodings(tmp_path / 'e.npz', encoding_set)
+  with np.load(tmp_path / 'e.npz') as data:
+    assert str(data['procedure']) == 'clean'     # written also for 'clean'
+    assert data['quirks'].shape == (0,)
+    assert str(data['sequence_units']).startswith('metres, each sequence')
+  assert encodings_lib.load_encodings(tmp_path / 'e.npz').metadata == described
+
+
+def test_files_without_the_newer_fields_still_load(tmp_path):
+  path = _rewritten(tmp_path)
+  with np.load(path) as data:
+    arrays = {name: data[name] for name in data.files}
+  for name in ('procedure', 'quirks', 'data_source', 'normalization',
+               'sequence_units', 'source_run', 'source_config_hash'):
+    arrays.pop(name, None)
+  np.savez(path, **arrays)
+  meta = encodings_lib.load_encodings(path).metadata
+  assert (meta.procedure, meta.quirks, meta.normalization, meta.sequence_units,
+          meta.source_run, meta.source_config_hash) == ('clean', (), '', '',
+                                                        '', '')
 
 
 @pytest.mark.parametrize('damage', ['random', 'truncated', 'empty'])
@@ -90,6 +120,10 @@ def _rewritten(tmp_path, **changes):
      "field 'joint_names' names 2 joints, the sequences have J=20"),
     ({'encodings': np.full((4, 3, 6), np.nan, np.float32)},
      "field 'encodings' holds NaN or Inf values"),
+    ({'normalization': np.asarray(3)},
+     "field 'normalization' must be a string array with 0 dimension(s)"),
+    ({'source_run': np.asarray(['a', 'b'])},
+     "field 'source_run' must be a string array with 0 dimension(s)"),
 ])
 def test_every_field_is_checked_before_use(tmp_path, changes, message):
   path = _rewritten(tmp_path, **changes)
