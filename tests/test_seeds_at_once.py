@@ -40,7 +40,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.data import memory
 from sge_jax.encode import load_encodings
 from sge_jax.errors import DataError
-from sge_jax.train import seed_stack
+from sge_jax.train import loop, seed_stack
 from sge_jax.train.setup import restore_trained_params
 from tests.fixtures import ctrl_c
 from tests.fixtures.pipeline import tiny_config
@@ -101,7 +101,7 @@ def _assert_same_seed_runs(stacked, sequential, seeds):
                                 else sequential[seed], seed)
     got_config = json.loads((got / 'config.json').read_text())
     want_config = json.loads((want / 'config.json').read_text())
-    assert got_config['train'].pop('parallel') in ('seeds', 'auto')
+    assert got_config['train'].pop('parallel') in config_lib.PARALLEL_MODES
     assert want_config['train'].pop('parallel') == 'data'
     assert got_config == want_config
     assert_same_records(metrics_records(got / 'metrics.jsonl'),
@@ -123,17 +123,13 @@ def _assert_same_seed_runs(stacked, sequential, seeds):
                                                 abs=RESULT_ATOL), key
 
 
-def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
-    sequential, tmp_path, monkeypatch, caplog):
-  """2 seeds on 2 devices (one per device), by default ('auto'); Ctrl-C in
-  the stack's second call saves both seeds at step 2, and the same command
-  finishes the job: each seed's folder as sequentially (its checkpoint steps
-  are those of a sequential run stopped at step 2), and their aggregate."""
-  workdir = tmp_path / 'run'
-  real_calls = seed_stack.make_stack_calls
+def _press_in_call_two(monkeypatch, module, name):
+  """Ctrl-C during the second compiled call of ``module.name``'s calls (the
+  sequential loop's or the stack's): the run stops after step 2, saved."""
+  real_make = getattr(module, name)
 
   def pressing_in_call_two(*args):
-    run_calls = real_calls(*args)
+    run_calls = real_make(*args)
     presses = iter([0, 1])
 
     def call(*call_args):
@@ -141,7 +137,17 @@ def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
       return run_calls(*call_args)
     return call
 
-  monkeypatch.setattr(seed_stack, 'make_stack_calls', pressing_in_call_two)
+  monkeypatch.setattr(module, name, pressing_in_call_two)
+
+
+def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
+    sequential, tmp_path, monkeypatch, caplog):
+  """2 seeds on 2 devices (one per device), by default ('auto'); Ctrl-C in
+  the stack's second call saves both seeds at step 2, and the same command
+  finishes the job: each seed's folder as sequentially (its checkpoint steps
+  are those of a sequential run stopped at step 2), and their aggregate."""
+  workdir = tmp_path / 'run'
+  _press_in_call_two(monkeypatch, seed_stack, 'make_stack_calls')
   with ctrl_c.commands_handler(), pytest.raises(KeyboardInterrupt) as stopped:
     pipeline.run(_config('0,1', 'auto'), workdir)
   assert str(stopped.value) == (
@@ -168,6 +174,41 @@ def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
       'values']))
   assert [json.loads((workdir / f'seed_{seed}' / 'config.json').read_text())[
       'data']['seed'] for seed in (0, 1)] == [0, 0]
+
+
+@pytest.mark.parametrize('first, then', [('data', 'seeds'),
+                                         ('seeds', 'data')])
+def test_a_job_stopped_in_one_mode_continues_in_the_other(
+    sequential, tmp_path, monkeypatch, caplog, first, then):
+  """train.parallel is resumable (config.RESUMABLE_FIELDS): a job stopped
+  at step 2 of seed 0 one seed after another continues as a stack (seed 0
+  from step 2, seed 1 from the start, in one program), and a stack stopped at
+  step 2 of both seeds continues one seed after another; either way each
+  seed's folder ends as its uninterrupted sequential run's."""
+  assert 'train.parallel' in config_lib.RESUMABLE_FIELDS
+  workdir = tmp_path / 'run'
+  if first == 'data':
+    _press_in_call_two(monkeypatch, loop, 'make_train_calls')
+  else:
+    _press_in_call_two(monkeypatch, seed_stack, 'make_stack_calls')
+  with ctrl_c.commands_handler(), pytest.raises(KeyboardInterrupt):
+    pipeline.run(_config('0,1', first), workdir)
+  saved_steps = {seed: sorted(int(path.name) for path in (
+      workdir / f'seed_{seed}' / 'checkpoints').glob('[0-9]*'))
+                 for seed in (0, 1)}
+  assert saved_steps == ({0: [2], 1: []} if first == 'data'
+                         else {0: [2], 1: [2]})
+  monkeypatch.undo()
+  with caplog.at_level(logging.INFO):
+    pipeline.run(_config('0,1', then), workdir)
+  stacked = ('[seeds] train.parallel=seeds: seeds 0,1 train at once, 1 per '
+             'device on 2 device(s)')
+  assert (stacked in caplog.messages) == (then == 'seeds')
+  assert _tree(workdir, depth=2) == _tree(sequential, depth=2)
+  _assert_same_seed_runs(workdir, sequential, [0, 1])
+  for seed in (0, 1):
+    assert json.loads((workdir / f'seed_{seed}' / 'config.json').read_text())[
+        'train']['parallel'] == then
 
 
 @pytest.mark.slow
