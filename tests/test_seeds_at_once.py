@@ -176,8 +176,9 @@ def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
       'data']['seed'] for seed in (0, 1)] == [0, 0]
 
 
-@pytest.mark.parametrize('first, then', [('data', 'seeds'),
-                                         ('seeds', 'data')])
+@pytest.mark.parametrize('first, then', [
+    pytest.param('data', 'seeds', marks=pytest.mark.slow),   # ~25 s
+    ('seeds', 'data')])
 def test_a_job_stopped_in_one_mode_continues_in_the_other(
     sequential, tmp_path, monkeypatch, caplog, first, then):
   """train.parallel is resumable (config.RESUMABLE_FIELDS): a job stopped
