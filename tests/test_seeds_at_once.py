@@ -44,6 +44,7 @@ from sge_jax.train import loop, seed_stack
 from sge_jax.train.setup import restore_trained_params
 from tests.fixtures import ctrl_c
 from tests.fixtures.pipeline import tiny_config
+from tests.fixtures.processes import run_job
 from tests.fixtures.seed_stack import assert_same_records, metrics_records
 
 LOSS_RTOL = 1e-5
@@ -54,12 +55,16 @@ LEARNING_RATE = 5e-4
 ADAM_BOUND = 2 * 3.2 * LEARNING_RATE * STEPS
 
 
+def _overrides(seeds, parallel, **overrides):
+  """The fields ``_config`` sets on the tiny config."""
+  return {'seeds': seeds, 'train.parallel': parallel,
+          'train.log_every_steps': 1, 'rn.epochs': 2, 'eval.protocols': 'A',
+          'eval.baselines': False, 'eval.level': 'window', **overrides}
+
+
 def _config(seeds, parallel, **overrides):
   """The tiny config with every step logged and a small evaluation."""
-  return tiny_config(**{'seeds': seeds, 'train.parallel': parallel,
-                        'train.log_every_steps': 1, 'rn.epochs': 2,
-                        'eval.protocols': 'A', 'eval.baselines': False,
-                        'eval.level': 'window', **overrides})
+  return tiny_config(**_overrides(seeds, parallel, **overrides))
 
 
 def _sequential(workdir, seeds):
@@ -227,6 +232,29 @@ def test_four_seeds_on_two_devices_write_what_their_sequential_runs_write(
       'values'] for folder in (sequential, later)]
   assert results['rank1']['values'] == pytest.approx(
       expected[0] + expected[1], abs=RESULT_ATOL)
+
+
+@pytest.mark.slow
+def test_two_processes_of_one_device_write_what_the_sequential_runs_write(
+    sequential, tmp_path):
+  """launch.py as a 2-process job, one device each: the stack's two slots
+  are on two processes (each process feeds its own seed), and the files are
+  those of the sequential runs on one process of 2 devices."""
+  config_file = tmp_path / 'stack_config.py'
+  config_file.write_text(
+      'from tests.fixtures.pipeline import tiny_config\n\n'
+      'def get_config(arg=None):\n'
+      f'  return tiny_config(**{_overrides("0,1", "auto")!r})\n')
+  workdir = tmp_path / 'run'
+  finished = run_job([f'--config={config_file}', f'--workdir={workdir}'],
+                     tmp_path / 'logs', num_processes=2, local_devices=1,
+                     timeout=300)
+  for index, result in enumerate(finished):
+    assert result.returncode == 0, f'process {index}:\n{result.stderr[-3000:]}'
+  assert ('[seeds] train.parallel=auto: seeds 0,1 train at once, 1 per device '
+          'on 2 device(s)') in finished[0].stderr
+  assert _tree(workdir, depth=2) == _tree(sequential, depth=2)
+  _assert_same_seed_runs(workdir, sequential, [0, 1])
 
 
 # ----------------------------------------------------------------- memory
