@@ -128,14 +128,16 @@ def _assert_same_seed_runs(stacked, sequential, seeds):
                                                 abs=RESULT_ATOL), key
 
 
-def _press_in_call_two(monkeypatch, module, name):
+def _press_in_call_two(monkeypatch, module, name, presses=(0, 1)):
   """Ctrl-C during the second compiled call of ``module.name``'s calls (the
-  sequential loop's or the stack's): the run stops after step 2, saved."""
+  sequential loop's or the stack's): the run stops after step 2, saved
+  (``presses``: the Ctrl-Cs before each call; by default one before call 2)."""
   real_make = getattr(module, name)
+  planned = presses
 
   def pressing_in_call_two(*args):
     run_calls = real_make(*args)
-    presses = iter([0, 1])
+    presses = iter(planned)
 
     def call(*call_args):
       ctrl_c.press(next(presses, 0))
@@ -179,6 +181,21 @@ def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
       'values']))
   assert [json.loads((workdir / f'seed_{seed}' / 'config.json').read_text())[
       'data']['seed'] for seed in (0, 1)] == [0, 0]
+
+
+def test_a_second_ctrl_c_stops_the_stack_at_once_naming_what_each_seed_keeps(
+    tmp_path, monkeypatch):
+  """Two Ctrl-Cs before the stack's fifth call (steps 1-4 done, step 3
+  saved): it stops without saving step 4, naming each seed's checkpoint."""
+  workdir = tmp_path / 'run'
+  _press_in_call_two(monkeypatch, seed_stack, 'make_stack_calls',
+                     presses=(0, 0, 0, 0, 2))
+  with ctrl_c.commands_handler(), pytest.raises(KeyboardInterrupt) as stopped:
+    pipeline.run(_config('0,1', 'seeds', stages='train'), workdir)
+  kept = [f'seed {seed}: the newest checkpoint, step 3 in '
+          f'{workdir}/seed_{seed}/checkpoints, is kept' for seed in (0, 1)]
+  assert str(stopped.value) == ('training stopped at once, without saving its '
+                                'current step; ' + '; '.join(kept))
 
 
 @pytest.mark.parametrize('first, then', [
