@@ -198,9 +198,8 @@ def test_a_second_ctrl_c_stops_the_stack_at_once_naming_what_each_seed_keeps(
                                 'current step; ' + '; '.join(kept))
 
 
-@pytest.mark.parametrize('first, then', [
-    pytest.param('data', 'seeds', marks=pytest.mark.slow),   # ~25 s
-    ('seeds', 'data')])
+@pytest.mark.parametrize('first, then', [('data', 'seeds'),
+                                         ('seeds', 'data')])
 def test_a_job_stopped_in_one_mode_continues_in_the_other(
     sequential, tmp_path, monkeypatch, caplog, first, then):
   """train.parallel is resumable (config.RESUMABLE_FIELDS): a job stopped
