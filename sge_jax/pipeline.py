@@ -10,6 +10,12 @@ stages (``config.stages``) once, or once per seed of ``config.seeds`` in
 sge_jax.evaluate``) with the settings its config.json records. Both go through
 the one seed loop, ``_over_seeds``.
 
+With ``train.parallel`` 'seeds' (``ParallelSettings``; 'auto' picks it for
+several seeds) the train stage of every seed runs first, at once
+(``train_seeds_at_once``: one seed stack over every device), and the seed loop
+then encodes and evaluates each seed from its own checkpoints: the
+``seed_<s>/`` folders hold the files a sequential run of each seed writes.
+
 Running the same command again resumes: training continues from the newest
 checkpoint, and encode and evaluate (cheap and deterministic) are redone when
 requested. What a finished run holds is never replaced by other settings: more
@@ -30,6 +36,7 @@ evaluation) stop every process together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -40,6 +47,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 
 from sge_jax import distributed
 from sge_jax import workdir as workdir_lib
@@ -57,6 +65,7 @@ from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run, report
 from sge_jax.train import train_encoders
 from sge_jax.train.loop import check_same_training_split
+from sge_jax.train.seed_loop import train_encoders_stacked
 from sge_jax.train.checkpoints import has_checkpoints
 from sge_jax.train.setup import (check_checkpoints_fit, encoder_training_split,
                                  no_trained_encoders)
@@ -209,6 +218,33 @@ def check_encoders_fit(run: RunSettings, workdir: pathlib.Path,
         'with.') from None
 
 
+def check_loaded_data(run: RunSettings, dataset: SkeletonDataset,
+                      train: bool) -> None:
+  """The checks of the loaded data before any work: the walks the evaluation
+  scores (``eval.level``), equal person sets (quirk R12), and, with
+  ``train``, a training split that fills a batch."""
+  if 'evaluate' in run.stages:
+    recording_ids.require_walks(
+        run.eval.level,
+        {name: split.recordings for name, split in dataset.splits.items()},
+        f'dataset {dataset.name} ({dataset.source})')
+  if run.quirks.equal_id_counts:
+    require_equal_person_sets({name: split.labels
+                               for name, split in dataset.splits.items()})
+  if train:
+    check_trainable(dataset, run.train.batch_size,
+                    encoder_training_split(dataset))
+
+
+def make_run_dir(workdir: pathlib.Path) -> None:
+  """Creates a run's directory (after its checks: a refused run leaves no
+  empty seed directory)."""
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise workdir_lib.write_error(workdir, error, 'create', None) from error
+
+
 def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
   """Runs the requested stages of one seed in ``workdir``; returns the results
   (None when ``evaluate`` is not among the stages). ``run`` has checked the
@@ -222,27 +258,13 @@ def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
       dataset = prepare_dataset(run.data)
       logging.info('[data] %s', dataset_summary(dataset))
-      if 'evaluate' in stages:
-        recording_ids.require_walks(
-            run.eval.level,
-            {name: split.recordings for name, split in dataset.splits.items()},
-            f'dataset {dataset.name} ({dataset.source})')
-      if run.quirks.equal_id_counts:
-        require_equal_person_sets({name: split.labels
-                                   for name, split in dataset.splits.items()})
-      if train:
-        check_trainable(dataset, run.train.batch_size,
-                        encoder_training_split(dataset))
+      check_loaded_data(run, dataset, train)
       if train or 'encode' in stages:
         check_encoders_fit(run, workdir, dataset, train)
       check_memory(run, dataset,
                    encoder_training_split(dataset) if train else None,
                    'encode' in stages)
-    # After the checks: a refused run leaves no empty seed directory.
-    try:
-      workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-      raise workdir_lib.write_error(workdir, error, 'create', None) from error
+    make_run_dir(workdir)
   if train:
     check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
@@ -306,7 +328,79 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
       runs = checked_runs(job, workdir)
     if not job.multi_seed:
       return run_single(*runs[0])
+    if job.runs[0].parallel.mode == 'seeds' and 'train' in job.runs[0].stages:
+      runs = train_seeds_at_once(runs)
     return _over_seeds(runs, workdir, run_single)
+
+
+def train_seeds_at_once(runs: Sequence[tuple[RunSettings, pathlib.Path]]
+                        ) -> list[tuple[RunSettings, pathlib.Path]]:
+  """The train stage of every seed of the job at once (``train.parallel``
+  'seeds'), before the seed loop.
+
+  The checks ``run_single`` makes before training, for every seed (the data
+  loaded once: every seed's data settings are the job's), the memory of the
+  stack (``check_memory`` with c seeds per device), then each seed's
+  directory and config.json, and ``train_encoders_stacked``.
+
+  Args:
+    runs: (run, seed directory) of every seed, checked (``checked_runs``).
+
+  Returns:
+    The runs the seed loop goes on with: without the train stage (each seed
+    encodes from its own checkpoints and is evaluated as it would be
+    sequentially), or unchanged (one seed after another) where 'auto' chose
+    the stack and it does not fit in memory (an info line says so).
+
+  Raises:
+    DataError: the stack does not fit in memory, for an explicit 'seeds' (or
+      an 'auto' whose batch the devices cannot share), naming the seeds per
+      device; and the data errors of ``run_single``.
+  """
+  first = runs[0][0]
+  parallel = first.parallel
+  per_device = parallel.seeds_per_device(len(runs))
+  # 'auto' falls back to one seed after another only where that can run.
+  may_fall_back = (parallel.automatic
+                   and first.train.batch_size % parallel.num_devices == 0)
+  too_big = None
+  with distributed.stop_together():
+    dataset = prepare_dataset(first.data)
+    logging.info('[data] %s', dataset_summary(dataset))
+    check_loaded_data(first, dataset, train=True)
+    for seed_run, seed_dir in runs:
+      check_encoders_fit(seed_run, seed_dir, dataset, True)
+    try:
+      check_memory(first, dataset, encoder_training_split(dataset), False,
+                   seeds_per_device=per_device)
+    except DataError as error:
+      if not may_fall_back:
+        raise
+      too_big = error
+    check_memory(first, dataset, None, 'encode' in first.stages)
+  # Every process decides alike (the memory differs between hosts).
+  if not distributed.gather(np.uint8(too_big is None)).all():
+    logging.info('[seeds] train.parallel=auto: the %d seeds train one after '
+                 'another, as one stack they do not fit in memory (%s)',
+                 len(runs), too_big or 'on another process of the job')
+    return list(runs)
+  with distributed.stop_together():
+    for _, seed_dir in runs:
+      make_run_dir(seed_dir)
+  check_same_training_split(dataset)
+  if distributed.is_main_process():
+    for seed_run, seed_dir in runs:
+      workdir_lib.write_config(seed_run.record, seed_dir)
+  logging.info('[seeds] train.parallel=%s: seeds %s train at once, %d per '
+               'device on %d device(s)',
+               'auto' if parallel.automatic else 'seeds',
+               ','.join(str(seed_run.seed) for seed_run, _ in runs),
+               per_device, parallel.num_devices)
+  train_encoders_stacked([seed_run for seed_run, _ in runs], dataset,
+                         [seed_dir for _, seed_dir in runs])
+  return [(dataclasses.replace(seed_run, stages=tuple(
+      stage for stage in seed_run.stages if stage != 'train')), seed_dir)
+          for seed_run, seed_dir in runs]
 
 
 def run_directories(job: JobSettings, workdir: pathlib.Path

@@ -100,6 +100,13 @@ def test_bad_config_value_is_one_clear_line(tmp_path):
     (['--config={mistyped}'],
      "mistyped.py (line 5) fails: it sets field 'epochs' to 1.5 (float)"),
     (['--config={untyped}'], "config.seed='abc' is invalid: expected an integer"),
+    (['--config=configs/demo.py:smoke', '--config.train.parallel=seeds'],
+     "config.train.parallel='seeds' is invalid: expected 'data' or 'auto' for "
+     'one seed'),
+    (['--config=configs/demo.py:smoke', '--config.seeds=0,1',
+      '--config.train.parallel=seed'],
+     "config.train.parallel='seed' is invalid: expected one of auto, data, "
+     'seeds'),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}'], 'a_file'),
     (['--config=configs/demo.py:smoke', '--workdir={a_file}/below'], 'a_file'),
 ])

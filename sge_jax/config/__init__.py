@@ -22,18 +22,20 @@ from sge_jax.config.fields import (ATTENTION_TYPES, CME_DATASET,
                                    DECODER_INPUT_MODES, DISTANCES,
                                    EARLY_STOPPING_RULES, ENCODER_QUIRKS,
                                    EVAL_LEVELS, FORMATS, MANNERS,
-                                   NORMALIZATIONS, PRETEXTS, PROCEDURES,
-                                   PROTOCOLS, QUIRKS, RETRIEVAL_FEATURES,
-                                   SELECTION_RULES, STAGES, WALK_AGGREGATIONS,
-                                   base_config)
-from sge_jax.config.identity import (BOOKKEEPING_FIELDS, ENCODER_SECTIONS,
-                                     REEVALUATION_SECTIONS, RESUMABLE_FIELDS,
-                                     config_hash, encoder_differences, flatten,
+                                   NORMALIZATIONS, PARALLEL_MODES, PRETEXTS,
+                                   PROCEDURES, PROTOCOLS, QUIRKS,
+                                   RETRIEVAL_FEATURES, SELECTION_RULES, STAGES,
+                                   WALK_AGGREGATIONS, base_config)
+from sge_jax.config.identity import (BOOKKEEPING_FIELDS, DEVICE_FIELDS,
+                                     ENCODER_SECTIONS, REEVALUATION_SECTIONS,
+                                     RESUMABLE_FIELDS, config_hash,
+                                     encoder_differences, flatten,
                                      result_differences)
 from sge_jax.config.quirks import (quirk_applicability, quirk_label,
                                    quirks_not_applicable, quirks_on,
                                    rn_settings_for, runs_cme)
-from sge_jax.config.resolution import (resolve, resolve_config, run_settings,
+from sge_jax.config.resolution import (parallel_settings, resolve,
+                                       resolve_config, run_settings,
                                        seed_configs, transfer_settings,
                                        validate_config, with_transfer)
 from sge_jax.config.settings import (DataSettings, EvalSettings, JobSettings,

@@ -21,6 +21,7 @@ ATTENTION_TYPES = ('LA', 'BA')
 PRETEXTS = ('rev_rec', 'prediction', 'sorting', 'rev_rec_plus')
 DECODER_INPUT_MODES = ('zeros', 'shifted_target')
 EARLY_STOPPING_RULES = ('none', 'paper')
+PARALLEL_MODES = ('auto', 'data', 'seeds')
 MANNERS = ('ap', 'sc')
 SELECTION_RULES = ('val', 'fixed', 'paper')
 # The protocol registry: each name is implemented by
@@ -216,6 +217,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   # One metrics.jsonl line / progress line at most every N steps.
   config.train.log_every_steps = 50
+  # How the devices are used: 'data' (one seed after another, each global batch
+  # split over every device of every process), 'seeds' (every seed of `seeds` at
+  # once as one compiled program: the seeds split over the n devices, ceil(S/n)
+  # per device, each training on its whole batch; needs `seeds` to list more
+  # than one and the encoders trained here), or 'auto': 'seeds' when it can
+  # (more than one seed, no encoder_workdir) and the stack fits in memory, else
+  # 'data'. The maths and the files are the same either way (float rounding
+  # aside, docs/scaling.md); it may change between runs of one workdir.
+  config.train.parallel = 'auto'
 
   # ---------------------------------------------------------------- rn
   config.rn = ml_collections.ConfigDict()

@@ -1,10 +1,11 @@
 """The run identity: which fields define the trained encoders and the results.
 
-``ENCODER_SECTIONS``/``BOOKKEEPING_FIELDS`` say which fields define the
-trained encoders (``encoder_differences``, ``config_hash``), and
-``result_differences`` which other fields shape a run's results. They compare
-ConfigDicts, a saved ``config.json`` among them, in a form that stays the same
-for configs written before a field existed (old workdirs resume).
+``ENCODER_SECTIONS``/``BOOKKEEPING_FIELDS``/``DEVICE_FIELDS`` say which
+fields define the trained encoders (``encoder_differences``,
+``config_hash``), and ``result_differences`` which other fields shape a run's
+results. They compare ConfigDicts, a saved ``config.json`` among them, in a
+form that stays the same for configs written before a field existed (old
+workdirs resume).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ ENCODER_SECTIONS = ('seed', 'data', 'model', 'train')
 BOOKKEEPING_FIELDS = frozenset({'train.checkpoint_every_steps',
                                 'train.keep_checkpoints',
                                 'train.log_every_steps'})
+# Fields that only say how the training is spread over the devices: the same
+# objective and updates, summed in another float order (docs/scaling.md).
+DEVICE_FIELDS = frozenset({'train.parallel'})
 # Fields that may change between runs in one workdir without invalidating the
 # trained encoders: more epochs continue training, a new stopping rule applies
-# from the next epoch on.
-RESUMABLE_FIELDS = BOOKKEEPING_FIELDS | {'train.epochs', 'train.early_stopping'}
+# from the next epoch on, another device layout resumes the same checkpoints.
+RESUMABLE_FIELDS = BOOKKEEPING_FIELDS | DEVICE_FIELDS | {'train.epochs',
+                                                         'train.early_stopping'}
 
 
 def flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
@@ -127,9 +132,9 @@ def result_differences(old: ml_collections.ConfigDict,
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """Short hash of what determines the encoders (ENCODER_SECTIONS without
-  BOOKKEEPING_FIELDS)."""
+  BOOKKEEPING_FIELDS and DEVICE_FIELDS)."""
   encoder_fields = _encoder_tree(config)
-  for field in BOOKKEEPING_FIELDS:
+  for field in BOOKKEEPING_FIELDS | DEVICE_FIELDS:
     section, key = field.split('.')
     encoder_fields[section].pop(key, None)
   text = json.dumps(encoder_fields, sort_keys=True)

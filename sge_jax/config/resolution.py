@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+from typing import Optional
 
 import ml_collections
 
@@ -25,8 +26,8 @@ from sge_jax.config.checks import (SEED_RANGE, data_seed, int_at_least, invalid,
                                    parse_stages, positive_float, require)
 from sge_jax.config.fields import (ATTENTION_TYPES, DECODER_INPUT_MODES,
                                    EARLY_STOPPING_RULES, FORMATS,
-                                   NORMALIZATIONS, PRETEXTS, PROCEDURES,
-                                   QUIRKS, STAGES, base_config)
+                                   NORMALIZATIONS, PARALLEL_MODES, PRETEXTS,
+                                   PROCEDURES, QUIRKS, STAGES, base_config)
 from sge_jax.config.identity import config_hash
 from sge_jax.config.settings import (DataSettings, EvalSettings, JobSettings,
                                      ModelSettings, ParallelSettings,
@@ -73,9 +74,10 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError naming the first bad field and the allowed values.
 
-  ``num_devices`` is the global device count: every device of every process
-  of the job shares each batch of ``train.batch_size``. Checks the config as
-  ``resolve_config`` makes it (quirks and normalisation filled in).
+  ``num_devices`` is the global device count: in the 'data' mode of
+  ``train.parallel`` every device of every process of the job shares each
+  batch of ``train.batch_size``. Checks the config as ``resolve_config`` makes
+  it (quirks and normalisation filled in).
   """
   config = resolve_config(config)
   mistyped = mistyped_field(config)
@@ -112,9 +114,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
                  allow_zero=True)
   int_at_least(train.epochs, 'train.epochs')
   int_at_least(train.batch_size, 'train.batch_size', 2)
-  require(train.batch_size % num_devices == 0, 'train.batch_size',
-          train.batch_size, f'a multiple of the {num_devices} devices (of '
-          'all processes) that share each batch')
+  if parallel_settings(config, num_devices).mode == 'data':
+    require(train.batch_size % num_devices == 0, 'train.batch_size',
+            train.batch_size, f'a multiple of the {num_devices} devices (of '
+            'all processes) that share each batch')
   positive_float(train.learning_rate, 'train.learning_rate')
   positive_float(train.temperature, 'train.temperature')
   positive_float(train.weight_decay, 'train.weight_decay', allow_zero=True)
@@ -133,6 +136,35 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
 # ----------------------------------------------------------------- settings
 
 
+def parallel_settings(config: ml_collections.ConfigDict, num_devices: int
+                      ) -> ParallelSettings:
+  """``config.train.parallel`` resolved for the job of ``config`` on
+  ``num_devices`` devices: 'seeds' where asked, or where 'auto' finds more
+  than one seed and the encoders trained here; else 'data'.
+
+  Raises:
+    ConfigError: an unknown mode, or 'seeds' for one seed or a run that
+      trains no encoders (``encoder_workdir``).
+  """
+  requested = config.train.get('parallel', 'auto')
+  one_of(requested, 'train.parallel', PARALLEL_MODES)
+  several = len(parse_seeds(config)) > 1
+  trains_here = not config.get('encoder_workdir')
+  if requested == 'seeds':
+    require(several, 'train.parallel', requested,
+            "'data' or 'auto' for one seed: 'seeds' trains the seeds of "
+            'config.seeds at once (e.g. --config.seeds=0-7)')
+    require(trains_here, 'train.parallel', requested,
+            "'data' or 'auto' with config.encoder_workdir: 'seeds' trains "
+            "every seed's encoders at once, and this run trains none (it "
+            'encodes with those of encoder_workdir)')
+  stack = requested == 'seeds' or (requested == 'auto' and several
+                                   and trains_here)
+  return ParallelSettings(num_devices=num_devices,
+                          mode='seeds' if stack else 'data',
+                          automatic=stack and requested == 'auto')
+
+
 def resolve(config: ml_collections.ConfigDict, num_devices: int
             ) -> JobSettings:
   """The settings of the job ``config`` describes, resolved and checked once.
@@ -147,10 +179,11 @@ def resolve(config: ml_collections.ConfigDict, num_devices: int
   """
   config = resolve_config(config)
   validate_config(config, num_devices)
+  parallel = parallel_settings(config, num_devices)
   return JobSettings(
       seeds=tuple(parse_seeds(config)), multi_seed=is_multi_seed(config),
       seeds_field=str(config.seeds),
-      runs=tuple(run_settings(seed_config, num_devices)
+      runs=tuple(run_settings(seed_config, num_devices, parallel)
                  for seed_config in seed_configs(config)))
 
 
@@ -172,11 +205,12 @@ def seed_configs(config: ml_collections.ConfigDict
   return configs
 
 
-def run_settings(config: ml_collections.ConfigDict, num_devices: int
-                 ) -> RunSettings:
+def run_settings(config: ml_collections.ConfigDict, num_devices: int,
+                 parallel: Optional[ParallelSettings] = None) -> RunSettings:
   """The settings of one run's config: a resolved, checked one
   (``resolve``), or one saved in a run's config.json, whose fields written
-  before they existed take their defaults (``base_config``).
+  before they existed take their defaults (``base_config``). ``parallel``:
+  the job's (``parallel_settings``; default 'data' on ``num_devices``).
 
   Raises:
     ConfigError: a bad rn.* or eval.* value (``RNSettings.from_config``,
@@ -196,7 +230,7 @@ def run_settings(config: ml_collections.ConfigDict, num_devices: int
       model=ModelSettings.from_section(config.model),
       train=TrainSettings.from_section(config.train),
       rn=rn, eval=evaluation,
-      parallel=ParallelSettings(num_devices=num_devices),
+      parallel=parallel or ParallelSettings(num_devices=num_devices),
       config_hash=config_hash(config), record=config.to_json(indent=2))
 
 

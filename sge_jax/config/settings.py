@@ -376,13 +376,25 @@ class EvalSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ParallelSettings:
-  """The devices of the job.
+  """How the job's training uses the devices (``config.train.parallel``,
+  resolved).
 
   Attributes:
-    num_devices: every device of every process; they share each training
-      batch of ``train.batch_size``.
+    num_devices: n, every device of every process.
+    mode: 'data': one seed after another, each training batch of
+      ``train.batch_size`` shared by the n devices; 'seeds': every seed of the
+      job at once, ``seeds_per_device`` per device, each on its whole batch
+      (``sge_jax.train.seed_stack``).
+    automatic: 'seeds' was chosen by 'auto', so a stack that does not fit in
+      memory falls back to 'data' (an explicit 'seeds' stops instead).
   """
   num_devices: int
+  mode: str = 'data'
+  automatic: bool = False
+
+  def seeds_per_device(self, num_seeds: int) -> int:
+    """c = ceil(S / n): the seeds each device trains in 'seeds' mode."""
+    return -(-num_seeds // self.num_devices)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,7 +109,8 @@ def check_trainable(dataset: SkeletonDataset, batch_size: int,
 
 
 def check_memory(run: RunSettings, dataset: SkeletonDataset,
-                 train_split: Optional[str], encode: bool) -> None:
+                 train_split: Optional[str], encode: bool,
+                 seeds_per_device: int = 0) -> None:
   """Refuses (DataError: the estimate, the memory, the way out) a run whose
   training or encoding would not fit in memory (``sge_jax.data.memory``).
 
@@ -119,10 +120,14 @@ def check_memory(run: RunSettings, dataset: SkeletonDataset,
     dataset: the prepared dataset.
     train_split: the split the encoders train on, or None without training.
     encode: whether the encode stage runs.
+    seeds_per_device: c > 0 for the seed stack (``train.parallel`` 'seeds'):
+      each device trains c seeds, each on a whole batch of
+      ``train.batch_size`` and with its own copy of the training data where
+      that depends on the seed (a sorting task); 0 for one seed at a time.
   """
   from sge_jax.train import pretext  # pylint: disable=import-outside-toplevel
-  models = 3 * len(pretext.pretext_tasks(run.model.pretext,
-                                         run.model.attention))
+  tasks = pretext.pretext_tasks(run.model.pretext, run.model.attention)
+  models = 3 * len(tasks)
   hidden, length = run.model.hidden, dataset.length
   num_joints = dataset.num_joints
   sizes = (f'{models} models, J={num_joints}, f={length}, '
@@ -131,19 +136,40 @@ def check_memory(run: RunSettings, dataset: SkeletonDataset,
   # Each model's inputs and targets [M, N, f, J] float32 for one split.
   stacked = 2 * models * memory.dataset_bytes(largest, length, num_joints) // 3
   if train_split is not None:
-    per_device = -(-run.train.batch_size // run.parallel.num_devices)
-    model_bytes = memory.training_bytes(
-        models, hidden, run.model.num_layers, num_joints, length,
-        per_device)
-    accelerator = memory.accelerator_bytes()
-    way_out = ('Use a smaller --config.model.hidden or --config.train.'
-               'batch_size, or data with fewer joints.')
-    if accelerator:
-      memory.require_fits(model_bytes, f'Training ({sizes})', way_out,
-                          accelerator)
+    devices = run.parallel.num_devices
+    if seeds_per_device:
+      what = (f'Training the seeds at once ({seeds_per_device} per device on '
+              f'{devices} device(s), each with a whole batch of '
+              f'{run.train.batch_size}; {sizes}')
+      way_out = (f'Use --config.train.parallel=data (one seed after another, '
+                 f'each batch shared by the {devices} devices), more '
+                 'devices, or a smaller --config.model.hidden or '
+                 '--config.train.batch_size.')
+      # Per device: c train states, each with a whole batch, and the resident
+      # training data: one copy, or one per seed with a sorting task
+      # (sge_jax.train.seed_stack.stacked_seed_data).
+      copies = seeds_per_device if any(task.name == 'sorting'
+                                       for task in tasks) else 1
+      device_bytes = seeds_per_device * memory.training_bytes(
+          models, hidden, run.model.num_layers, num_joints, length,
+          run.train.batch_size) + copies * 2 * models * memory.dataset_bytes(
+              dataset.splits[train_split].num_sequences, length,
+              num_joints) // 3
+      host_devices = local_device_count()   # CPU devices share this host
     else:
-      stacked += model_bytes
-    memory.require_fits(stacked, f'Training ({sizes}, {largest} sequences)',
+      what = f'Training ({sizes}'
+      way_out = ('Use a smaller --config.model.hidden or --config.train.'
+                 'batch_size, or data with fewer joints.')
+      device_bytes = memory.training_bytes(
+          models, hidden, run.model.num_layers, num_joints, length,
+          -(-run.train.batch_size // devices))
+      host_devices = 1
+    accelerator = memory.accelerator_bytes()
+    if accelerator:
+      memory.require_fits(device_bytes, what + ')', way_out, accelerator)
+    else:
+      stacked += host_devices * device_bytes
+    memory.require_fits(stacked, f'{what}, {largest} sequences)',
                         way_out + ' --config.data.max_sequences caps the '
                         'sequences per split.')
   if encode:
@@ -154,6 +180,12 @@ def check_memory(run: RunSettings, dataset: SkeletonDataset,
         f'Encoding {rows} sequences ({sizes})',
         'Use --config.data.max_sequences to encode fewer sequences per split, '
         'or a smaller --config.model.hidden.')
+
+
+def local_device_count() -> int:
+  """The devices of this process (JAX imported only here)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.local_device_count()
 
 
 def prepare_dataset(data: DataSettings) -> SkeletonDataset:

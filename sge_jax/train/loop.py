@@ -214,7 +214,7 @@ STOPPING = ('stopping after the current step... (Ctrl-C again to stop at once '
             'without saving)')
 
 
-def _stop_agreed() -> bool:
+def stop_agreed() -> bool:
   """Whether Ctrl-C was pressed, in any process of the job (a collective in a
   multi-process job, so that every process stops after the same call)."""
   if distributed.process_count() == 1:
@@ -222,8 +222,9 @@ def _stop_agreed() -> bool:
   return bool(distributed.gather(np.uint8(interrupts.stop_requested())).any())
 
 
-def _kept(saved_step: Optional[int], saved_now: bool,
-          directory: pathlib.Path) -> str:
+def kept_checkpoint(saved_step: Optional[int], saved_now: bool,
+                    directory: pathlib.Path) -> str:
+  """What an interrupted run keeps in ``directory``, in words."""
   if saved_step is None:
     return 'no checkpoint was written'
   if saved_now:
@@ -264,7 +265,8 @@ def train_encoders(run: RunSettings, dataset: SkeletonDataset,
         raise
       raise KeyboardInterrupt(  # a second Ctrl-C
           'training stopped at once, without saving its current step; '
-          + _kept(checkpoints.latest_step(), False, checkpoints.directory)
+          + kept_checkpoint(checkpoints.latest_step(), False,
+                            checkpoints.directory)
       ) from None
 
 
@@ -334,9 +336,10 @@ def _train_loop(run: RunSettings, dataset: SkeletonDataset,
   if start_step >= total_steps or not stopping.active.any():
     logging.info('[train] already finished at step %d (of %d); nothing to train.',
                  start_step, total_steps)
-    if _stop_agreed():       # Ctrl-C while that was found out
-      raise KeyboardInterrupt('training had already finished; ' + _kept(
-          start_step, False, checkpoints.directory))
+    if stop_agreed():        # Ctrl-C while that was found out
+      raise KeyboardInterrupt('training had already finished; '
+                              + kept_checkpoint(start_step, False,
+                                                checkpoints.directory))
     return state
   logging.info('[train] %d sequences of %s -> %d batches of %d per epoch, %d '
                'models (%s), %d epochs, up to %d steps per call, %d device(s)',
@@ -355,7 +358,7 @@ def _train_loop(run: RunSettings, dataset: SkeletonDataset,
   logging.info('[train] %s', LEGEND)
   stop = False
   while step < total_steps and stopping.active.any():
-    stop = _stop_agreed()
+    stop = stop_agreed()
     if stop:
       break
     num_steps = steps_in_next_call(step, max_steps, num_batches, total_steps)
@@ -408,12 +411,13 @@ def _train_loop(run: RunSettings, dataset: SkeletonDataset,
   if saved_now:
     checkpoints.save(step, {'state': state, 'early_stopping': stopping.as_tree()})
     last_saved = step
-  if stop or _stop_agreed():
+  if stop or stop_agreed():
     done = (f'training stopped at step {step} of {total_steps}'
             if step > start_step else 'training stopped before its first step '
             'in this run: nothing was trained')
     raise KeyboardInterrupt(
-        f'{done}; {_kept(last_saved, saved_now, checkpoints.directory)}')
+        f'{done}; '
+        + kept_checkpoint(last_saved, saved_now, checkpoints.directory))
   logging.info('[train] done at step %d; checkpoints in %s', step,
                checkpoints.directory)
   return state

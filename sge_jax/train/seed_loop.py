@@ -22,12 +22,19 @@ Checkpoints and logs are per seed, given by the caller (one
 sequential run of that seed holds: {'state': its TrainState, 'early_stopping':
 its bookkeeping}. Every process of a multi-process job runs this function with
 the same arguments; every decision is taken from gathered values, so they agree.
+
+``train_encoders_stacked`` is the train stage of ``train.parallel`` 'seeds'
+(``sge_jax.pipeline``): ``loop.train_encoders`` for every seed of a job at
+once, each in its own ``seed_<s>/`` folder, with the same Ctrl-C behaviour
+(the first one saves every seed that moved, a second stops at once).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import pathlib
 import time
 from typing import Callable, Optional, Sequence
 
@@ -35,15 +42,24 @@ import jax
 import numpy as np
 import optax
 
+from sge_jax import distributed
+from sge_jax import interrupts
 from sge_jax import workdir as workdir_lib
+from sge_jax.config.settings import RunSettings, TrainSettings
+from sge_jax.data.dataset import SkeletonDataset
+from sge_jax.data.loading import check_trainable
 from sge_jax.errors import NonFiniteLossError
 from sge_jax.train import pretext
 from sge_jax.train import seed_stack as stack_lib
 from sge_jax.train.checkpoints import CheckpointStore
 from sge_jax.train.devices import Devices, global_device_count
 from sge_jax.train.early_stopping import EarlyStopping, update_early_stopping
-from sge_jax.train.loop import STAGE, steps_in_next_call
-from sge_jax.train.progress import divergence_warning, progress_line
+from sge_jax.train.loop import (STAGE, STOPPING, encoder_training_sequences,
+                                kept_checkpoint, steps_in_next_call,
+                                stop_agreed)
+from sge_jax.train.progress import LEGEND, divergence_warning, progress_line
+from sge_jax.train.setup import (build_definition, build_optimizer,
+                                 encoder_tasks, encoder_training_split)
 from sge_jax.train.state import TrainState, create_train_state
 from sge_jax.train.step import StepDefinition
 
@@ -66,6 +82,13 @@ class StackSchedule:
   shuffle_batches: bool = False
   early_stopping: str = 'none'
   checkpoint_every_steps: int = 500
+
+  @classmethod
+  def from_settings(cls, train: TrainSettings) -> 'StackSchedule':
+    """The schedule of a run's train settings."""
+    return cls(train.batch_size, train.epochs, train.log_every_steps,
+               train.shuffle_batches, train.early_stopping,
+               train.checkpoint_every_steps)
 
 
 @dataclasses.dataclass(eq=False)
@@ -107,7 +130,7 @@ def train_seed_stack(
     checkpoints: one open store per seed (its ``checkpoints/`` folder), or
       None for no checkpoints (benchmarks, tests of the maths).
     logs: one metrics log per seed, or None.
-    stop_requested: polled before each call (``loop._stop_agreed`` in a job):
+    stop_requested: polled before each call (``loop.stop_agreed`` in a job):
       True saves every seed that moved and raises KeyboardInterrupt.
 
   Returns:
@@ -141,6 +164,78 @@ def train_seed_stack(
   _train(definition, runs, indices, sequences, tasks, stream, schedule,
          devices, checkpoints, logs, stop_requested, num_batches, total_steps)
   return [(run.state, run.stopping) for run in runs]
+
+
+def train_encoders_stacked(runs: Sequence[RunSettings],
+                           dataset: SkeletonDataset,
+                           workdirs: Sequence[str | pathlib.Path],
+                           devices: Devices = None) -> list[TrainState]:
+  """Runs (or resumes, or skips where finished) the self-supervised training
+  of every seed at once: ``loop.train_encoders`` of each run in its workdir,
+  as one seed stack.
+
+  Args:
+    runs: one per seed, in the job's order; they differ in their seed only
+      (every seed of a job has the same data, model, quirks and training).
+    dataset: the loaded dataset; every seed trains on
+      ``encoder_training_split(dataset)``.
+    workdirs: the seeds' run directories, in the order of ``runs``; each gets
+      ``checkpoints/`` and ``metrics.jsonl`` (process 0 only), as the
+      sequential run of its seed.
+    devices: devices to train on, in this process (default: every device of
+      every process of the job).
+
+  Returns:
+    Each seed's final train state (on the host; the same on every process).
+
+  Raises:
+    KeyboardInterrupt: Ctrl-C, naming what was saved.
+    NonFiniteLossError: a seed's loss became NaN or infinite (naming it).
+
+  In a multi-process job, ``check_same_training_split`` must have passed.
+  """
+  first = runs[0]
+  _check_same_training(runs)
+  workdirs = [pathlib.Path(workdir) for workdir in workdirs]
+  split_name = encoder_training_split(dataset)
+  check_trainable(dataset, first.train.batch_size, split_name)
+  logs = [workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE,
+                                 enabled=distributed.is_main_process())
+          for workdir in workdirs]
+  with contextlib.ExitStack() as open_stores:
+    stores = [open_stores.enter_context(CheckpointStore(
+        workdir / workdir_lib.CHECKPOINT_DIR, first.train.keep_checkpoints))
+              for workdir in workdirs]
+    try:
+      with interrupts.deferred(STOPPING):
+        trained = train_seed_stack(
+            build_definition(first, dataset.num_joints),
+            build_optimizer(first.train), [run.seed for run in runs],
+            encoder_training_sequences(first, dataset, split_name).sequences,
+            encoder_tasks(first.model, first.quirks), split_name,
+            StackSchedule.from_settings(first.train), devices=devices,
+            checkpoints=stores, logs=logs, stop_requested=stop_agreed)
+    except KeyboardInterrupt as interrupt:
+      if interrupt.args:     # the stack's own stop, naming what it saved
+        raise
+      raise KeyboardInterrupt(  # a second Ctrl-C
+          'training stopped at once, without saving its current step; '
+          + '; '.join(f'seed {run.seed}: ' + kept_checkpoint(
+              store.latest_step(), False, store.directory)
+                      for run, store in zip(runs, stores))) from None
+  return [state for state, _ in trained]
+
+
+def _check_same_training(runs: Sequence[RunSettings]) -> None:
+  """A programming error, not a user's: the seeds of one job share every
+  setting the stack compiles once (``resolution.seed_configs``)."""
+  first = runs[0]
+  for run in runs[1:]:
+    if (run.data, run.model, run.quirks, run.train) != (
+        first.data, first.model, first.quirks, first.train):
+      raise ValueError(f'seeds {first.seed} and {run.seed} have other data, '
+                       'model, quirk or train settings: one stack trains '
+                       'the seeds of one job')
 
 
 def _check_arguments(seeds: Sequence[int], checkpoints, logs) -> None:
@@ -199,6 +294,7 @@ def _train(definition, runs: list[_Seed], indices: list[int], sequences,
                f', {layout.num_slots - len(training)} padding slot(s)'
                if layout.num_slots > len(training) else '',
                num_batches, schedule.batch_size, schedule.epochs)
+  logging.info('[train] %s', LEGEND)
   steps = np.asarray([run.step for run in training])
   timed_steps, timed_seconds, first_call_seconds = 0, 0.0, 0.0
   stop = False

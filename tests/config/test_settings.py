@@ -53,6 +53,7 @@ OTHER_VALUES = {
     'train.checkpoint_every_steps': 7,
     'train.keep_checkpoints': 2,
     'train.log_every_steps': 5,
+    'train.parallel': 'data',
     'rn.epochs': 12,
     'rn.manner': 'sc',
     'rn.selection': 'fixed',
@@ -93,7 +94,8 @@ def _other_config():
 
 def _where(run, field):
   """Where ``field`` of the config lands in the run's settings."""
-  renamed = {'stages': run.stages, 'data.seed': run.data.seed}
+  renamed = {'stages': run.stages, 'data.seed': run.data.seed,
+             'train.parallel': run.parallel.mode}
   if field in renamed:
     return renamed[field]
   value = run
@@ -234,3 +236,70 @@ def test_a_saved_config_is_read_as_recorded_outside_rn_and_eval():
   saved['rn']['manner'] = 'avg'          # what the evaluation reads is checked
   with pytest.raises(ConfigError, match='rn.manner'):
     config_lib.run_settings(ml_collections.ConfigDict(saved), 1)
+
+
+# ----------------------------------------------------------------- train.parallel
+
+
+@pytest.mark.parametrize('seeds, requested, fields, mode', [
+    ('', 'auto', {}, 'data'),
+    ('7', 'auto', {}, 'data'),                   # one seed, in seed_7/
+    ('0-3', 'auto', {}, 'seeds'),
+    ('0-3', 'auto', {'encoder_workdir': 'runs/x'}, 'data'),
+    ('0-3', 'data', {}, 'data'),
+    ('0,5', 'seeds', {}, 'seeds'),
+])
+def test_train_parallel_resolves_once_for_the_whole_job(seeds, requested,
+                                                       fields, mode):
+  config = config_lib.get_config()
+  config.seeds, config.train.parallel = seeds, requested
+  config.update_from_flattened_dict(fields)
+  job = config_lib.resolve(config, num_devices=2)
+  expected = settings_lib.ParallelSettings(
+      num_devices=2, mode=mode, automatic=mode == 'seeds' and requested == 'auto')
+  assert all(run.parallel == expected for run in job.runs)
+
+
+@pytest.mark.parametrize('seeds, requested, fields, message', [
+    ('', 'seeds', {}, "'data' or 'auto' for one seed"),
+    ('7', 'seeds', {}, "'data' or 'auto' for one seed"),
+    ('0,1', 'seeds', {'encoder_workdir': 'runs/x'},
+     "'data' or 'auto' with config.encoder_workdir"),
+    ('0,1', 'both', {}, 'one of auto, data, seeds'),
+])
+def test_train_parallel_that_cannot_apply_is_refused(seeds, requested, fields,
+                                                     message):
+  config = config_lib.get_config()
+  config.seeds, config.train.parallel = seeds, requested
+  config.update_from_flattened_dict(fields)
+  with pytest.raises(ConfigError) as refused:
+    config_lib.resolve(config, num_devices=2)
+  assert str(refused.value).startswith(
+      f'config.train.parallel={requested!r} is invalid: expected {message}')
+  assert str(refused.value).endswith('Override it with --config.train.parallel=...')
+
+
+def test_only_data_parallel_training_needs_a_batch_the_devices_share():
+  config = config_lib.get_config()
+  config.seeds, config.train.batch_size = '0-2', 127
+  for requested in ('auto', 'seeds'):      # each seed has its whole batch
+    config.train.parallel = requested
+    assert config_lib.resolve(config, num_devices=2).runs[0].parallel.mode == (
+        'seeds')
+  config.train.parallel = 'data'
+  with pytest.raises(ConfigError, match='multiple of the 2 devices'):
+    config_lib.resolve(config, num_devices=2)
+
+
+def test_the_device_layout_changes_neither_the_encoders_nor_the_hash():
+  runs = {}
+  for requested in ('auto', 'data', 'seeds'):
+    config = config_lib.get_config()
+    config.seeds, config.train.parallel = '0,1', requested
+    runs[requested] = config_lib.resolve(config, num_devices=2).runs[0]
+  assert len({run.config_hash for run in runs.values()}) == 1
+  records = {requested: ml_collections.ConfigDict(json.loads(run.record))
+             for requested, run in runs.items()}
+  assert records['seeds'].train.parallel == 'seeds'      # as given
+  assert config_lib.encoder_differences(records['data'], records['seeds']) == []
+  assert config_lib.result_differences(records['data'], records['seeds']) == []

@@ -27,8 +27,6 @@ Tolerances, from float32 (eps = 2^-24 = 6e-8):
   check the rest.
 """
 
-import json
-
 import jax
 import numpy as np
 import optax
@@ -45,7 +43,8 @@ from sge_jax.train.state import create_train_state
 from sge_jax.train.step import LossSettings, StepDefinition
 from tests.fixtures.pipeline import tiny_dataset
 from tests.fixtures.processes import REPO, run_job
-from tests.fixtures.seed_stack import stack_config, train_stack
+from tests.fixtures.seed_stack import (assert_same_records, metrics_records,
+                                      stack_config, train_stack)
 
 GRADIENT_RTOL = 1e-4
 LOSS_RTOL = 1e-5
@@ -175,25 +174,11 @@ def _stack(config, dataset, seeds, tmp_path=None, name='stack', **kwargs):
 
 
 def _records(path):
-  """metrics.jsonl without the timings."""
-  return [{key: value for key, value in json.loads(line).items()
-           if key not in ('steps_per_s', 'sequences_per_s')}
-          for line in path.read_text().splitlines()]
+  return metrics_records(path)
 
 
 def _assert_same_records(got, want):
-  assert [(r['step'], sorted(r)) for r in got] == [(r['step'], sorted(r))
-                                                   for r in want]
-  for a, b in zip(got, want):
-    for key, value in b.items():
-      if isinstance(value, dict) and key.startswith(('loss/', 'validation/')):
-        np.testing.assert_allclose([a[key][m] for m in value],
-                                   list(value.values()), rtol=LOSS_RTOL,
-                                   err_msg=f'{key} at step {b["step"]}')
-      elif key == 'loss/total_all_models':
-        np.testing.assert_allclose(a[key], value, rtol=LOSS_RTOL)
-      else:
-        assert a[key] == value, key
+  assert_same_records(got, want, LOSS_RTOL)
 
 
 @pytest.mark.parametrize('seeds, pretext_name', [
