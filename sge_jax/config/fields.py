@@ -214,6 +214,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   # One metrics.jsonl line / progress line at most every N steps.
   config.train.log_every_steps = 50
+  # Also write the metrics.jsonl scalars (losses per model, their total,
+  # steps/s, validation losses) as TensorBoard event files in
+  # <workdir>/tensorboard/ (`tensorboard --logdir <workdir>`). Needs the
+  # optional writer library: pip install -e '.[tensorboard]'.
+  config.train.tensorboard = False
 
   # ---------------------------------------------------------------- rn
   config.rn = ml_collections.ConfigDict()

@@ -53,6 +53,7 @@ OTHER_VALUES = {
     'train.checkpoint_every_steps': 7,
     'train.keep_checkpoints': 2,
     'train.log_every_steps': 5,
+    'train.tensorboard': True,
     'rn.epochs': 12,
     'rn.manner': 'sc',
     'rn.selection': 'fixed',
