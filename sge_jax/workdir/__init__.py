@@ -3,7 +3,9 @@
 One run (one seed) writes into its workdir::
 
   config.json      the full config of the run (written once every check passed)
-  metrics.jsonl    one JSON object per logging step (losses, steps/s, epoch, ...)
+  metrics.jsonl    one JSON object per logging step (losses, steps/s, epoch, ...),
+                   and 'timing' records of the stages' wall times
+                   (``sge_jax.evaluate.run_record``)
   tensorboard/     the same scalars as TensorBoard event files, with
                    config.train.tensorboard (``sge_jax.workdir.tensorboard``)
   checkpoints/     Orbax checkpoints of the encoder train state (newest few)
