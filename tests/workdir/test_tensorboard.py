@@ -1,6 +1,9 @@
 """TensorBoard scalars of the metrics log (config.train.tensorboard)."""
 
+import os
+import pathlib
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -97,3 +100,25 @@ def test_without_the_library_the_run_stops_before_any_work_naming_the_extra(
     workdir_lib.MetricsLog(tmp_path / 'metrics.jsonl', tensorboard=True)
   assert not (tmp_path / 'tensorboard').exists()
   config_lib.resolve(tiny_config(), 1)      # off: nothing is needed
+
+
+def test_launch_without_the_library_is_one_line_with_exit_2(tmp_path):
+  # launch.py as a user runs it, with tensorboardX made unimportable whether
+  # or not this environment has it.
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  program = ('import runpy, sys; sys.modules["tensorboardX"] = None; '
+             f'sys.argv = ["launch.py"] + sys.argv[1:]; '
+             f'runpy.run_path({str(repo / "launch.py")!r}, '
+             'run_name="__main__")')
+  workdir = tmp_path / 'run'
+  completed = subprocess.run(
+      [sys.executable, '-c', program, '--config=configs/demo.py:smoke',
+       '--config.train.tensorboard=True', f'--workdir={workdir}'],
+      capture_output=True, text=True, timeout=300, cwd=repo, check=False,
+      env=dict(os.environ, PYTHONPATH=str(repo)))
+  assert completed.returncode == 2, completed.stderr[-2000:]
+  errors = [line for line in completed.stderr.splitlines()
+            if line.startswith('error:')]
+  assert errors == [f'error: {tensorboard.MISSING_LIBRARY}']
+  assert 'Traceback' not in completed.stderr
+  assert not workdir.exists()            # stopped before any work
