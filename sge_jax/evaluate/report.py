@@ -73,6 +73,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
            f'selection {results["selection_label"]}, '
            + (f'seeds {seeds} (mean ± std)' if seeds
               else f'seed {results["seed"]}')]
+  shortened = (results.get('run') or {}).get('shortened')
+  if shortened:
+    lines.append('shortened run, not comparable with the paper: '
+                 + '; '.join(shortened))
   lines += [f'warning: {warning}' for warning in results.get('warnings', [])]
   for key, entry in results['entries'].items():
     if 'skipped' in entry:

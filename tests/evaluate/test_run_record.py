@@ -117,6 +117,13 @@ def test_the_smoke_variant_is_a_shortened_run_and_report_md_warns():
   banner = run_record.shortened_banner({'run': {'shortened': reasons}})
   assert banner[0].startswith('> **Shortened run: not comparable')
   assert run_record.shortened_banner({'run': {'shortened': []}}) == []
+  summary = report.summary_lines({
+      'dataset': 'demo', 'selection_label': 'val', 'seed': 0, 'entries': {},
+      'run': {'shortened': reasons}})
+  assert summary[1] == (
+      'shortened run, not comparable with the paper: the smoke variant (tiny '
+      'model, a few epochs); at most 256 sequences per split '
+      '(data.max_sequences)')
   assert run_record.shortened_banner({}) == []     # results of older versions
 
 
