@@ -33,6 +33,7 @@ the metrics.jsonl of the run that trained the encoders.
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from typing import Any, Optional
 
@@ -98,7 +99,9 @@ def recorded_stage_times(run_dir: pathlib.Path) -> dict[str, float]:
   for record in _records(run_dir / workdir_lib.METRICS_FILE):
     stage, seconds = record.get('timed_stage'), record.get('seconds')
     if not (record.get('stage') == TIMING_STAGE and stage in TIMED_STAGES
-            and isinstance(seconds, (int, float)) and seconds >= 0):
+            and isinstance(seconds, (int, float))
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds) and seconds >= 0):
       continue
     if stage == 'train':
       times[stage] = times.get(stage, 0.0) + float(seconds)

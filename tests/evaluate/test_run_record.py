@@ -83,6 +83,9 @@ def test_train_time_sums_the_commands_that_trained(tmp_path):
   run_record.log_stage_time(tmp_path, 'encode', 4.0)   # the latest counts
   with open(tmp_path / workdir_lib.METRICS_FILE, 'a') as log:
     log.write('{"stage": "timing", "timed_stage": "train", "seconds": -1}\n'
+              '{"stage": "timing", "timed_stage": "train", "seconds": '
+              'Infinity}\n'
+              '{"stage": "timing", "timed_stage": "train", "seconds": true}\n'
               'not json\n')
   assert run_record.recorded_stage_times(tmp_path) == {
       'train': 30.5, 'encode': 4.0, 'train_commands': 2}
