@@ -10,6 +10,7 @@ so encoding is deterministic.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 import zlib
 
 import jax
@@ -22,6 +23,7 @@ from sge_jax.data.dataset import SkeletonDataset
 from sge_jax.encode.encodings import (EncodingMetadata, EncodingSet,
                                       SplitEncodings, combine_splits)
 from sge_jax.models import GaitEncodingModel
+from sge_jax.progress import Progress
 from sge_jax.train import pretext
 
 ENCODE_BATCH = 1024
@@ -46,7 +48,8 @@ def _compiled_batch_cages(model: GaitEncodingModel):
 
 
 def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
-                  batch_size: int = ENCODE_BATCH) -> np.ndarray:
+                  batch_size: int = ENCODE_BATCH,
+                  progress: Optional[Progress] = None) -> np.ndarray:
   """CAGEs of every sequence.
 
   Args:
@@ -56,6 +59,8 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
     batch_size: sequences per compiled call, at most (capped at the next power
       of two of N, so a small split is not padded to a large batch); the last
       call is zero-padded so one program serves all calls.
+    progress: optional, advanced by the sequences of every call (a line
+      with the ETA at most every 10 s, ``sge_jax.progress``).
 
   Returns:
     [N, f, M*k] float32.
@@ -69,10 +74,13 @@ def compute_cages(params, model: GaitEncodingModel, data: dict[str, np.ndarray],
   # Only teacher forcing reads the targets; otherwise they need not be sent.
   targets = (np.pad(data['targets'], padding)
              if model.decoder_input == 'shifted_target' else None)
-  chunks = [np.asarray(encode(
-      params, inputs[:, i:i + batch_size],
-      None if targets is None else targets[:, i:i + batch_size]))
-            for i in range(0, padded, batch_size)]
+  chunks = []
+  for i in range(0, padded, batch_size):
+    chunks.append(np.asarray(encode(
+        params, inputs[:, i:i + batch_size],
+        None if targets is None else targets[:, i:i + batch_size])))
+    if progress is not None:
+      progress.advance(min(batch_size, num_sequences - i))
   cages = np.concatenate(chunks, axis=1)[:, :num_sequences]   # [M, N, f, k]
   num_models, _, length, hidden = cages.shape
   return np.ascontiguousarray(np.moveaxis(cages, 0, 2)).reshape(
@@ -147,7 +155,9 @@ def encode_dataset(run: RunSettings, dataset: SkeletonDataset,
       # R10: a stream of its own, so the encoded permutations are not the trained ones.
       stream = f'{name}/encode' if quirks.redrawn_sorting else name
       cages = compute_cages(params, model, pretext.stacked_pretext_data(
-          split.sequences, tasks, seed, stream))
+          split.sequences, tasks, seed, stream), progress=Progress(
+              f'{name} split', split.num_sequences, 'sequences',
+              stage='encode'))
     recordings = (split.recordings if split.recordings is not None
                   else np.full(split.num_sequences, -1))
     splits.append((name, SplitEncodings(cages, split.labels, split.sequences,
