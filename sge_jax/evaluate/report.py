@@ -137,7 +137,8 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
   if rn:
     steps = rn.get('batches_per_epoch')
     rows.append(('RN', f'{rn["manner"]}, {rn["epochs"]} epochs'
-                 + (f' of {steps} steps' if steps is not None else '')
+                 + (f' of {steps} step{"" if steps == 1 else "s"}'
+                    if steps is not None else '')
                  + f', batch {rn["batch_size"]}, lr {rn["learning_rate"]:g}, '
                  f'hidden {rn["hidden"]}'))
   rows.append(('distance', results['distance']))

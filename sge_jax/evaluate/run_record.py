@@ -329,10 +329,11 @@ def how_made_lines(results: dict[str, Any]) -> list[str]:
                     for stage, seconds in stages.items())
   if commands is not None:
     timed += f' (train summed over {_count(commands)} commands)'
-  rows.append(('wall time of the run', (timed + ' (the latest command that '
-                                        'ran each stage)') if timed
+  per_seed = ' per seed (mean ± std)' if results.get('seeds') else ''
+  rows.append((f'wall time of the run{per_seed}',
+               (timed + ' (the latest command that ran each stage)') if timed
                else 'not recorded'))
-  rows.append(('wall time of this evaluation',
+  rows.append((f'wall time of this evaluation{per_seed}',
                _duration(run.get('evaluate_seconds'))
                + (' (a re-evaluation: the times above are the original '
                   "run's)" if run.get('reevaluation') else '')))
