@@ -338,5 +338,7 @@ def how_made_lines(results: dict[str, Any]) -> list[str]:
                + (' (a re-evaluation: the times above are the original '
                   "run's)" if run.get('reevaluation') else '')))
   lines = ['## How this run was made', '', '| | |', '|---|---|']
-  lines += [f'| {name} | {value} |' for name, value in rows]
+  # A '|' in a path would end the cell.
+  lines += [f'| {name} | {str(value).replace("|", chr(92) + "|")} |'
+            for name, value in rows]
   return lines + ['']

@@ -182,3 +182,13 @@ def test_a_multi_seed_report_shows_the_spread_and_the_timings(tmp_path):
       'rank1': {'mean': 0.625, 'std': 0.18, 'values': [0.5, 0.75]}})
   assert spread[0] == ('Spread over the seeds, A/test Rank-1 (%): seed 0: '
                        '50.0, seed 1: 75.0; range 50.0 to 75.0.')
+
+
+def test_a_bar_in_a_path_does_not_break_the_table(finished_run):
+  _, results = finished_run
+  results = json.loads(json.dumps(results))
+  results['run']['data']['source'] = '/data/a|b.npz'
+  lines = run_record.how_made_lines(results)
+  row = next(line for line in lines if line.startswith('| data |'))
+  assert row.endswith('(synthetic format, /data/a\\|b.npz) |')
+  assert all(line.replace('\\|', '').count('|') == 3 for line in lines[2:-1])
