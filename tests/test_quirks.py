@@ -15,7 +15,7 @@ from sge_jax.data.normalize import normalize
 from sge_jax.encode import cages
 from sge_jax.encode.encodings import (EncodingMetadata, SplitEncodings,
                                       combine_splits)
-from sge_jax.evaluate import protocols, recognition
+from sge_jax.evaluate import protocol_a, protocol_cme, recognition
 from sge_jax.evaluate.released_rows import (ReleasedRows, released_test_set,
                                             released_train_set)
 from sge_jax.models import GaitEncodingModel
@@ -149,7 +149,7 @@ def test_released_counts_in_results_match_the_closed_forms(manner):
   config.rn.manner = manner
   config.rn.epochs = 1
   config.rn.hidden = 4
-  outcome = protocols.protocol_a(
+  outcome = protocol_a.protocol_a(
       encoding_set, RNSettings.from_config(config),
       EvalSettings(baselines=False),
       ReleasedRows.from_settings(resolved_run(config), 'rev_rec'))
@@ -256,12 +256,12 @@ def test_r5_warns_when_most_scored_rows_are_copies_of_the_first():
       [('train', split(encodings, labels)), ('test', split(encodings, labels))],
       EncodingMetadata('X', 2, 'LA', 'rev_rec', 4, 0, 'h', ('rev_rec/x',)))
   settings = RNSettings(selection='fixed', epochs=1, hidden=4)
-  outcome = protocols.protocol_a(encoding_set, settings,
+  outcome = protocol_a.protocol_a(encoding_set, settings,
                                  EvalSettings(baselines=False),
                                  ReleasedRows(full_test_batches=True))
   assert any('116 of the 128 scored rows (91%) are copies of its first row'
              in warning for warning in outcome.warnings)
-  quiet = protocols.protocol_a(encoding_set, settings,
+  quiet = protocol_a.protocol_a(encoding_set, settings,
                                EvalSettings(baselines=False), ReleasedRows())
   assert not any('R5' in warning for warning in quiet.warnings)
 
@@ -392,10 +392,10 @@ def test_r11_same_condition_takes_the_second_nearest_of_the_padded_gallery():
   # Probes 0.0 and 5.2 take a copy of themselves (right); 5.0 skips itself and
   # takes 5.2 (wrong): 2/3. Without the copies, or skipping only the probe
   # itself, it is 1/3 (0.0 -> 5.0 right, 5.0 -> 5.2 and 5.2 -> 5.0 wrong).
-  assert protocols.released_cme_rank1(split, split, True, 'concat') == (
+  assert protocol_cme.released_cme_rank1(split, split, True, 'concat') == (
       pytest.approx(2 / 3))
   # Cross-condition: the nearest, itself: all right.
-  assert protocols.released_cme_rank1(split, split, False, 'concat') == 1.0
+  assert protocol_cme.released_cme_rank1(split, split, False, 'concat') == 1.0
 
 
 def test_r12_different_person_sets_are_refused_with_the_fix():

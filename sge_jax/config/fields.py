@@ -23,6 +23,8 @@ DECODER_INPUT_MODES = ('zeros', 'shifted_target')
 EARLY_STOPPING_RULES = ('none', 'paper')
 MANNERS = ('ap', 'sc')
 SELECTION_RULES = ('val', 'fixed', 'paper')
+# The protocol registry: each name is implemented by
+# sge_jax/evaluate/protocol_<name>.py (lower case); they run in this order.
 PROTOCOLS = ('A', 'B', 'CME')
 DISTANCES = ('euclidean', 'cosine')
 RETRIEVAL_FEATURES = ('concat', 'mean')

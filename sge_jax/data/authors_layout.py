@@ -1,4 +1,6 @@
-"""The authors' preprocessed .npy layout (docs/method.md §2.2): loader and writer.
+"""The authors' preprocessed .npy layout (docs/method.md §2.2): finding the
+dataset's folders, files and splits, and loading them (``load_authors_dataset``).
+One split's files are read in ``authors_arrays``; ``authors_writer`` writes them.
 
 On-disk layout, with f the sequence length, <DS> the dataset folder name and <TAG>
 the file tag (usually <DS>; see "File tags" below)::
@@ -61,28 +63,16 @@ View folders (``view`` argument):
 
 from __future__ import annotations
 
-import logging
 import pathlib
 import re
 from typing import Iterable, Mapping, Optional, Sequence
 
-import numpy as np
-
-from sge_jax.data import input_files
-from sge_jax.data import memory
 from sge_jax.data import joints
 from sge_jax.data import recording_ids
+from sge_jax.data.authors_arrays import AXES, GETTING_DATA_HINT, load_split
+from sge_jax.data.authors_writer import data_folder_name
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
-from sge_jax.data.safe_pickle import read_ids_file
-from sge_jax.data.units import integer_coordinates_warning
 from sge_jax.errors import DataError
-
-AXES = ('x', 'y', 'z')
-
-GETTING_DATA_HINT = (
-    'The section "Getting the data" of docs/data.md explains how to get the preprocessed '
-    'files; `python -m sge_jax.preprocess` builds them from the original '
-    'downloads.')
 
 # Known split names, in the order reports should list them; others follow sorted.
 _SPLIT_ORDER = ('train', 'test', 'Walking', 'Still', 'A', 'B', 'gallery', 'probe')
@@ -99,130 +89,6 @@ def condition_pair(view: str) -> Optional[tuple[str, str]]:
   return (match.group(1), match.group(2)) if match else None
 
 _MAX_LISTED = 12
-
-
-# ---------------------------------------------------------------- writer
-
-
-def write_authors_split(dataset_dir: str | pathlib.Path,
-                        tag: str,
-                        length: int,
-                        sequences: np.ndarray,
-                        labels: np.ndarray,
-                        *,
-                        train: bool,
-                        subfolder: Optional[str] = None,
-                        dataset_name: Optional[str] = None,
-                        recordings: Optional[np.ndarray] = None
-                        ) -> list[pathlib.Path]:
-  """Writes one split in the authors' file layout.
-
-  Files written, with DS = ``dataset_name`` and ``p`` = ``''`` for train or ``'t_'``
-  for test::
-
-    <dataset_dir>/<DS>_{train,test}_npy_data[/<subfolder>]/
-        <p>source_{x,y,z}_<tag>_<length>.npy   [N*f, J] float32
-        <p>target_{x,y,z}_<tag>_<length>.npy   [N*f, J] float32, reversed in time
-        ids_<tag>_<length>.npy                 pickled dict person -> [indices]
-        recordings_<tag>_<length>.npy          [N] int64 recording ids (only
-                                               with ``recordings``; no pickle)
-
-  Examples: KGBD train ``(dir, 'KGBD', 6, ..., train=True)``; IAS test set A
-  ``(dir, 'IAS-A', 6, ..., train=False)`` ->
-  ``IAS_test_npy_data/t_source_x_IAS-A_6.npy``;
-  the SPC-MGR form ``(dir, 'IAS', 6, ..., train=False, subfolder='A')`` ->
-  ``IAS_test_npy_data/A/t_source_x_IAS_6.npy``; CASIA-B CME gallery
-  ``(<root>/CASIA_B_match/50/nm.bg, 'CASIA_B', 50, ..., train=False,
-  subfolder='gallery')``.
-
-  Args:
-    dataset_dir: ``<root>/<DS>/<f>`` or ``<root>/<DS>/<f>/<view folder>``.
-    tag: file tag: the dataset name, or ``<name>-<split>`` for several test
-      sets in one folder (``IAS-A``, ``BIWI-Still``).
-    length: frames per sequence, f.
-    sequences: [N, f, J, 3] joint positions in metres, stored order.
-    labels: [N] integer person ids.
-    train: True for the training folder, False for the test folder.
-    subfolder: test split sub-folder (SPC-MGR layout), e.g. ``'probe'``.
-    dataset_name: the DS prefix of the data folder. Default: ``tag`` up to its
-      first ``-`` (``IAS-A`` -> ``IAS``).
-    recordings: [N] recording id (>= 0) of each sequence, or None to write no
-      recordings file (``sge_jax.data.recording_ids``).
-
-  Returns:
-    The paths written: 3 sources, 3 targets, the ids file, then the
-    recordings file when ``recordings`` is given.
-
-  Raises:
-    DataError: sequences/labels with the wrong shape, f != length, non-finite
-      values, or no sequences.
-  """
-  sequences = np.asarray(sequences)
-  labels = np.asarray(labels)
-  if (sequences.ndim != 4 or sequences.shape[1] != length
-      or sequences.shape[3] != 3):
-    raise DataError(
-        f'write_authors_split: sequences must be [N, f={length}, J, 3], got '
-        f'{sequences.shape}')
-  if sequences.shape[0] == 0:
-    raise DataError('write_authors_split: no sequences to write')
-  if labels.shape != (sequences.shape[0],):
-    raise DataError(
-        f'write_authors_split: labels must be [N={sequences.shape[0]}], got '
-        f'{labels.shape}')
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise DataError(
-        f'write_authors_split: labels must be integers, got {labels.dtype}')
-  if not np.all(np.isfinite(sequences)):
-    bad = tuple(int(i) for i in np.argwhere(~np.isfinite(sequences))[0])
-    raise DataError(
-        f'write_authors_split: non-finite value at [sequence, frame, joint, '
-        f'axis] = {bad}')
-  if recordings is not None and not (
-      np.shape(recordings) == labels.shape
-      and np.issubdtype(np.asarray(recordings).dtype, np.integer)
-      and recording_ids.known(recordings)):
-    raise DataError(
-        f'write_authors_split: recordings must be [N={labels.shape[0]}] '
-        'integers >= 0, got '
-        f'{np.asarray(recordings).dtype} {np.shape(recordings)}')
-
-  dataset_name = dataset_name or tag.split('-')[0]
-  folder = pathlib.Path(dataset_dir) / _data_folder_name(dataset_name, train)
-  if subfolder:
-    folder = folder / subfolder
-  folder.mkdir(parents=True, exist_ok=True)
-
-  prefix = '' if train else 't_'
-  num_sequences, _, num_joints, _ = sequences.shape
-  values = sequences.astype(np.float32)
-  written = []
-  for kind in ('source', 'target'):
-    for axis_index, axis in enumerate(AXES):
-      series = values[..., axis_index]
-      if kind == 'target':
-        series = series[:, ::-1]
-      path = folder / f'{prefix}{kind}_{axis}_{tag}_{length}.npy'
-      np.save(path, np.ascontiguousarray(series).reshape(
-          num_sequences * length, num_joints))
-      written.append(path)
-
-  ids = {int(person): [int(i) for i in np.flatnonzero(labels == person)]
-         for person in np.unique(labels)}
-  ids_path = folder / f'ids_{tag}_{length}.npy'
-  np.save(ids_path, ids, allow_pickle=True)
-  written.append(ids_path)
-  recordings_path = folder / recording_ids.recordings_file_name(tag, length)
-  if recordings is not None:
-    written.append(recording_ids.write_recordings_file(folder, tag, length,
-                                                       recordings))
-  elif recordings_path.is_file():
-    recordings_path.unlink()    # a stale file would describe other sequences
-  return written
-
-
-def _data_folder_name(dataset_name: str, train: bool) -> str:
-  return f'{dataset_name}_{"train" if train else "test"}_npy_data'
 
 
 # ---------------------------------------------------------------- loader
@@ -272,7 +138,7 @@ def load_authors_dataset(root: str | pathlib.Path,
   splits: dict[str, SkeletonSplit] = {}
   if train_folder is not None:
     train_tag = _choose_tag(train_folder, '', length, (name, base_tag))
-    splits['train'] = _load_split(train_folder, '', train_tag, length)
+    splits['train'] = load_split(train_folder, '', train_tag, length)
     base_tag = train_tag
   elif not train_optional:
     raise DataError(
@@ -416,15 +282,15 @@ def _find_data_folder(dataset_dir: pathlib.Path, name: str, *, train: bool
            if p.name == plain or p.name.endswith('_' + plain)]
   if len(found) <= 1:
     return found[0] if found else None
-  for preferred in (_data_folder_name(name, train),
-                    _data_folder_name(_TAG_ALIASES.get(name, name), train), plain):
+  for preferred in (data_folder_name(name, train),
+                    data_folder_name(_TAG_ALIASES.get(name, name), train), plain):
     for folder in found:
       if folder.name == preferred:
         return folder
   raise DataError(
       f'{dataset_dir} has several {plain} folders: '
       f'{_listing(p.name for p in found)}; keep only '
-      f'{_data_folder_name(name, train)}.')
+      f'{data_folder_name(name, train)}.')
 
 
 def _expected_listing(dataset_dir: pathlib.Path, name: str, tag: str, length: int,
@@ -432,11 +298,11 @@ def _expected_listing(dataset_dir: pathlib.Path, name: str, tag: str, length: in
   lines = []
   folder_prefix = _TAG_ALIASES.get(name, name)
   if train:
-    folder = dataset_dir / _data_folder_name(folder_prefix, True)
+    folder = dataset_dir / data_folder_name(folder_prefix, True)
     lines += [f'  {folder / f"source_{a}_{tag}_{length}.npy"}' for a in AXES]
     lines.append(f'  {folder / f"ids_{tag}_{length}.npy"}')
   if test:
-    folder = dataset_dir / _data_folder_name(folder_prefix, False)
+    folder = dataset_dir / data_folder_name(folder_prefix, False)
     lines += [f'  {folder / f"t_source_{a}_{tag}_{length}.npy"}' for a in AXES]
     lines.append(f'  {folder / f"ids_{tag}_{length}.npy"}')
   return '\n'.join(lines)
@@ -492,7 +358,7 @@ def _load_test_splits(test_folder: pathlib.Path, name: str, base_tag: str,
       raise DataError(
           f'Test split {split_name!r} found twice: in {origins[split_name]} and '
           f'in {folder} (tag {tag!r}); keep one of them.')
-    splits[split_name] = _load_split(folder, 't_', tag, length)
+    splits[split_name] = load_split(folder, 't_', tag, length)
     origins[split_name] = folder
 
   direct_tags = _tags_in_folder(test_folder, 't_', length)
@@ -547,194 +413,6 @@ def _select_conditions(splits: Mapping[str, SkeletonSplit],
         f"config.data.view='{probe}.{gallery}' (<probe>.<gallery>): condition "
         f'folders in {test_folder}: {_listing(sorted(splits))}.')
   return {'gallery': splits[gallery], 'probe': splits[probe]}
-
-
-# ---------------------------------------------------------------- arrays
-
-
-def _load_split(folder: pathlib.Path, prefix: str, tag: str,
-                length: int) -> SkeletonSplit:
-  """Reads x/y/z sources and ids of one split; checks targets when present."""
-  source_paths = [folder / f'{prefix}source_{a}_{tag}_{length}.npy' for a in AXES]
-  ids_path = folder / f'ids_{tag}_{length}.npy'
-  for path in source_paths + [ids_path]:
-    input_files.require_regular_file(path, 'split file')
-  missing = [p for p in source_paths + [ids_path] if not p.exists()]
-  if missing:
-    raise DataError(
-        'Missing file(s):\n' + '\n'.join(f'  {p}' for p in missing)
-        + f'\n(one split needs {prefix}source_{{x,y,z}}_{tag}_{length}.npy and '
-        f'ids_{tag}_{length}.npy in {folder}). ' + GETTING_DATA_HINT)
-
-  _require_split_fits(source_paths, folder)
-  axis_series = [_read_axis_file(p, length) for p in source_paths]
-  shapes = {p.name: s.shape for p, s in zip(source_paths, axis_series)}
-  if len(set(shapes.values())) != 1:
-    raise DataError(
-        f'The x/y/z files in {folder} disagree in shape ([N, f, J] after '
-        f'reshaping): {shapes}. They must hold the same sequences; re-export them '
-        'together.')
-  sequences = np.stack(axis_series, axis=-1)
-
-  for axis_index, axis in enumerate(AXES):
-    target_path = folder / f'{prefix}target_{axis}_{tag}_{length}.npy'
-    if target_path.exists():
-      _check_target(target_path, axis_series[axis_index], length)
-
-  labels = labels_from_ids(read_ids_file(ids_path), sequences.shape[0], ids_path)
-  recordings_path = folder / recording_ids.recordings_file_name(tag, length)
-  recordings = recording_ids.read_recordings_file(recordings_path, labels.size)
-  if recordings is not None:
-    recording_ids.check_recordings_file(recordings_path, recordings, labels)
-  return SkeletonSplit(sequences=sequences, labels=labels,
-                       recordings=recordings)
-
-
-def _require_split_fits(source_paths: Sequence[pathlib.Path],
-                        folder: pathlib.Path) -> None:
-  """Refuses a split whose x/y/z files cannot be read into memory: the files
-  as stored, plus their float32 [N, f, J, 3] stack (from the headers only)."""
-  try:
-    shapes = [input_files.array_headers(p)[''] for p in source_paths]
-  except Exception:  # pylint: disable=broad-except
-    return  # a damaged header: _load_npy names the file
-  values = sum(int(np.prod(shape, dtype=object)) for shape, _ in shapes)
-  memory.require_fits(
-      sum(int(np.prod(shape, dtype=object)) * dtype.itemsize
-          for shape, dtype in shapes) + values * 4,
-      f'Reading the x/y/z files in {folder} ({values} values)',
-      'Use a machine with more memory, or fewer sequences in that folder '
-      '(config.data.max_sequences caps a split only once it is read).')
-
-
-def _load_npy(path: pathlib.Path):
-  """A pickle-free .npy file (ids files go through ``safe_pickle``)."""
-  input_files.require_regular_file(path, '.npy file')
-  try:
-    return np.load(path, allow_pickle=False)
-  except Exception as error:  # numpy raises ValueError/OSError/EOFError/...
-    raise DataError(
-        f'Cannot read {path}: {type(error).__name__}: {error}. The file is '
-        'corrupt or not a .npy file; download or rebuild it.') from error
-
-
-def _read_axis_file(path: pathlib.Path, length: int) -> np.ndarray:
-  """One coordinate file -> [N, f, J] float32, checked for shape and finiteness."""
-  raw = _load_npy(path)
-  if not isinstance(raw, np.ndarray) or not (
-      np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
-    raise DataError(
-        f'{path}: expected a numeric array, got '
-        f'{getattr(raw, "dtype", type(raw).__name__)}.')
-  if np.issubdtype(raw.dtype, np.integer):
-    logging.warning('[data] %s', integer_coordinates_warning(str(path), raw.dtype))
-  if raw.ndim in (2, 3) and raw.shape[-1] == 0:
-    raise DataError(f'{path}: shape {raw.shape} holds no joints (J=0); rebuild '
-                    'the file.')
-  if raw.ndim == 2:
-    rows, num_joints = raw.shape
-    if rows == 0:
-      raise DataError(f'{path} is empty: it holds no sequences (0 rows). '
-                      'Rebuild the split, or drop it with config.data.probe.')
-    if rows % length:
-      raise DataError(
-          f'{path}: {rows} rows is not a positive multiple of f={length} '
-          f'(config.data.length), so the file does not hold {length}-frame '
-          f'sequences. Check that the folder matches the length.')
-    series = raw.reshape(rows // length, length, num_joints)
-  elif raw.ndim == 3:
-    if raw.shape[0] == 0:
-      raise DataError(f'{path} is empty: shape {raw.shape} holds no sequences. '
-                      'Rebuild the split, or drop it with config.data.probe.')
-    if raw.shape[1] != length:
-      raise DataError(
-          f'{path}: shape {raw.shape} holds sequences of f={raw.shape[1]} '
-          f'frames, but config.data.length={length}.')
-    series = raw
-  else:
-    raise DataError(
-        f'{path}: expected [N*f, J] or [N, f, J], got shape {raw.shape}.')
-  finite = np.isfinite(raw)
-  if not finite.all():
-    first_bad = tuple(int(i) for i in np.argwhere(~finite)[0])
-    if raw.ndim == 2:
-      where = (f'[row, joint]; sequence {first_bad[0] // length}, frame '
-               f'{first_bad[0] % length}, joint {first_bad[1]}')
-    else:
-      where = '[sequence, frame, joint]'
-    raise DataError(
-        f'{path}: {int((~finite).sum())} NaN/Inf value(s); the first at index '
-        f'{first_bad} {where} (value {raw[first_bad]}). Rebuild the file or '
-        'drop the bad sequences.')
-  return series.astype(np.float32, copy=False)
-
-
-def _check_target(path: pathlib.Path, source: np.ndarray, length: int) -> None:
-  """The target file must hold the sources reversed in time."""
-  target = _read_axis_file(path, length)
-  if target.shape != source.shape:
-    raise DataError(
-        f'{path}: shape {target.shape} ([N, f, J]) differs from its source '
-        f'file {source.shape}; the target file belongs to other data.')
-  reversed_source = source[:, ::-1]
-  close = np.isclose(target, reversed_source, rtol=1e-5, atol=1e-6)
-  if not close.all():
-    sequence = int(np.argwhere(~close)[0][0])
-    raise DataError(
-        f'{path} is not its source file reversed in time (first mismatch in '
-        f'sequence {sequence}). The source and target files come from different '
-        'exports; use matching files (targets are optional: delete them to load '
-        'the sources alone).')
-
-
-def _as_person_id(key, path: pathlib.Path) -> int:
-  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-    return int(key)
-  if isinstance(key, str) and re.fullmatch(r'-?\d+', key.strip()):
-    return int(key)
-  raise DataError(
-      f'{path}: person id {key!r} is not an integer; the ids dict must map '
-      'integer person ids to sequence indices.')
-
-
-def labels_from_ids(ids: Mapping, num_sequences: int,
-                    path: str | pathlib.Path) -> np.ndarray:
-  """Turns the authors' ``{person: [sequence indices]}`` into labels [N] int64.
-
-  Raises:
-    DataError (naming ``path``) unless every index 0..N-1 appears exactly once.
-  """
-  path = pathlib.Path(path)
-  labels = np.zeros(num_sequences, dtype=np.int64)
-  owner: dict[int, int] = {}
-  for key, indices in ids.items():
-    person = _as_person_id(key, path)
-    indices = np.asarray(indices).reshape(-1)
-    if indices.size and not np.issubdtype(indices.dtype, np.integer):
-      raise DataError(
-          f'{path}: person {person} has non-integer sequence indices '
-          f'({indices.dtype}).')
-    for index in indices.tolist():
-      if not 0 <= index < num_sequences:
-        raise DataError(
-            f'{path}: person {person} lists sequence index {index}, but the '
-            f'source files hold {num_sequences} sequences (0..{num_sequences - 1}).'
-            ' The ids file belongs to other data.')
-      if index in owner:
-        raise DataError(
-            f'{path}: sequence index {index} is listed twice (persons '
-            f'{owner[index]} and {person}); each sequence has one person.')
-      owner[index] = person
-      labels[index] = person
-  if len(owner) != num_sequences:
-    assigned = np.zeros(num_sequences, dtype=bool)
-    assigned[list(owner)] = True
-    missing = np.flatnonzero(~assigned)
-    raise DataError(
-        f'{path}: lists {len(owner)} sequence indices but the source files hold '
-        f'{num_sequences} sequences; {missing.size} have no person (first: '
-        f'{missing[:5].tolist()}). The ids file belongs to other data.')
-  return labels
 
 
 def _check_same_joint_count(splits: Mapping[str, SkeletonSplit],

@@ -26,150 +26,47 @@ next to results.json:
                        each selection rule chose
 
 Titles name the dataset, the protocol, probe -> gallery, the level and, for
-walk entries, the aggregation (``plot_title``). Walk-level entries are plotted
-for the configured aggregation of their protocol only
+walk entries, the aggregation (``plot_style.plot_title``). Walk-level entries
+are plotted for the configured aggregation of their protocol only
 (``report.configured_aggregation``); the other's numbers are in results.json
 and report.md. matplotlib is optional: without it the plots are skipped with a
-note.
+note. What every figure shares is in ``plot_style``; the training log and its
+figure in ``training_plot``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import pathlib
-import re
-import textwrap
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from sge_jax.data import input_files
-from sge_jax import workdir as workdir_lib
 from sge_jax.errors import WorkdirError
+from sge_jax.evaluate.plot_style import (cmc_label, file_stem, load_matplotlib,
+                                         markevery, matplotlib_ticker,
+                                         method_style, new_figure, plot_title,
+                                         save_figure, seeds_phrase, set_title)
 from sge_jax.evaluate.report import (baseline_title, configured_aggregation,
-                                     is_stat, is_walk_entry, percent)
+                                     is_stat, is_walk_entry)
+from sge_jax.evaluate.training_plot import (TRAINING_LOSS_FILE,
+                                            read_training_log,
+                                            training_log_path,
+                                            training_loss_figure)
 
 NO_MATPLOTLIB_NOTE = ('matplotlib is not installed: plots skipped '
                       '(pip install matplotlib to get them).')
-TRAINING_LOSS_FILE = 'training_loss.png'
 RN_ACCURACY_FILE = 'rn_accuracy.png'
 # Every note about a plot starts so (the multi-seed aggregate drops the seeds'
 # ones: they describe the seeds' plots).
 PLOT_NOTE_PREFIX = 'Plot '
-# metrics.jsonl is read whole for the training-loss plot; a far larger file is
-# not a training log of this package (a few kB per thousand steps).
-MAX_METRICS_BYTES = 256 * 2**20
 # Above this many classes the confusion matrix has no numbers in its cells,
 # and above _MAX_CLASS_TICKS not every person id on its axes.
 _MAX_ANNOTATED_CLASSES = 20
 _MAX_CLASS_TICKS = 40
-# A panel gets a log y-axis when its largest value is this many times its
-# smallest (both positive).
-_LOG_SCALE_RATIO = 30.0
 
 _log = logging.getLogger(__name__)
-
-
-def _load_matplotlib() -> bool:
-  """Whether matplotlib imports (the figures use its object-oriented API with
-  the Agg canvas: no pyplot state, no display)."""
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
-    from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return False
-  return True
-
-
-def _new_figure(size: tuple[float, float]):
-  """A matplotlib Figure of ``size`` inches on an Agg canvas."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  figure = Figure(figsize=size)
-  FigureCanvasAgg(figure)
-  return figure
-
-
-def _ticker():
-  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
-  return ticker
-
-
-def _file_stem(key: str) -> str:
-  return re.sub(r'[^A-Za-z0-9_.-]+', '_', key)
-
-
-def _save(figure, path: pathlib.Path) -> None:
-  figure.tight_layout()
-  workdir_lib.write_atomically(
-      path, lambda file: figure.savefig(file, format='png', dpi=110))
-
-
-def _set_title(axes, title: str, width: int = 76) -> None:
-  axes.set_title(textwrap.fill(title, width), fontsize='medium')
-
-
-# ---------------------------------------------------------------- wording
-
-
-def level_phrase(entry: dict[str, Any]) -> str:
-  """'windows', 'walks (mean)' or 'walks (vote) vs gallery windows'."""
-  if not is_walk_entry(entry):
-    return 'windows'
-  phrase = f'walks ({entry.get("aggregation")})'
-  if entry.get('gallery_level'):
-    phrase += f' vs gallery {entry["gallery_level"]}s'
-  return phrase
-
-
-def _protocol_phrase(entry: dict[str, Any]) -> str:
-  if entry['protocol'] == 'CME':
-    return f'CME {entry.get("conditions", "")}'.strip()
-  return f'protocol {entry["protocol"]}'
-
-
-def _seeds_phrase(results: dict[str, Any], how: str) -> str:
-  seeds = results.get('num_seeds')
-  return f' ({how} over {seeds} seeds)' if seeds else ''
-
-
-def plot_title(results: dict[str, Any], entry: dict[str, Any],
-               what: str) -> str:
-  """'KGBD: CMC, protocol B, test -> train, walks (vote) vs gallery walks':
-  dataset, what is plotted, protocol, probe -> gallery, level (aggregation)."""
-  return (f'{results["dataset"]}: {what}, {_protocol_phrase(entry)}, '
-          f'{entry["probe"]} -> {entry["gallery"]}, {level_phrase(entry)}')
-
-
-def cmc_label(method: str, values: dict[str, Any]) -> str:
-  """'CAGEs (Rank-1 84.6%)' ('84.6 ± 1.2%' in the aggregate)."""
-  if values.get('rank1') is None:
-    return method
-  return f'{method} (Rank-1 {percent(values["rank1"])}%)'
-
-
-def _method_style(index: int) -> dict[str, Any]:
-  """Colour, line style and marker of the index-th method (CAGEs first), so
-  that curves lying on each other stay apart."""
-  linestyles = ('-', '--', '-.', ':', (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
-  markers = ('o', 's', '^', 'D', 'v', 'P')
-  return {'color': f'C{index % 10}',
-          'linestyle': linestyles[index % len(linestyles)],
-          'marker': markers[index % len(markers)],
-          'linewidth': 2.0 if index == 0 else 1.4}
-
-
-def _markevery(size: int, index: int):
-  """Markers on every point of a short curve (up to 20), else on about ten
-  points, shifted per method so that the markers of coinciding curves do not
-  cover each other."""
-  if size <= 20:
-    return None
-  step = size // 10
-  return (index * max(1, step // 4), step)
 
 
 # ---------------------------------------------------------------- CMC
@@ -213,24 +110,24 @@ def cmc_y_range(curves: Sequence[tuple[np.ndarray, Optional[np.ndarray]]]
 def cmc_figure(results: dict[str, Any], entry: dict[str, Any]):
   """The CMC figure of one entry: one distinct line style and marker per
   method, Rank-1 in the legend, ± std bands in the aggregate."""
-  figure = _new_figure((6.4, 4.4))
+  figure = new_figure((6.4, 4.4))
   axes = figure.add_subplot()
   curves = _cmc_curves(entry)
   for index, (method, values, mean, std) in enumerate(curves):
     ranks = np.arange(1, mean.size + 1)
-    style = _method_style(index)
+    style = method_style(index)
     axes.plot(ranks, 100 * mean, label=cmc_label(method, values),
-              markevery=_markevery(mean.size, index), markersize=5,
+              markevery=markevery(mean.size, index), markersize=5,
               alpha=0.9, **style)
     if std is not None:
       axes.fill_between(ranks, 100 * (mean - std), 100 * (mean + std),
                         color=style['color'], alpha=0.15)
   axes.set_xlabel('rank k')
-  axes.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
+  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('recognition rate (%)')
   axes.set_ylim(*cmc_y_range([(mean, std) for _, _, mean, std in curves]))
-  _set_title(axes, plot_title(results, entry, 'CMC')
-             + _seeds_phrase(results, 'mean ± std'))
+  set_title(axes, plot_title(results, entry, 'CMC')
+             + seeds_phrase(results, 'mean ± std'))
   axes.grid(alpha=0.3)
   axes.legend(loc='lower right', fontsize='small')
   return figure
@@ -240,7 +137,7 @@ def flat_cmc_note(key: str, entry: dict[str, Any]) -> str:
   why = ('each gallery person has many windows, so the first ranks all hold '
          "the same person's windows; "
          if entry.get('gallery_level') == 'window' else '')
-  return (f'{PLOT_NOTE_PREFIX}cmc_{_file_stem(key)}.png not written: every '
+  return (f'{PLOT_NOTE_PREFIX}cmc_{file_stem(key)}.png not written: every '
           f'method\'s CMC of {key} is flat ({why}each keeps its Rank-1 at every '
           'rank shown), so the Rank-1 values in report.md say all it would '
           'show.')
@@ -253,7 +150,7 @@ def roc_figure(results: dict[str, Any], entry: dict[str, Any],
                rocs: dict[str, tuple]):
   """The micro-averaged ROC figure of one entry; nAUC in the legend (the
   entry's value, else the area under the curve given)."""
-  figure = _new_figure((5.6, 5))
+  figure = new_figure((5.6, 5))
   axes = figure.add_subplot()
   for index, (name, (fpr, tpr)) in enumerate(rocs.items()):
     values = (entry if name == 'CAGEs'
@@ -263,12 +160,12 @@ def roc_figure(results: dict[str, Any], entry: dict[str, Any],
       area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
     axes.plot(fpr, tpr, label=f'{baseline_title(name)} (nAUC '
-              f'{100 * area:.1f}%)', markevery=_markevery(fpr.size, index),
-              markersize=4, alpha=0.9, **_method_style(index))
+              f'{100 * area:.1f}%)', markevery=markevery(fpr.size, index),
+              markersize=4, alpha=0.9, **method_style(index))
   axes.plot([0, 1], [0, 1], color='grey', linestyle='--', linewidth=0.8)
   axes.set_xlabel('false positive rate')
   axes.set_ylabel('true positive rate')
-  _set_title(axes, plot_title(results, entry, 'micro-averaged ROC'), 66)
+  set_title(axes, plot_title(results, entry, 'micro-averaged ROC'), 66)
   axes.grid(alpha=0.3)
   axes.legend(loc='lower right', fontsize='small')
   return figure
@@ -289,7 +186,7 @@ def confusion_figure(results: dict[str, Any], entry: dict[str, Any]):
   shares = np.divide(counts, totals, out=np.zeros_like(counts),
                      where=totals > 0)
   side = float(np.clip(3 + 0.22 * size, 5, 9))
-  figure = _new_figure((side + 1.2, side))
+  figure = new_figure((side + 1.2, side))
   axes = figure.add_subplot()
   image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1,
                       interpolation='nearest')
@@ -303,17 +200,17 @@ def confusion_figure(results: dict[str, Any], entry: dict[str, Any]):
   positions = (np.arange(size) if size <= _MAX_CLASS_TICKS
                else np.unique(np.linspace(0, size - 1, 12).round().astype(int)))
   for axis in (axes.xaxis, axes.yaxis):
-    axis.set_major_locator(_ticker().FixedLocator(positions))
-    axis.set_major_formatter(_ticker().FixedFormatter(
+    axis.set_major_locator(matplotlib_ticker().FixedLocator(positions))
+    axis.set_major_formatter(matplotlib_ticker().FixedFormatter(
         [classes[p] for p in positions]))
   axes.tick_params(axis='x', labelrotation=90, labelsize='x-small')
   axes.tick_params(axis='y', labelsize='x-small')
   axes.set_xlabel('predicted person')
   axes.set_ylabel('true person')
   rule = entry.get('selection')
-  _set_title(axes, plot_title(results, entry, 'confusion matrix')
+  set_title(axes, plot_title(results, entry, 'confusion matrix')
              + (f', {rule} rule' if rule else '')
-             + _seeds_phrase(results, 'summed'), 56)
+             + seeds_phrase(results, 'summed'), 56)
   return figure
 
 
@@ -362,7 +259,7 @@ def rn_accuracy_figure(results: dict[str, Any]):
   if not history or (history.get('val_accuracy') is None
                      and not history.get('test_accuracy')):
     return None
-  figure = _new_figure((7, 4.4))
+  figure = new_figure((7, 4.4))
   axes = figure.add_subplot()
   epochs = np.arange(1, len(history['train_loss']) + 1)
   if history.get('val_accuracy') is not None:
@@ -386,196 +283,12 @@ def rn_accuracy_figure(results: dict[str, Any]):
                   marker=marker, color=color, markersize=6,
                   markerfacecolor='none')
   axes.set_xlabel('RN epoch')
-  axes.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
+  axes.xaxis.set_major_locator(matplotlib_ticker().MaxNLocator(integer=True))
   axes.set_ylabel('sequence accuracy (%)')
-  _set_title(axes, f'{results["dataset"]}: RN accuracy per epoch (protocol A), '
+  set_title(axes, f'{results["dataset"]}: RN accuracy per epoch (protocol A), '
              'with the epoch each selection rule chose', 66)
   axes.grid(alpha=0.3)
   axes.legend(fontsize='small', loc='lower right')
-  return figure
-
-
-# ---------------------------------------------------------------- training
-
-
-@dataclasses.dataclass
-class TrainingCurves:
-  """The encoder training log of a run (``metrics.jsonl``, stage 'train').
-
-  Attributes:
-    models: model names, in the order the log first names them.
-    steps: [L] training steps of the logging records.
-    total, reconstruction: model -> [L] mean loss of the training batches
-      since the previous record (NaN where the log has none).
-    validation_steps: [E] steps of the per-epoch validation records.
-    validation: model -> [E] validation reconstruction loss.
-    stopped: model -> the validation step at which it stopped early.
-  """
-  models: list[str]
-  steps: np.ndarray
-  total: dict[str, np.ndarray]
-  reconstruction: dict[str, np.ndarray]
-  validation_steps: np.ndarray
-  validation: dict[str, np.ndarray]
-  stopped: dict[str, int]
-
-
-def _loss(value: Any) -> float:
-  """A logged loss as a float; the log writes non-finite ones as 'nan',
-  'inf', '-inf'; anything else is NaN."""
-  if isinstance(value, (int, float)) and not isinstance(value, bool):
-    return float(value)
-  if value in ('nan', 'inf', '-inf'):
-    return float(value)
-  return math.nan
-
-
-def _step(record: dict[str, Any]) -> Optional[int]:
-  """The record's training step: an int in [0, 2**62), else None."""
-  step = record.get('step')
-  if isinstance(step, int) and not isinstance(step, bool) and (
-      0 <= step < 2**62):
-    return step
-  return None
-
-
-def _columns(records: list[tuple[int, dict]], models: list[str]
-             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """(steps [n] in step order, model -> values [n]) of (step, {model: value})
-  pairs."""
-  order = np.argsort([step for step, _ in records], kind='stable')
-  records = [records[i] for i in order]
-  steps = np.asarray([step for step, _ in records], np.int64)
-  return steps, {model: np.asarray([_loss(values.get(model))
-                                    for _, values in records], float)
-                 for model in models}
-
-
-def parse_training_log(lines) -> Optional[TrainingCurves]:
-  """The TrainingCurves of metrics.jsonl lines, or None when they hold no
-  training record. Lines that are not a JSON object of stage 'train' with an
-  integer step (cut short by a kill, other stages) are passed over."""
-  totals, reconstructions, validations = [], [], []
-  models: dict[str, None] = {}
-  stopped: dict[str, int] = {}
-  for line in lines:
-    try:
-      record = json.loads(line)
-    except (ValueError, RecursionError):
-      continue
-    if not isinstance(record, dict) or record.get('stage') != 'train':
-      continue
-    step = _step(record)
-    if step is None:
-      continue
-    for field, found in (('loss/total', totals),
-                         ('loss/reconstruction', reconstructions),
-                         ('validation/reconstruction', validations)):
-      values = record.get(field)
-      if isinstance(values, dict):
-        found.append((step, values))
-        models.update(dict.fromkeys(str(name) for name in values))
-    active = record.get('active')
-    if isinstance(active, dict):
-      for name, flag in active.items():
-        if flag is False and name not in stopped:
-          stopped[str(name)] = step
-  if not totals and not validations:
-    return None
-  names = list(models)
-  steps, total = _columns(totals, names)
-  reconstruction_steps, reconstruction = _columns(reconstructions, names)
-  if not np.array_equal(reconstruction_steps, steps):   # a damaged log
-    reconstruction = {name: np.full(steps.size, math.nan) for name in names}
-  validation_steps, validation = _columns(validations, names)
-  return TrainingCurves(names, steps, total, reconstruction, validation_steps,
-                        validation, stopped)
-
-
-def training_log_path(workdir: pathlib.Path) -> Optional[pathlib.Path]:
-  """The metrics.jsonl of the run whose results go to ``workdir``: its own,
-  or for a re-evaluation (``<run>/evaluations/<name>/``) the run's; None when
-  there is none."""
-  candidates = [workdir / workdir_lib.METRICS_FILE]
-  if workdir.parent.name == workdir_lib.EVALUATIONS_DIR:
-    candidates.append(workdir.parent.parent / workdir_lib.METRICS_FILE)
-  return next((path for path in candidates
-               if path.exists() or path.is_symlink()), None)
-
-
-def read_training_log(path: pathlib.Path
-                      ) -> tuple[Optional[TrainingCurves], Optional[str]]:
-  """(curves or None, why the file was not read or None)."""
-  kind = input_files.not_regular(path)
-  if kind:
-    return None, f'{path} is {kind}, not a regular file'
-  try:
-    size = path.stat().st_size
-    if size > MAX_METRICS_BYTES:
-      return None, (f'{path} holds {size / 2**20:.0f} MiB, more than the '
-                    f'{MAX_METRICS_BYTES // 2**20} MiB a training log of this '
-                    'package reaches')
-    with open(path, encoding='utf-8', errors='replace') as file:
-      return parse_training_log(file), None
-  except OSError as error:
-    return None, f'{path} cannot be read ({error.strerror or error})'
-
-
-def _log_scale_fits(values: Sequence[np.ndarray]) -> bool:
-  """Whether the finite values are all positive and span more than
-  ``_LOG_SCALE_RATIO``."""
-  finite = np.concatenate([v[np.isfinite(v)] for v in values] or [[]])
-  return bool(finite.size and finite.min() > 0
-              and finite.max() > _LOG_SCALE_RATIO * finite.min())
-
-
-def training_loss_figure(results: dict[str, Any], curves: TrainingCurves):
-  """Total loss (left) and reconstruction loss (right: training batches as
-  lines, validation per epoch as markers) per model against the training
-  step; a log y-axis where a panel's values span more than 30x."""
-  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
-  figure = _new_figure((11, 4.4))
-  total_axes, reconstruction_axes = figure.subplots(1, 2)
-  for index, model in enumerate(curves.models):
-    color = f'C{index % 10}'
-    total_axes.plot(curves.steps, curves.total[model], color=color,
-                    linewidth=1.3, label=model)
-    reconstruction_axes.plot(curves.steps, curves.reconstruction[model],
-                             color=color, linewidth=1.0, alpha=0.7)
-    reconstruction_axes.plot(curves.validation_steps, curves.validation[model],
-                             color=color, linestyle='none', marker='o',
-                             markersize=3.5)
-    if model in curves.stopped:
-      where = curves.validation_steps == curves.stopped[model]
-      reconstruction_axes.plot(curves.validation_steps[where],
-                               curves.validation[model][where], color=color,
-                               linestyle='none', marker='x', markersize=10,
-                               markeredgewidth=2)
-  for axes, values in ((total_axes, curves.total.values()),
-                       (reconstruction_axes,
-                        [*curves.reconstruction.values(),
-                         *curves.validation.values()])):
-    if _log_scale_fits(list(values)):
-      axes.set_yscale('log')
-    axes.set_xlabel('training step')
-    axes.grid(alpha=0.3)
-  total_axes.set_ylabel('total loss (training batches)')
-  total_axes.set_title('total loss per logging step', fontsize='medium')
-  total_axes.legend(fontsize='small', title='model')
-  reconstruction_axes.set_ylabel('reconstruction loss')
-  reconstruction_axes.set_title('reconstruction loss: training and validation',
-                                fontsize='medium')
-  proxies = [Line2D([], [], color='grey', linewidth=1.0,
-                    label='training batches, per logging step'),
-             Line2D([], [], color='grey', linestyle='none', marker='o',
-                    markersize=3.5, label='validation, per epoch')]
-  if curves.stopped:
-    proxies.append(Line2D([], [], color='grey', linestyle='none', marker='x',
-                          markersize=8, markeredgewidth=2,
-                          label='stopped early'))
-  reconstruction_axes.legend(handles=proxies, fontsize='small')
-  figure.suptitle(f'{results["dataset"]}: encoder training, one colour per '
-                  'model', fontsize='medium')
   return figure
 
 
@@ -618,7 +331,7 @@ def write_plots(results: dict[str, Any], workdir: pathlib.Path,
   Returns:
     The files written and the notes, or None when matplotlib is not installed.
   """
-  if not _load_matplotlib():
+  if not load_matplotlib():
     _log.info('[eval] %s', NO_MATPLOTLIB_NOTE)
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -632,7 +345,7 @@ def write_plots(results: dict[str, Any], workdir: pathlib.Path,
         figure = make()
         if figure is None:
           return
-        _save(figure, workdir / name)
+        save_figure(figure, workdir / name)
     except WorkdirError:
       raise
     except Exception as error:  # pylint: disable=broad-except
@@ -657,7 +370,7 @@ def write_plots(results: dict[str, Any], workdir: pathlib.Path,
   for key, entry in results['entries'].items():
     if 'skipped' in entry or not _plotted(results, entry):
       continue
-    stem = _file_stem(key)
+    stem = file_stem(key)
     if 'cmc' in entry:
       if all(is_flat(mean) for _, _, mean, _ in _cmc_curves(entry)):
         outcome.notes.append(flat_cmc_note(key, entry))

@@ -4,14 +4,15 @@ The RN is Dense(hidden) -> ReLU -> Dense(C) with the authors' initialisation
 (weights normal(0, 1), biases 0), trained with softmax cross-entropy and TF-form
 Adam at a fixed rate, without weight decay or clipping. C = the training people.
 
-Inputs (``rn_samples``): the CAGEs of a sequence, [f, D], become
+Inputs (``rn_inputs.rn_samples``): the CAGEs of a sequence, [f, D], become
 
 * ``ap`` ("average prediction"): f frame-level samples [f, D] with the sequence's
   label; a sequence's scores are the mean of its f frame logits;
 * ``sc`` ("sequence-level concatenation"): one sample [1, f * D].
 
 Both are stored as [N, r, D_in] (r = f or 1), so scoring a sequence is always
-"mean of its r sample logits".
+"mean of its r sample logits". What a run gives is an ``RNResult``
+(``rn_result``).
 
 Training runs on the device. One jitted call runs ``epochs_per_call`` epochs as
 a ``lax.scan``; each epoch is a ``lax.scan`` over mini-batches of a fresh seeded
@@ -28,9 +29,9 @@ Model selection. Every epoch's sequence-level accuracies are tracked on the
 device, and each rule keeps what it needs at its chosen epoch:
 
 * ``val`` (default): the epoch with the best accuracy on a validation split of
-  the training people's sequences (``validation_split``), ties broken by the
-  lower validation cross-entropy, then by the earlier epoch; its parameters
-  are kept and score the test splits after training. The RN is trained on the
+  the training people's sequences (``rn_inputs.validation_split``), ties
+  broken by the lower validation cross-entropy, then by the earlier epoch; its
+  parameters are kept and score the test splits after training. The RN is trained on the
   remaining training sequences only.
 * ``fixed``: the last epoch.
 * ``paper``: per test split, the epoch with the best accuracy ON THAT TEST
@@ -58,9 +59,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -69,9 +69,12 @@ import optax
 from jax import lax
 
 from sge_jax import interrupts
-from sge_jax.config import RNSettings, invalid
+from sge_jax.config import RNSettings
 from sge_jax.errors import DataError
 from sge_jax.evaluate import rn_progress
+from sge_jax.evaluate.rn_inputs import (holdout_rows, per_person_counts,
+                                        rn_samples)
+from sge_jax.evaluate.rn_result import RNHistory, RNResult, RuleSelection
 from sge_jax.models.recognition import RecognitionNetwork
 from sge_jax.train import optim
 
@@ -89,85 +92,10 @@ def selection_label(selection: str, test_ties: str = 'first') -> str:
     return LAST_TIE_LABEL
   return SELECTION_LABELS[selection]
 
-# fold_in stream ids under the root key of config.seed ('RN', 'RV' in ASCII).
+# fold_in stream id under the root key of config.seed ('RN' in ASCII; the
+# validation split's is rn_inputs.VALIDATION_KEY_STREAM).
 RN_KEY_STREAM = 0x524E
-VALIDATION_KEY_STREAM = 0x5256
 
-
-def rn_samples(encodings: np.ndarray, manner: str) -> np.ndarray:
-  """CAGEs [N, f, D] -> RN samples [N, r, D_in] (ap: r = f, D_in = D; sc: r = 1,
-  D_in = f * D)."""
-  encodings = np.asarray(encodings, dtype=np.float32)
-  if encodings.ndim != 3:
-    raise ValueError(f'encodings must be [N, f, D], got {encodings.shape}')
-  if manner == 'ap':
-    return encodings
-  if manner == 'sc':
-    return encodings.reshape(encodings.shape[0], 1, -1)
-  raise invalid('rn.manner', manner, 'one of ap, sc')
-
-
-def per_person_counts(labels: np.ndarray) -> dict[str, int]:
-  """{person id (as text, for JSON): number of entries}, ids in sorted order."""
-  people, counts = np.unique(np.asarray(labels), return_counts=True)
-  return {str(person): int(count) for person, count in zip(people.tolist(),
-                                                            counts.tolist())}
-
-
-def validation_split(labels: np.ndarray, fraction: float, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Holds out whole training sequences per person for the 'val' rule.
-
-  For each person with n training sequences, v = min(ceil(fraction * n), n - 1)
-  of them go to validation (so every person keeps a training sequence; a person
-  with one sequence gives none). They are a CONTIGUOUS run of that person's
-  sequences in stored order, starting at a seeded offset: sequences are windows
-  cut consecutively from recordings, so a randomly scattered hold-out would sit
-  between its own neighbouring windows and validate on near-copies of training
-  data; a contiguous run only touches training windows at its two ends.
-
-  Args:
-    labels: [N] person ids of the training sequences, stored order.
-    fraction: share of each person's sequences to hold out, in (0, 1).
-    seed: the root seed.
-
-  Returns:
-    (train_rows, val_rows): sorted int64 sequence indices partitioning 0..N-1.
-  """
-  labels = np.asarray(labels)
-  people = np.unique(labels)
-  key = jax.random.fold_in(jax.random.key(seed), VALIDATION_KEY_STREAM)
-  offsets = np.asarray(jax.random.bits(key, (people.size,), jnp.uint32),
-                       dtype=np.int64)
-  is_val = np.zeros(labels.size, dtype=bool)
-  for person, offset in zip(people, offsets):
-    rows = np.flatnonzero(labels == person)
-    count = min(math.ceil(fraction * rows.size), rows.size - 1)
-    if count <= 0:
-      continue
-    start = offset % (rows.size - count + 1)
-    is_val[rows[start:start + count]] = True
-  return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def holdout_rows(train_labels: np.ndarray, settings: RNSettings
-                 ) -> np.ndarray:
-  """The training rows held out for validation: ``validation_split``'s for
-  selection 'val', none for 'fixed' and 'paper' (those train on every row).
-
-  Raises:
-    DataError: selection 'val' without any person to hold a sequence out from.
-  """
-  if settings.selection != 'val':
-    return np.zeros(0, dtype=np.int64)
-  _, val_rows = validation_split(train_labels, settings.val_fraction,
-                                 settings.seed)
-  if val_rows.size == 0:
-    raise DataError(
-        "config.rn.selection='val' needs a validation split, but no training "
-        'person has two or more sequences to hold one out from. Use '
-        "--config.rn.selection=fixed (last epoch) instead.")
-  return val_rows
 
 
 def reported_rules(settings: RNSettings, has_holdout: bool) -> tuple[str, ...]:
@@ -176,77 +104,6 @@ def reported_rules(settings: RNSettings, has_holdout: bool) -> tuple[str, ...]:
   return (('fixed',) + (('paper',) if settings.track_test
                         or settings.selection == 'paper' else ())
           + (('val',) if has_holdout else ()))
-
-
-@dataclasses.dataclass(frozen=True)
-class RuleSelection:
-  """What one selection rule picks.
-
-  Attributes:
-    epochs: test split -> selected epoch, 1-based (the state after that many
-      epochs).
-    scores: test split -> [n, C] float64 sequence scores (mean logits) at it.
-  """
-  epochs: dict[str, int]
-  scores: dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class RNHistory:
-  """Per-epoch curves, each [epochs] float64 (epoch e at index e - 1).
-
-  Attributes:
-    train_loss: mean mini-batch cross-entropy.
-    val_accuracy: sequence-level validation accuracy (None without validation).
-    val_loss: validation cross-entropy of the sequence scores (or None).
-    test_accuracy: test split -> sequence-level test accuracy (empty without
-      track_test).
-  """
-  train_loss: np.ndarray
-  val_accuracy: Optional[np.ndarray]
-  val_loss: Optional[np.ndarray]
-  test_accuracy: dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class RNResult:
-  """Outcome of ``train_and_score``.
-
-  Attributes:
-    classes: [C] person id of each score column.
-    selection: the rule whose scores are ``scores``.
-    scores: test split -> [n, C] float64 scores under ``selection``.
-    selected_epochs: test split -> 1-based epoch chosen by ``selection``.
-    rules: every available rule -> its RuleSelection (same training run).
-    params: rule -> the RN parameters it keeps; for 'paper', test split ->
-      parameters.
-    history: per-epoch curves.
-    num_train_sequences: sequences the RN trained on.
-    train_sequences_per_person: person id -> sequences the RN trained on
-      (after any padding, without the validation hold-out).
-    num_val_sequences: sequences held out for 'val' (0 otherwise).
-    val_rows: [num_val_sequences] the held-out rows of the training set.
-    samples_per_epoch: training samples S (frames for 'ap').
-    batch_size: effective batch size B (<= S).
-    batches_per_epoch: floor(S / B); S mod B samples are dropped per epoch.
-    train_seconds: wall time of training, compilation included.
-  """
-  classes: np.ndarray
-  selection: str
-  scores: dict[str, np.ndarray]
-  selected_epochs: dict[str, int]
-  rules: dict[str, RuleSelection]
-  history: RNHistory
-  num_train_sequences: int
-  train_sequences_per_person: dict[str, int]
-  num_val_sequences: int
-  samples_per_epoch: int
-  batch_size: int
-  batches_per_epoch: int
-  train_seconds: float
-  params: dict[str, Any] = dataclasses.field(default_factory=dict)
-  val_rows: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ _BASELINE_TITLES = {
     'bone_length': 'bone lengths',
     'gait_descriptor': 'gait descriptor (D-13 style)',
 }
+# Section titles of report.md; a protocol without one is 'Protocol <name>'.
 _PROTOCOL_TITLES = {
     'A': 'Protocol A: recognition network (classification)',
     'B': 'Protocol B: retrieval (probe -> gallery)',
@@ -425,7 +426,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     if not any(e['protocol'] == protocol
                for e in results['entries'].values()):
       continue
-    lines += [f'## {_PROTOCOL_TITLES[protocol]}', '']
+    lines += [f'## {_PROTOCOL_TITLES.get(protocol, f"Protocol {protocol}")}',
+              '']
     lines += _window_section(results, protocol)
     lines += _walk_section(results, protocol)
   if results.get('notes'):

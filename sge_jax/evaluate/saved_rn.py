@@ -41,7 +41,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.config import RNSettings
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.errors import DataError
-from sge_jax.evaluate import recognition
+from sge_jax.evaluate import recognition, rn_inputs, rn_result
 from sge_jax.models.recognition import RecognitionNetwork
 
 _log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def expected_fingerprint(settings: RNSettings, digest: str,
   """The fingerprint a fresh RN run with ``settings`` would have on these
   encodings (``train_labels``: [N] the RN's training rows' people)."""
   return fingerprint(settings, digest,
-                     recognition.holdout_rows(train_labels, settings))
+                     rn_inputs.holdout_rows(train_labels, settings))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ class SavedRN:
     return None
 
 
-def save_rn(path: pathlib.Path, result: recognition.RNResult,
+def save_rn(path: pathlib.Path, result: rn_result.RNResult,
             settings: RNSettings, digest: str, summary: Mapping[str, Any]) -> None:
   """Writes ``rn.npz`` atomically (a temporary file, then a rename); not
   over a directory of that name (with a warning)."""
@@ -326,7 +326,7 @@ def fit_problem(saved: SavedRN, input_dim: int, classes: np.ndarray,
 
 
 def rescore(saved: SavedRN, test_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
-            settings: RNSettings) -> recognition.RNResult:
+            settings: RNSettings) -> rn_result.RNResult:
   """The RNResult of ``saved`` on ``test_sets`` (split -> (encodings, labels)),
   with ``settings.selection`` as the chosen rule; nothing is trained. Only the
   rules (and test-accuracy curves) a fresh run with ``settings`` reports are
@@ -334,7 +334,7 @@ def rescore(saved: SavedRN, test_sets: Mapping[str, tuple[np.ndarray, np.ndarray
   classes = np.asarray(saved.meta['classes'])
   model = RecognitionNetwork(hidden=int(saved.meta['hidden']),
                              num_classes=int(classes.size))
-  samples = {name: recognition.rn_samples(encodings, settings.manner)
+  samples = {name: rn_inputs.rn_samples(encodings, settings.manner)
              for name, (encodings, _) in test_sets.items()}
   missing = [name for name in samples if name not in saved.meta['epochs']['fixed']]
   if missing:
@@ -349,10 +349,10 @@ def rescore(saved: SavedRN, test_sets: Mapping[str, tuple[np.ndarray, np.ndarray
   history = summary['history']
   chosen = rules[settings.selection]
   tracked = 'paper' in params
-  return recognition.RNResult(
+  return rn_result.RNResult(
       classes=classes, selection=settings.selection, scores=chosen.scores,
       selected_epochs=chosen.epochs, rules=rules,
-      history=recognition.RNHistory(
+      history=rn_result.RNHistory(
           train_loss=np.asarray(history['train_loss'], np.float64),
           val_accuracy=(None if history['val_accuracy'] is None
                         else np.asarray(history['val_accuracy'], np.float64)),

@@ -3,19 +3,18 @@
 
 Entry: ``evaluate_run(run_settings, encoding_set, workdir)``;
 ``aggregate_seed_results`` combines the runs of a multi-seed job. The
-protocols are in ``protocols.py``.
+protocols are evaluators (``evaluator.py``) registered in ``protocols.py``;
+this module runs the planned ones and assembles their outcomes.
 """
 
 from __future__ import annotations
 
-import logging
 import pathlib
 import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from sge_jax.config.fields import CME_DATASET, PROTOCOLS
 from sge_jax.config.quirks import procedure_record, rn_settings_for
 from sge_jax.config.settings import EvalSettings, RunSettings
 from sge_jax.encode.encodings import EncodingSet
@@ -25,11 +24,10 @@ from sge_jax.data import recording_ids
 from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
 from sge_jax.evaluate import (protocols, recognition, run_record, saved_rn,
                               scoring, walk_level)
+from sge_jax.evaluate.evaluator import EvaluationInputs
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
 from sge_jax.released import require_equal_person_sets
-
-_log = logging.getLogger(__name__)
 
 
 def is_synthetic(encoding_set: EncodingSet) -> bool:
@@ -41,12 +39,14 @@ def is_synthetic(encoding_set: EncodingSet) -> bool:
   return meta.dataset == 'demo'     # files written before data_source existed
 
 
-def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
+def _headline_key(entries: dict[str, dict[str, Any]],
+                  plan: Sequence[str]) -> Optional[str]:
   """The entry whose numbers go to the top level of results.json.
 
-  Protocol A before CME before B; within a protocol the 'probe' split if there
-  is one, else the first split in report order. Skipped entries never qualify;
-  walk-level entries only when there is no window-level one (eval.level=walk).
+  The protocol of the lowest ``headline_rank`` first (A before CME before B);
+  within a protocol the 'probe' split if there is one, else the first split in
+  report order. Skipped entries never qualify; walk-level entries only when
+  there is no window-level one (eval.level=walk).
   """
   scored = [key for key, entry in entries.items() if 'rank1' in entry]
   windows = [key for key in scored
@@ -56,7 +56,8 @@ def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
   # aggregation comes first in each).
   scored = windows or sorted(
       scored, key=lambda key: entries[key].get('gallery_level') == 'window')
-  for protocol in ('A', 'CME', 'B'):
+  for protocol in sorted(
+      plan, key=lambda name: protocols.EVALUATORS[name].headline_rank):
     candidates = [k for k in scored if entries[k]['protocol'] == protocol]
     for key in candidates:
       if entries[key]['probe'] == 'probe':
@@ -64,23 +65,6 @@ def _headline_key(entries: dict[str, dict[str, Any]]) -> Optional[str]:
     if candidates:
       return candidates[0]
   return None
-
-
-def _protocol_plan(encoding_set: EncodingSet, settings: EvalSettings,
-                   notes: list[str]) -> tuple[str, ...]:
-  """Protocols to run, after the CME rule (module docstring)."""
-  is_cme = encoding_set.metadata.dataset == CME_DATASET
-  plan = list(settings.protocols)
-  if is_cme and 'B' in plan:
-    plan.remove('B')
-    if 'CME' not in plan:
-      plan.append('CME')
-    message = (f'{CME_DATASET}: protocol B runs as CME (probe -> gallery '
-               'nearest neighbour with the self-match rule for equal '
-               'conditions).')
-    notes.append(message)
-    _log.info('[eval] %s', message)
-  return tuple(p for p in PROTOCOLS if p in plan)
 
 
 def _entries_of_level(entries: dict[str, dict[str, Any]],
@@ -113,23 +97,26 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
       notes.append(f'No walk level for split {name}: '
                    f'{recording_ids.unknown_problem(recordings[name])}; window '
                    'level only.')
-  if settings.walks and 'CME' in plan:
-    notes.append('CME is scored at window level only.')
+  walking = [name for name in plan if protocols.EVALUATORS[name].walk_level]
+  if settings.walks:
+    notes.extend(f'{name} is scored at window level only.'
+                 for name in plan if name not in walking)
   if (settings.level == 'walk'
       and not any('rank1' in entry for entry in walk_entries)):
     reasons = [e['skipped'] for e in walk_entries if 'skipped' in e] + [
         note for note in notes if note.startswith('No walk level')]
+    with_walks = [name for name, evaluator in protocols.EVALUATORS.items()
+                  if evaluator.walk_level]
     raise DataError(
         "config.eval.level='walk' but no walk could be scored"
         + (f' ({"; ".join(sorted(set(reasons)))})' if reasons else
-           ' (walk level covers protocols A and B, on test splits whose '
-           'recordings are known)')
+           f' (walk level covers protocols {" and ".join(with_walks)}, on '
+           'test splits whose recordings are known)')
         + '. Use --config.eval.level=both to see the window level too.')
   return {
       'level': settings.level,
-      'aggregations': ({protocol: list(settings.aggregations(protocol))
-                        for protocol in ('A', 'B') if protocol in plan}
-                       if settings.walks else {}),
+      'aggregations': ({name: list(settings.aggregations(name))
+                        for name in walking} if settings.walks else {}),
       'min_walk_windows': settings.min_walk_windows,
       'num_walks': {name: (int(np.unique(ids).size)
                            if recording_ids.known(ids) else None)
@@ -173,23 +160,16 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   rn_settings = rn_settings_for(run, meta.dataset)
   procedure = procedure_record(run, meta.dataset)
   notes: list[str] = []
-  plan = _protocol_plan(encoding_set, settings, notes)
+  plan = protocols.protocol_plan(encoding_set, settings, notes)
 
   rows = ReleasedRows.from_settings(run, meta.pretext)
   if run.quirks.equal_id_counts:
     require_equal_person_sets({name: encoding_set.select(name).labels
                                for name in encoding_set.split_names})
-  outcomes = []
-  if 'A' in plan:
-    saved = saved_rn.load_rn(saved_rn_path or workdir / saved_rn.RN_FILE)
-    outcomes.append(protocols.protocol_a(encoding_set, rn_settings, settings,
-                                         rows, saved))
-  if 'B' in plan:
-    outcomes.append(protocols.protocol_b(encoding_set, settings))
-  if 'CME' in plan:
-    outcomes.append(protocols.protocol_cme(
-        encoding_set, run.data.view, settings,
-        second_nearest=run.quirks.second_nearest))
+  inputs = EvaluationInputs(
+      run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
+      saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE)
+  outcomes = [protocols.EVALUATORS[name].evaluate(inputs) for name in plan]
 
   entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
@@ -201,7 +181,7 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
     rn_summary = outcome.rn or rn_summary
   entries, rocs = _entries_of_level(entries, rocs, settings)
   walks_record = _walks_record(encoding_set, settings, plan, entries, notes)
-  headline = _headline_key(entries)
+  headline = _headline_key(entries, plan)
   if headline is None:
     raise DataError('Nothing could be evaluated: ' + ' '.join(
         warnings or ['no protocol produced a score.']))

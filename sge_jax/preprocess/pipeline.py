@@ -3,7 +3,7 @@
 ``run`` reads the raw recordings (``kgbd``, ``biwi_ias``, ``ks20``), cuts each
 into non-overlapping f-frame windows after dropping 10 frames at each end (docs/method.md
 §2.1, ``cut_windows``), splits them, and writes every split with
-``sge_jax.data.authors_layout.write_authors_split`` (sources, reversed targets,
+``sge_jax.data.authors_writer.write_authors_split`` (sources, reversed targets,
 ids, and the recording id of every sequence in ``recordings_<TAG>_<f>.npy``, an
 extra file the authors' code never opens; the recording ids are the manifest's)
 in two layouts:
@@ -40,7 +40,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from sge_jax.data import authors_layout
+from sge_jax.data import authors_writer
 from sge_jax.data import joints
 from sge_jax.errors import ConfigError, DataError
 from sge_jax.preprocess import biwi_ias
@@ -357,7 +357,7 @@ def _write_split(planned: PlannedSplit, by_id: dict, dirs: dict[str, str],
         'directory': '', 'sequences': 0, 'people': 0, 'recordings': 0,
         'per_person': {}}
     return
-  written = authors_layout.write_authors_split(
+  written = authors_writer.write_authors_split(
       directory, planned.tag, length, split.sequences, split.labels,
       train=planned.train, subfolder=planned.subfolder, dataset_name=dataset,
       recordings=split.recordings)

@@ -7,8 +7,9 @@ import pytest
 
 from tests.fixtures.data import random_split, write_dataset
 from sge_jax.data import joints
-from sge_jax.data.authors_layout import (labels_from_ids, load_authors_dataset,
-                                         write_authors_split)
+from sge_jax.data.authors_arrays import labels_from_ids
+from sge_jax.data.authors_layout import load_authors_dataset
+from sge_jax.data.authors_writer import write_authors_split
 
 
 def _save_by_hand(folder, prefix, tag, length, sequences, labels):

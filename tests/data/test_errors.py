@@ -8,7 +8,8 @@ import pytest
 from sge_jax.config import get_config, validate_config
 from tests.fixtures.data import random_split, write_dataset
 from tests.fixtures.pipeline import resolved_run
-from sge_jax.data.authors_layout import load_authors_dataset, write_authors_split
+from sge_jax.data.authors_layout import load_authors_dataset
+from sge_jax.data.authors_writer import write_authors_split
 from sge_jax.data.loading import check_trainable, load_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
 from sge_jax.errors import ConfigError, DataError

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from sge_jax.data import recording_ids
-from sge_jax.data.authors_layout import load_authors_dataset, write_authors_split
+from sge_jax.data.authors_layout import load_authors_dataset
+from sge_jax.data.authors_writer import write_authors_split
 from sge_jax.data.npz_format import load_npz_dataset
 from sge_jax.data.synthetic import make_synthetic_dataset
 from sge_jax.data.windows import EDGE_FRAMES_DROPPED

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sge_jax.data import units
-from sge_jax.data.authors_layout import load_authors_dataset, write_authors_split
+from sge_jax.data.authors_layout import load_authors_dataset
+from sge_jax.data.authors_writer import write_authors_split
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from tests.fixtures.data import random_split
 

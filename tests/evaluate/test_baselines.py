@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sge_jax.evaluate import baselines
+from sge_jax.evaluate import baselines, skeleton_features
 from sge_jax.evaluate import distances, metrics
 from sge_jax.data import joints
 
@@ -59,24 +59,24 @@ class TestRawCoordinates:
   def test_hand_computed(self):
     # One frame, two joints at x = 0 and x = 2: centroid (1, 0, 0).
     sequences = np.array([[[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]]])
-    np.testing.assert_allclose(baselines.raw_coordinates_features(sequences),
+    np.testing.assert_allclose(skeleton_features.raw_coordinates_features(sequences),
                                [[-1, 0, 0, 1, 0, 0]])
 
   def test_translation_invariant_but_keeps_motion(self):
     rng = np.random.default_rng(0)
     sequences = rng.normal(size=(3, 4, 5, 3))
     shifted = sequences + np.array([10.0, -2.0, 5.0])
-    np.testing.assert_allclose(baselines.raw_coordinates_features(shifted),
-                               baselines.raw_coordinates_features(sequences),
+    np.testing.assert_allclose(skeleton_features.raw_coordinates_features(shifted),
+                               skeleton_features.raw_coordinates_features(sequences),
                                atol=1e-12)
     # Moving one frame relative to the others changes the features.
     moved = sequences.copy()
     moved[:, 0] += 1.0
-    assert not np.allclose(baselines.raw_coordinates_features(moved),
-                           baselines.raw_coordinates_features(sequences))
+    assert not np.allclose(skeleton_features.raw_coordinates_features(moved),
+                           skeleton_features.raw_coordinates_features(sequences))
 
   def test_shape(self):
-    assert baselines.raw_coordinates_features(
+    assert skeleton_features.raw_coordinates_features(
         np.zeros((7, 6, 20, 3))).shape == (7, 360)
 
 
@@ -90,11 +90,11 @@ class TestBoneLengths:
         [[0, 0, 0], [0, 0.6, 0], [0, 0.9, 0]],
     ]])
     np.testing.assert_allclose(
-        baselines.bone_length_features(sequences, [(0, 1), (1, 2)]),
+        skeleton_features.bone_length_features(sequences, [(0, 1), (1, 2)]),
         [[0.5, 0.3]])
 
   def test_v1_pose_lengths(self):
-    lengths = baselines.bone_length_features(_v1_pose()[None, None], V1_BONES)
+    lengths = skeleton_features.bone_length_features(_v1_pose()[None, None], V1_BONES)
     by_bone = dict(zip(V1_BONES, lengths[0]))
     assert by_bone[(2, 3)] == pytest.approx(0.2)   # neck to head
     assert by_bone[(12, 13)] == pytest.approx(0.5)  # upper leg
@@ -106,14 +106,14 @@ class TestBoneLengths:
     sequences = _person_sequences(rng, 1.0, 3)
     rotated = sequences @ _random_rotation(rng).T.astype(np.float32)
     np.testing.assert_allclose(
-        baselines.bone_length_features(rotated, V1_BONES),
-        baselines.bone_length_features(sequences, V1_BONES), atol=1e-5)
+        skeleton_features.bone_length_features(rotated, V1_BONES),
+        skeleton_features.bone_length_features(sequences, V1_BONES), atol=1e-5)
 
   def test_needs_bones(self):
     with pytest.raises(ValueError, match='bones'):
-      baselines.bone_length_features(np.zeros((1, 2, 3, 3)), None)
+      skeleton_features.bone_length_features(np.zeros((1, 2, 3, 3)), None)
     with pytest.raises(ValueError, match='0..2'):
-      baselines.bone_length_features(np.zeros((1, 2, 3, 3)), [(0, 3)])
+      skeleton_features.bone_length_features(np.zeros((1, 2, 3, 3)), [(0, 3)])
 
 
 class TestGaitDescriptor:
@@ -121,7 +121,7 @@ class TestGaitDescriptor:
   def _static_descriptor(self, joint_names=V1_NAMES, pose=None):
     pose = _v1_pose() if pose is None else pose
     sequences = np.repeat(pose[None, None], 4, axis=1)  # 4 identical frames
-    return baselines.gait_descriptor_features(sequences, V1_BONES, joint_names)
+    return skeleton_features.gait_descriptor_features(sequences, V1_BONES, joint_names)
 
   def test_semantic_values_on_known_pose(self):
     result = self._static_descriptor()
@@ -156,7 +156,7 @@ class TestGaitDescriptor:
     steps = np.array([0.0, 0.15, 0.0, 0.15])
     sequences[0, :, V1_NAMES.index('AnkleLeft'), 2] += steps / 2
     sequences[0, :, V1_NAMES.index('AnkleRight'), 2] -= steps / 2
-    result = baselines.gait_descriptor_features(sequences, V1_BONES, V1_NAMES)
+    result = skeleton_features.gait_descriptor_features(sequences, V1_BONES, V1_NAMES)
     value = dict(zip(result.names, result.features[0]))
     assert value['ankle_separation_mean_m'] == pytest.approx(0.225)
     assert value['ankle_separation_std_m'] == pytest.approx(0.025)
@@ -176,15 +176,15 @@ class TestGaitDescriptor:
     sequences = _person_sequences(rng, 1.0, 2)
     moved = sequences @ _random_rotation(rng).T.astype(np.float32) + 4.0
     np.testing.assert_allclose(
-        baselines.gait_descriptor_features(moved, V1_BONES, V1_NAMES).features,
-        baselines.gait_descriptor_features(sequences, V1_BONES, V1_NAMES).features,
+        skeleton_features.gait_descriptor_features(moved, V1_BONES, V1_NAMES).features,
+        skeleton_features.gait_descriptor_features(sequences, V1_BONES, V1_NAMES).features,
         atol=1e-4)
 
   def test_kinect_v2_and_casia_layouts_are_recognised(self):
     rng = np.random.default_rng(4)
     for layout in (joints.KINECT_V2, joints.CASIA_B_14):
       sequences = rng.normal(size=(2, 3, layout.num_joints, 3))
-      result = baselines.gait_descriptor_features(
+      result = skeleton_features.gait_descriptor_features(
           sequences, layout.bones, layout.joint_names)
       assert layout.name in result.description
       assert result.features.shape == (2, 34)
@@ -196,7 +196,7 @@ class TestGaitDescriptor:
     pose[names.index('Neck')] = (0.0, 1.5, 0.0)
     pose[names.index('LHip')] = (-0.1, 1.0, 0.0)
     pose[names.index('RHip')] = (0.1, 1.0, 0.0)
-    result = baselines.gait_descriptor_features(pose[None, None], None, names)
+    result = skeleton_features.gait_descriptor_features(pose[None, None], None, names)
     value = dict(zip(result.names, result.features[0]))
     assert value['torso_length_neck_to_hip_centre_m'] == pytest.approx(0.5)
 
@@ -205,7 +205,7 @@ class TestGaitDescriptor:
     # 0.8 m apart in both frames (std 0).
     frame = [[0, 0, 0], [0.5, 0, 0], [0.8, 0, 0]]
     sequences = np.array([[frame, frame]], dtype=float)
-    result = baselines.gait_descriptor_features(sequences, [(0, 1), (1, 2)],
+    result = skeleton_features.gait_descriptor_features(sequences, [(0, 1), (1, 2)],
                                                 joint_names=None)
     assert 'GENERIC' in result.description
     assert result.names == ('bone_joint_0_joint_1_length_m',
@@ -216,7 +216,7 @@ class TestGaitDescriptor:
 
   def test_unknown_names_fall_back_to_generic(self):
     sequences = np.repeat(_v1_pose()[None, None], 2, axis=1)
-    result = baselines.gait_descriptor_features(
+    result = skeleton_features.gait_descriptor_features(
         sequences, V1_BONES, [f'j{i}' for i in range(20)])
     assert 'GENERIC' in result.description
     assert 'j3_to_j7_mean_m' in result.names  # head to left hand
@@ -225,7 +225,7 @@ class TestGaitDescriptor:
 
   def test_unknown_names_without_bones_is_an_error(self):
     with pytest.raises(ValueError, match='bones'):
-      baselines.gait_descriptor_features(np.zeros((1, 2, 5, 3)), None, None)
+      skeleton_features.gait_descriptor_features(np.zeros((1, 2, 5, 3)), None, None)
 
 
 class TestStandardizer:
@@ -270,8 +270,8 @@ class TestRunBaseline:
     result = baselines.run_baseline('raw_coordinates', gallery, gallery_labels,
                                     test, standardize=False)
     expected = metrics.nearest_neighbour_predict(
-        baselines.raw_coordinates_features(test),
-        baselines.raw_coordinates_features(gallery), gallery_labels)
+        skeleton_features.raw_coordinates_features(test),
+        skeleton_features.raw_coordinates_features(gallery), gallery_labels)
     np.testing.assert_array_equal(result.predictions, expected)
     assert len(result.feature_names) == 6 * 20 * 3
 
@@ -295,11 +295,11 @@ class TestRunBaseline:
     gallery, gallery_labels, test, _ = _two_people(rng, 3, 2)
     result = baselines.run_baseline('bone_length', gallery, gallery_labels,
                                     test, bones=V1_BONES)
-    gallery_features = baselines.bone_length_features(gallery, V1_BONES)
+    gallery_features = skeleton_features.bone_length_features(gallery, V1_BONES)
     standardizer = baselines.Standardizer.fit(gallery_features)
     expected = baselines.knn_class_scores(
         standardizer.transform(gallery_features), gallery_labels,
-        standardizer.transform(baselines.bone_length_features(test, V1_BONES)))
+        standardizer.transform(skeleton_features.bone_length_features(test, V1_BONES)))
     np.testing.assert_allclose(result.scores, expected)
 
   def test_unknown_baseline(self):

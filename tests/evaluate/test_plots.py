@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sge_jax.errors import WorkdirError
-from sge_jax.evaluate import plots
+from sge_jax.evaluate import plot_style, plots, training_plot
 from sge_jax.evaluate import report
 from sge_jax.evaluate import results as results_lib
 
@@ -66,16 +66,16 @@ class TestTitles:
 
   def test_title_names_dataset_protocol_probe_gallery_level_aggregation(self):
     results = _results({})
-    assert plots.plot_title(results, _a_entry(), 'CMC') == (
+    assert plot_style.plot_title(results, _a_entry(), 'CMC') == (
         'KGBD: CMC, protocol A, test -> train, windows')
-    assert plots.plot_title(results, _walk_entry('A', 'mean'), 'CMC') == (
+    assert plot_style.plot_title(results, _walk_entry('A', 'mean'), 'CMC') == (
         'KGBD: CMC, protocol A, test -> train, walks (mean)')
-    assert plots.plot_title(results, _walk_entry('B', 'vote', 'walk'),
+    assert plot_style.plot_title(results, _walk_entry('B', 'vote', 'walk'),
                             'CMC') == ('KGBD: CMC, protocol B, test -> train, '
                                        'walks (vote) vs gallery walks')
     cme = {'protocol': 'CME', 'conditions': 'nm.bg', 'probe': 'probe',
            'gallery': 'gallery'}
-    assert plots.plot_title(results, cme, 'micro-averaged ROC') == (
+    assert plot_style.plot_title(results, cme, 'micro-averaged ROC') == (
         'KGBD: micro-averaged ROC, CME nm.bg, probe -> gallery, windows')
 
   def test_configured_aggregation_per_protocol(self):
@@ -227,7 +227,7 @@ def _log_lines(records=TRAINING_LOG):
 class TestTrainingLoss:
 
   def test_parse(self):
-    curves = plots.parse_training_log(_log_lines())
+    curves = training_plot.parse_training_log(_log_lines())
     assert curves.models == ['m/x', 'm/y']
     np.testing.assert_array_equal(curves.steps, [10, 20])
     np.testing.assert_array_equal(curves.total['m/x'], [1000.0, np.nan])
@@ -235,11 +235,11 @@ class TestTrainingLoss:
     np.testing.assert_array_equal(curves.validation_steps, [10, 20])
     np.testing.assert_array_equal(curves.validation['m/y'], [50.0, 3.0])
     assert curves.stopped == {'m/y': 20}
-    assert plots.parse_training_log(['', 'not json', '[1]', '{}']) is None
+    assert training_plot.parse_training_log(['', 'not json', '[1]', '{}']) is None
 
   def test_figure(self):
-    curves = plots.parse_training_log(_log_lines())
-    figure = plots.training_loss_figure(_results({}), curves)
+    curves = training_plot.parse_training_log(_log_lines())
+    figure = training_plot.training_loss_figure(_results({}), curves)
     total, reconstruction = figure.axes
     assert _legend(total) == ['m/x', 'm/y']
     assert _legend(reconstruction) == ['training batches, per logging step',
@@ -257,7 +257,7 @@ class TestTrainingLoss:
     assert (tmp_path / 'training_loss.png').read_bytes()[:8] == PNG
     evaluation = tmp_path / 'evaluations' / 'rn.selection-fixed'
     evaluation.mkdir(parents=True)
-    assert plots.training_log_path(evaluation) == tmp_path / 'metrics.jsonl'
+    assert training_plot.training_log_path(evaluation) == tmp_path / 'metrics.jsonl'
     assert plots.write_plots(_results({}), evaluation).files == [
         'training_loss.png']
 
@@ -274,7 +274,7 @@ class TestTrainingLoss:
     assert 'FIFO' in note and note.startswith('Plot training_loss.png')
 
   def test_a_huge_log_is_not_read(self, tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, 'MAX_METRICS_BYTES', 100)
+    monkeypatch.setattr(training_plot, 'MAX_METRICS_BYTES', 100)
     (tmp_path / 'metrics.jsonl').write_text('\n'.join(_log_lines()) + '\n')
     [note] = plots.write_plots(_results({}), tmp_path).notes
     assert 'MiB' in note

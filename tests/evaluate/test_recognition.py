@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sge_jax.config import get_config
-from sge_jax.evaluate import recognition
+from sge_jax.evaluate import recognition, rn_inputs
 from sge_jax.errors import ConfigError, DataError
 from tests.fixtures import ctrl_c
 
@@ -59,9 +59,9 @@ class TestNetwork:
 
   def test_samples_per_manner(self):
     encodings = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
-    np.testing.assert_array_equal(recognition.rn_samples(encodings, 'ap'),
+    np.testing.assert_array_equal(rn_inputs.rn_samples(encodings, 'ap'),
                                   encodings)
-    sc = recognition.rn_samples(encodings, 'sc')
+    sc = rn_inputs.rn_samples(encodings, 'sc')
     assert sc.shape == (2, 1, 12)
     np.testing.assert_array_equal(sc[1, 0], encodings[1].ravel())
 
@@ -240,7 +240,7 @@ class TestValidationSplit:
 
   def test_per_person_contiguous_whole_sequences(self):
     labels = np.array([5] * 10 + [9] * 4 + [2] * 1 + [7] * 20)
-    train_rows, val_rows = recognition.validation_split(labels, 0.25, seed=0)
+    train_rows, val_rows = rn_inputs.validation_split(labels, 0.25, seed=0)
     assert np.intersect1d(train_rows, val_rows).size == 0
     np.testing.assert_array_equal(np.union1d(train_rows, val_rows),
                                   np.arange(labels.size))
@@ -257,9 +257,9 @@ class TestValidationSplit:
 
   def test_seeded(self):
     labels = np.repeat(np.arange(6), 30)
-    first = recognition.validation_split(labels, 0.1, seed=4)[1]
-    again = recognition.validation_split(labels, 0.1, seed=4)[1]
-    other = recognition.validation_split(labels, 0.1, seed=5)[1]
+    first = rn_inputs.validation_split(labels, 0.1, seed=4)[1]
+    again = rn_inputs.validation_split(labels, 0.1, seed=4)[1]
+    other = rn_inputs.validation_split(labels, 0.1, seed=5)[1]
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

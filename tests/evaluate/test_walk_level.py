@@ -382,7 +382,7 @@ def test_protocol_b_computes_each_probe_window_distance_block_once(
   # mAP, votes), and every pass reports its progress.
   import sys
   from sge_jax import progress
-  from sge_jax.evaluate import metrics, protocols
+  from sge_jax.evaluate import metrics, protocol_b
   encoding_set = _encoding_set()
   probe_windows = 4 + 3 + 4 + 2 + 4 + 1     # test windows of trained people
   gallery_windows = 30
@@ -401,7 +401,7 @@ def test_protocol_b_computes_each_probe_window_distance_block_once(
       monkeypatch.setattr(module, '_BLOCK_ELEMENTS', 5 * gallery_windows)
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)
   with caplog.at_level('INFO'):
-    outcome = protocols.protocol_b(encoding_set, EvalSettings())
+    outcome = protocol_b.protocol_b(encoding_set, EvalSettings())
   methods = 1 + 3                           # CAGEs and three baselines
   assert passes.count((probe_windows, gallery_windows)) == methods
   assert 'rank1' in outcome.entries['B/test/walks-vote-vs-windows']

@@ -16,7 +16,7 @@ from sge_jax import workdir as workdir_lib
 from sge_jax.config import RNSettings, get_config
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import WorkdirError
-from sge_jax.evaluate import plots, recognition, saved_rn
+from sge_jax.evaluate import plot_style, recognition, saved_rn
 
 ENOSPC = OSError(errno.ENOSPC, 'No space left on device')
 EACCES = OSError(errno.EACCES, 'Permission denied')
@@ -133,9 +133,9 @@ def _save_rn(path):
 
 
 def _save_plot(path):
-  figure = plots._new_figure((2, 2))
+  figure = plot_style.new_figure((2, 2))
   figure.add_subplot().plot([0, 1], [0, 1])
-  plots._save(figure, path)
+  plot_style.save_figure(figure, path)
 
 
 @pytest.mark.parametrize('name, save', [
