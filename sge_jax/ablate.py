@@ -23,7 +23,10 @@ change the encoders (all but R7, R9, R10 where they apply) reuses them
 again resumes: finished encoders are not retrained. While it runs, the table
 so far is written to ``ablation.md``, or, when that already holds a complete
 table from an earlier run, to ``ablation.partial.md`` (and ``.json``), so a
-complete table is only ever replaced by another complete one.
+complete table is only ever replaced by another complete one. Each variant
+is announced with its place and the ETA of those left (``remaining_seconds``:
+a variant that trains encoders as long as the clean run, the others as long
+as the mean of those done so far).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import json
 import pathlib
 import shlex
 import sys
+import time
 import traceback
 from typing import Any, Optional
 
@@ -50,6 +54,7 @@ from sge_jax.config.settings import RunSettings
 from sge_jax.encode import load_encodings
 from sge_jax.errors import USER_ERRORS, ConfigError
 from sge_jax.evaluate.report import percent
+from sge_jax.progress import format_duration
 from sge_jax.released import require_equal_person_sets
 
 ABLATION_MARKDOWN = 'ablation.md'
@@ -287,6 +292,26 @@ def _person_sets_check(clean_dir: pathlib.Path) -> str:
   return 'passes: the training and test splits hold the same people'
 
 
+def remaining_seconds(trains_encoders: list[bool], clean_seconds: float,
+                      shared_seconds: list[float]) -> Optional[float]:
+  """The ETA of the variants still to run: each that trains encoders as long
+  as the clean run, each that reuses them as long as the mean of those that
+  did so far (None while none has: its cost is not known yet)."""
+  shared = sum(1 for trains in trains_encoders if not trains)
+  if shared and not shared_seconds:
+    return None
+  mean_shared = sum(shared_seconds) / max(len(shared_seconds), 1)
+  return ((len(trains_encoders) - shared) * clean_seconds
+          + shared * mean_shared)
+
+
+def variant_line(name: str, index: int, total: int,
+                 eta: Optional[float]) -> str:
+  """'[ablate] variant R1_x (3 of 9), ETA 2:10' (ETA '?' while unknown)."""
+  return (f'[ablate] variant {name} ({index} of {total}), ETA '
+          + ('?' if eta is None else format_duration(eta)))
+
+
 def run_ablation(config: ml_collections.ConfigDict,
                  workdir: str | pathlib.Path,
                  command: str = '') -> list[dict[str, Any]]:
@@ -311,8 +336,11 @@ def run_ablation(config: ml_collections.ConfigDict,
 
   clean = {'name': CLEAN, 'quirks': [], 'kind': 'variant'}
   rows.append(clean)
-  logging.info('[ablate] variant %s', CLEAN)
+  logging.info('[ablate] variant %s (trains the encoders; the variants after '
+               'it are counted once it is done)', CLEAN)
+  started = time.monotonic()
   _run_variant(_with_quirks(resolved, 'clean', []), workdir, clean)
+  clean_seconds = time.monotonic() - started
   _write_table(workdir, record, partial)
   if 'error' in clean:
     for planned in variant_plan(resolved, resolved.data.name):
@@ -322,7 +350,13 @@ def run_ablation(config: ml_collections.ConfigDict,
     dataset = load_encodings(clean_dir / workdir_lib.ENCODINGS_FILE
                              ).metadata.dataset
     record['dataset'] = dataset
-    for planned in variant_plan(resolved, dataset):
+    plan = variant_plan(resolved, dataset)
+    configs = {planned['name']: variant_config(resolved, planned, clean_dir,
+                                               dataset)
+               for planned in plan if planned['kind'] == 'variant'}
+    trains = [not configs[name].encoder_workdir for name in configs]
+    shared_seconds: list[float] = []
+    for planned in plan:
       row = {'name': planned['name'],
              'quirks': [quirk_label(f) for f in planned['fields']],
              'kind': planned['kind'],
@@ -331,9 +365,14 @@ def run_ablation(config: ml_collections.ConfigDict,
       if planned['kind'] == 'check':
         row['check'] = _person_sets_check(clean_dir)
       elif planned['kind'] == 'variant':
-        logging.info('[ablate] variant %s', planned['name'])
-        _run_variant(variant_config(resolved, planned, clean_dir, dataset),
-                     workdir, row)
+        index = len(configs) - len(trains) + 1
+        logging.info('%s', variant_line(
+            planned['name'], index + 1, len(configs) + 1,
+            remaining_seconds(trains, clean_seconds, shared_seconds)))
+        started = time.monotonic()
+        _run_variant(configs[planned['name']], workdir, row)
+        if not trains.pop(0):
+          shared_seconds.append(time.monotonic() - started)
       _write_table(workdir, record, partial)
   record['complete'] = True
   _write_table(workdir, record, partial=False)

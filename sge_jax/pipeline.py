@@ -43,6 +43,7 @@ import logging
 import pathlib
 import re
 import shlex
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -63,6 +64,7 @@ from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
                             WorkdirError)
 from sge_jax.released import require_equal_person_sets
 from sge_jax.evaluate import aggregate_seed_results, evaluate_run, report
+from sge_jax.evaluate.run_record import last_train_step, log_stage_time
 from sge_jax.train import train_encoders
 from sge_jax.train.loop import check_same_training_split
 from sge_jax.train.seed_loop import train_encoders_stacked
@@ -253,10 +255,13 @@ def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
   workdir = pathlib.Path(workdir)
   stages = run.stages
   dataset = None
+  seconds = {}         # stage -> wall seconds, kept in metrics.jsonl
   with distributed.stop_together():
     train = 'train' in stages and run.trains_here
     if 'train' in stages or 'encode' in stages:   # evaluate reads encodings.npz
+      started = time.monotonic()
       dataset = prepare_dataset(run.data)
+      seconds['data'] = time.monotonic() - started
       logging.info('[data] %s', dataset_summary(dataset))
       check_loaded_data(run, dataset, train)
       if train or 'encode' in stages:
@@ -268,15 +273,23 @@ def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
   if train:
     check_same_training_split(dataset)
   # Written once every check has passed: a rejected run leaves no record.
-  if distributed.is_main_process():
+  main = distributed.is_main_process()
+  if main:
     workdir_lib.write_config(run.record, workdir)
+  if 'data' in seconds:
+    log_stage_time(workdir, 'data', seconds['data'], main)
   trained_params = None
   if 'train' in stages and not train:
     logging.info('[train] skipped: encoders come from %s', run.encoder_workdir)
   if train:
+    started, step = time.monotonic(), last_train_step(workdir)
     trained_params = train_encoders(run, dataset, workdir).params
+    if last_train_step(workdir) != step:    # not a finished training skipped
+      log_stage_time(workdir, 'train', time.monotonic() - started, main)
   if 'encode' in stages:
+    started = time.monotonic()
     encode_stage(run, dataset, workdir, trained_params)
+    log_stage_time(workdir, 'encode', time.monotonic() - started, main)
   if 'evaluate' not in stages:
     return None
   results = None
@@ -396,8 +409,15 @@ def train_seeds_at_once(runs: Sequence[tuple[RunSettings, pathlib.Path]]
                'auto' if parallel.automatic else 'seeds',
                ','.join(str(seed_run.seed) for seed_run, _ in runs),
                per_device, parallel.num_devices)
+  started = time.monotonic()
+  steps = [last_train_step(seed_dir) for _, seed_dir in runs]
   train_encoders_stacked([seed_run for seed_run, _ in runs], dataset,
                          [seed_dir for _, seed_dir in runs])
+  # Every seed's train time is the stack's: they trained together.
+  for (_, seed_dir), step in zip(runs, steps):
+    if last_train_step(seed_dir) != step:    # not a finished training skipped
+      log_stage_time(seed_dir, 'train', time.monotonic() - started,
+                     distributed.is_main_process())
   return [(dataclasses.replace(seed_run, stages=tuple(
       stage for stage in seed_run.stages if stage != 'train')), seed_dir)
           for seed_run, seed_dir in runs]
@@ -507,7 +527,8 @@ def _evaluate_saved(run: RunSettings, run_dir: pathlib.Path,
                                                                       output)
   return evaluate_run(run, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
                       out_dir, training_warnings=log.warnings(),
-                      saved_rn_path=run_dir / workdir_lib.RN_FILE)
+                      saved_rn_path=run_dir / workdir_lib.RN_FILE,
+                      run_dir=run_dir)
 
 
 def evaluation_name(overrides: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ released outputs, counts, and the ablation table."""
 
 import json
 import logging
+import re
 import pathlib
 import types
 
@@ -253,10 +254,22 @@ def test_released_mode_refuses_different_person_sets(tmp_path):
 # ----------------------------------------------------------------- ablation
 
 
-def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path):
+def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path, monkeypatch):
   config = tiny_config(**{'eval.plots': False, 'eval.baselines': False,
                           'eval.protocols': 'A', 'rn.epochs': 2})
+  lines = []
+  monkeypatch.setattr(ablate.logging, 'info',
+                      lambda message, *args: lines.append(
+                          str(message) % args if args else str(message)))
   rows = ablate.run_ablation(config, tmp_path, command='python -m x')
+  # Every variant run is announced with its place and an ETA.
+  announced = [line for line in lines if line.startswith('[ablate] variant')]
+  ran = [row['name'] for row in rows if row['kind'] == 'variant']
+  assert len(announced) == len(ran)
+  assert announced[0].startswith('[ablate] variant clean (trains the encoders')
+  assert announced[1] == f'[ablate] variant released (2 of {len(ran)}), ETA ?'
+  assert re.fullmatch(rf'\[ablate\] variant \S+ \(3 of {len(ran)}\), ETA '
+                      r'\d+:\d\d', announced[2])
   names = [row['name'] for row in rows]
   assert names[:2] == ['clean', 'released']
   assert len(rows) == 2 + len(config_lib.QUIRKS)
@@ -286,6 +299,16 @@ def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path):
   # R1 alone keeps clean's 'val' rule: 13 of each person's 128 rows held out.
   assert by_name['R1_extraction_batches']['rn_train_sequences'] == 4 * (128 - 13)
   assert by_name['released']['rn_train_sequences'] == 4 * 128
+
+
+def test_ablation_eta_counts_encoder_training_as_long_as_the_clean_run():
+  # Two variants left, one trains encoders (clean took 100 s), one reuses
+  # them (those so far took 10 s and 20 s).
+  assert ablate.remaining_seconds([True, False], 100.0, [10.0, 20.0]) == 115.0
+  assert ablate.remaining_seconds([True], 100.0, []) == 100.0
+  assert ablate.remaining_seconds([False], 100.0, []) is None     # unknown yet
+  assert ablate.variant_line('R1_x', 3, 9, 75.0) == (
+      '[ablate] variant R1_x (3 of 9), ETA 1:15')
 
 
 def test_ablation_rows_of_plus_name_r1_and_r3_together():

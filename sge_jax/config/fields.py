@@ -226,6 +226,11 @@ def base_config() -> ml_collections.ConfigDict:
   # 'data'. The maths and the files are the same either way (float rounding
   # aside, docs/scaling.md); it may change between runs of one workdir.
   config.train.parallel = 'auto'
+  # Also write the metrics.jsonl scalars (losses per model, their total,
+  # steps/s, validation losses) as TensorBoard event files in
+  # <workdir>/tensorboard/ (`tensorboard --logdir <workdir>`). Needs the
+  # optional writer library: pip install -e '.[tensorboard]'.
+  config.train.tensorboard = False
 
   # ---------------------------------------------------------------- rn
   config.rn = ml_collections.ConfigDict()

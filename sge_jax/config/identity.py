@@ -20,11 +20,13 @@ from sge_jax.config.fields import ENCODER_QUIRKS, QUIRKS, base_config
 
 # The sections whose fields define the trained encoders.
 ENCODER_SECTIONS = ('seed', 'data', 'model', 'train')
-# Fields under those sections that only say how often to log and checkpoint:
-# they do not change the trained encoders (a resumed run ends bit-identical).
+# Fields under those sections that only say how often and where to log and
+# checkpoint: they do not change the trained encoders (a resumed run ends
+# bit-identical).
 BOOKKEEPING_FIELDS = frozenset({'train.checkpoint_every_steps',
                                 'train.keep_checkpoints',
-                                'train.log_every_steps'})
+                                'train.log_every_steps',
+                                'train.tensorboard'})
 # Fields that only say how the training is spread over the devices: the same
 # objective and updates, summed in another float order (docs/scaling.md).
 DEVICE_FIELDS = frozenset({'train.parallel'})

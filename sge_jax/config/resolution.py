@@ -126,6 +126,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   int_at_least(train.checkpoint_every_steps, 'train.checkpoint_every_steps')
   int_at_least(train.keep_checkpoints, 'train.keep_checkpoints')
   int_at_least(train.log_every_steps, 'train.log_every_steps')
+  if train.tensorboard:
+    # Its writer is an optional extra: missing, the run stops before any work.
+    from sge_jax.workdir import tensorboard  # pylint: disable=import-outside-toplevel
+    tensorboard.require_writer()
   # The recognition and evaluation sections are checked here too, so a bad
   # value fails before hours of encoder training.
   RNSettings.from_config(config)

@@ -162,6 +162,8 @@ class TrainSettings:
     checkpoint_every_steps: steps between checkpoints.
     keep_checkpoints: checkpoints kept.
     log_every_steps: steps between progress lines (and per compiled call).
+    tensorboard: also write the metrics log's scalars as TensorBoard event
+      files (``sge_jax.workdir.tensorboard``).
   """
   epochs: int
   batch_size: int
@@ -174,6 +176,7 @@ class TrainSettings:
   checkpoint_every_steps: int
   keep_checkpoints: int
   log_every_steps: int
+  tensorboard: bool
 
   @classmethod
   def from_section(cls, section: Optional[Mapping[str, Any]]

@@ -22,7 +22,8 @@ DROPPED (S mod B samples per epoch, a different random subset every epoch since
 the order is reshuffled, so every sample is used about equally often; padding
 would instead give the padded samples double weight). The last call of a run is
 padded with inactive epochs that leave the state unchanged, so a run compiles
-the epoch program exactly once whatever the epoch count.
+the epoch program exactly once whatever the epoch count. Progress lines
+(``rn_progress``) follow each call, and within a long one every 10 s.
 
 Model selection. Every epoch's sequence-level accuracies are tracked on the
 device, and each rule keeps what it needs at its chosen epoch:
@@ -58,7 +59,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import time
 from typing import Any, Mapping
 
@@ -71,6 +71,7 @@ from jax import lax
 from sge_jax import interrupts
 from sge_jax.config import RNSettings
 from sge_jax.errors import DataError
+from sge_jax.evaluate import rn_progress
 from sge_jax.evaluate.rn_inputs import (holdout_rows, per_person_counts,
                                         rn_samples)
 from sge_jax.evaluate.rn_result import RNHistory, RNResult, RuleSelection
@@ -95,7 +96,6 @@ def selection_label(selection: str, test_ties: str = 'first') -> str:
 # validation split's is rn_inputs.VALIDATION_KEY_STREAM).
 RN_KEY_STREAM = 0x524E
 
-_log = logging.getLogger(__name__)
 
 
 def reported_rules(settings: RNSettings, has_holdout: bool) -> tuple[str, ...]:
@@ -201,6 +201,8 @@ def _run_epochs(carry, epochs: jax.Array, num_epochs: jax.Array, data,
         epoch, data['train_x'], data['train_y'])
     new = dict(carry, params=params, opt_state=opt_state)
     history = {'train_loss': loss}
+    # Progress within a call: reads the epoch counter only (rn_progress).
+    jax.debug.callback(rn_progress.epoch_finished, epoch)
 
     if program.track_test:
       paper, accuracies = [], []
@@ -361,7 +363,8 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
   chunk = min(settings.epochs_per_call, settings.epochs)
   num_epochs = np.int32(settings.epochs)
   histories = []
-  with interrupts.deferred(STOPPING):
+  progress = rn_progress.RNProgress(settings.epochs)
+  with interrupts.deferred(STOPPING), progress.tracking():
     for first in range(0, settings.epochs, chunk):
       if interrupts.stop_requested():
         raise KeyboardInterrupt(stopped_message(first, settings.epochs))
@@ -372,11 +375,9 @@ def train_and_score(train_encodings: np.ndarray, train_labels: np.ndarray,
       histories.append(history)
       done = min(first + chunk, settings.epochs)
       last = done - first - 1
-      val_note = (f', val acc {history["val_accuracy"][last]:.3f}'
-                  if program.has_val else '')
-      _log.info('[rn] epoch %d/%d: train loss %.4g%s (%.1f s)', done,
-                settings.epochs, history['train_loss'][last], val_note,
-                time.perf_counter() - started)
+      progress.call_done(done, float(history['train_loss'][last]),
+                         float(history['val_accuracy'][last])
+                         if program.has_val else None)
     if interrupts.stop_requested():
       raise KeyboardInterrupt(stopped_message(settings.epochs, settings.epochs))
   carry = jax.device_get(carry)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from sge_jax.evaluate import run_record
+
 _BASELINE_TITLES = {
     'raw_coordinates': 'raw coordinates',
     'bone_length': 'bone lengths',
@@ -72,6 +74,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
            f'selection {results["selection_label"]}, '
            + (f'seeds {seeds} (mean ± std)' if seeds
               else f'seed {results["seed"]}')]
+  shortened = (results.get('run') or {}).get('shortened')
+  if shortened:
+    lines.append('shortened run, not comparable with the paper: '
+                 + '; '.join(shortened))
   lines += [f'warning: {warning}' for warning in results.get('warnings', [])]
   for key, entry in results['entries'].items():
     if 'skipped' in entry:
@@ -130,13 +136,12 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
   else:
     rows.append(('seed', results['seed']))
   if rn:
-    rows.append(('RN', f'{rn["manner"]}, {rn["epochs"]} epochs, batch '
-                 f'{rn["batch_size"]}, lr {rn["learning_rate"]:g}, hidden '
-                 f'{rn["hidden"]}'))
-    per_person = rn.get('train_sequences_per_person')
-    if per_person:
-      rows.append(('RN training sequences per person', ', '.join(
-          f'{person}: {count}' for person, count in per_person.items())))
+    steps = rn.get('batches_per_epoch')
+    rows.append(('RN', f'{rn["manner"]}, {rn["epochs"]} epochs'
+                 + (f' of {steps} step{"" if steps == 1 else "s"}'
+                    if steps is not None else '')
+                 + f', batch {rn["batch_size"]}, lr {rn["learning_rate"]:g}, '
+                 f'hidden {rn["hidden"]}'))
   rows.append(('distance', results['distance']))
   rows.append(('retrieval features', f'{results["retrieval"]["features"]} '
                f'({results["retrieval"]["description"]})'))
@@ -154,7 +159,28 @@ def _settings_table(results: dict[str, Any]) -> list[str]:
       for name, count in encodings['num_sequences'].items())))
   lines = ['| setting | value |', '|---|---|']
   lines += [f'| {name} | {value} |' for name, value in rows]
+  per_person = rn.get('train_sequences_per_person')
+  if per_person:     # one row per person: folded
+    lines += ['', f'<details><summary>RN training sequences per person '
+              f'({len(per_person)} people)</summary>', '',
+              '| person | sequences |', '|---|---|']
+    lines += [f'| {person} | {count} |' for person, count in per_person.items()]
+    lines += ['', '</details>']
   return lines
+
+
+RANKS = (1, 5, 10)
+
+
+def shown_ranks(entries: list[dict[str, Any]]) -> tuple[int, ...]:
+  """The k of the Rank-k columns of a table: 1, and 5 and 10 where some
+  scored entry has more than k classes (Rank-k is 100% at k >= classes)."""
+  def classes(entry):
+    value = entry.get('num_classes')
+    value = value.get('mean') if isinstance(value, dict) else value
+    return value if isinstance(value, (int, float)) else 0
+  most = max((classes(e) for e in entries if 'skipped' not in e), default=0)
+  return tuple(k for k in RANKS if k == 1 or k < most)
 
 
 def is_walk_entry(entry: dict[str, Any]) -> bool:
@@ -204,33 +230,35 @@ def _protocol_table(results: dict[str, Any], protocol: str) -> list[str]:
   if not entries:
     return []
   if protocol == 'A':
-    header = ('| probe set | method | Rank-1 (%) | Rank-5 (%) | Rank-10 (%) | '
-              'nAUC (%) | test sequences | classes |')
-    last = 'nauc'
+    first, last, counts = 'probe set', 'nauc', 'test sequences | classes'
   else:
-    header = ('| probe -> gallery | method | Rank-1 (%) | Rank-5 (%) | '
-              'Rank-10 (%) | mAP (%) | queries | gallery |')
-    last = 'map'
-  lines = [header, '|' + '---|' * 8]
+    first, last, counts = 'probe -> gallery', 'map', 'queries | gallery'
+  ranks = shown_ranks(entries)
+  rank_titles = ''.join(f'Rank-{k} (%) | ' for k in ranks)
+  dashes = '– | ' * len(ranks)
+  lines = [f'| {first} | method | {rank_titles}'
+           f'{"nAUC" if last == "nauc" else "mAP"} (%) | {counts} |',
+           '|' + '---|' * (5 + len(ranks))]
   for entry in entries:
     size = (entry['num_classes'] if protocol == 'A'
             else entry.get('num_gallery', '–'))
     if 'skipped' in entry:
-      lines.append(f'| {entry["label"]} | skipped: {entry["skipped"]} | – | – '
-                   f'| – | – | {entry["num_sequences"]} | {size} |')
+      lines.append(f'| {entry["label"]} | skipped: {entry["skipped"]} | '
+                   f'{dashes}– | {entry["num_sequences"]} | {size} |')
       continue
     for method, values in _method_rows(results, entry):
       if 'skipped' in values:
-        lines.append(f'| {entry["label"]} | {method} (skipped) | – | – | – | '
+        lines.append(f'| {entry["label"]} | {method} (skipped) | {dashes}'
                      f'– | {entry["num_sequences"]} | {size} |')
         continue
       count = entry['num_sequences']
       scored = entry.get('num_scored_sequences')
       if values is entry and scored is not None and scored != count:
         count = f'{scored} scored of {count}'    # released rows (R1, R3, R5)
+      rank_cells = ''.join(f'{percent(values[f"rank{k}"])} | '
+                           for k in ranks)
       lines.append(
-          f'| {entry["label"]} | {method} | {percent(values["rank1"])} | '
-          f'{percent(values["rank5"])} | {percent(values["rank10"])} | '
+          f'| {entry["label"]} | {method} | {rank_cells}'
           f'{percent(values.get(last))} | {count} | {size} |')
   return lines
 
@@ -252,10 +280,13 @@ def _walk_table(results: dict[str, Any], protocol: str,
   last, size_title = (('nauc', 'classes') if protocol == 'A'
                       else ('map', 'gallery'))
   default = configured_aggregation(results, protocol)
-  lines = [f'| probe walks | method | aggregation | Rank-1 (%) | Rank-5 (%) | '
-           f'Rank-10 (%) | {"nAUC" if protocol == "A" else "mAP"} (%) | walks '
+  ranks = shown_ranks(entries)
+  dashes = '– | ' * len(ranks)
+  lines = [f'| probe walks | method | aggregation | '
+           + ''.join(f'Rank-{k} (%) | ' for k in ranks)
+           + f'{"nAUC" if protocol == "A" else "mAP"} (%) | walks '
            f'| windows per walk (min / median / max) | short walks left out | '
-           f'{size_title} |', '|' + '---|' * 11]
+           f'{size_title} |', '|' + '---|' * (8 + len(ranks))]
   for entry in entries:
     aggregation = entry['aggregation'] + (' (default)'
                                           if entry['aggregation'] == default
@@ -266,17 +297,17 @@ def _walk_table(results: dict[str, Any], protocol: str,
              f'windows; < {entry["min_walk_windows"]})')
     if 'skipped' in entry:
       lines.append(f'| {entry["label"]} | skipped: {entry["skipped"]} | '
-                   f'{aggregation} | – | – | – | – | 0 | – | {short} | {size} |')
+                   f'{aggregation} | {dashes}– | 0 | – | {short} | {size} |')
       continue
     for method, values in _method_rows(results, entry):
       if 'skipped' in values:
         lines.append(f'| {entry["label"]} | {method} (skipped) | {aggregation} '
-                     f'| – | – | – | – | – | – | {short} | {size} |')
+                     f'| {dashes}– | – | – | {short} | {size} |')
         continue
       lines.append(
           f'| {entry["label"]} | {method} | {aggregation} | '
-          f'{percent(values["rank1"])} | {percent(values["rank5"])} | '
-          f'{percent(values["rank10"])} | {percent(values.get(last))} | '
+          + ''.join(f'{percent(values[f"rank{k}"])} | ' for k in ranks)
+          + f'{percent(values.get(last))} | '
           f'{entry["num_walks"]} | {_windows_per_walk(entry)} | {short} | '
           f'{size} |')
   return lines
@@ -358,6 +389,22 @@ def _selection_table(results: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _seed_spread(results: dict[str, Any]) -> list[str]:
+  """The headline's Rank-1 of every seed, with its range ([] if unknown)."""
+  rank1 = results.get('rank1')
+  if not is_stat(rank1) or not rank1.get('values'):
+    return []
+  values = [v for v in rank1['values'] if v is not None]
+  if not values:
+    return []
+  per_seed = ', '.join(f'seed {seed}: {percent(value)}'
+                       for seed, value in zip(results['seeds'],
+                                              rank1['values']))
+  return [f'Spread over the seeds, {results["headline"]} Rank-1 (%): '
+          f'{per_seed}; range {percent(min(values))} to '
+          f'{percent(max(values))}.', '']
+
+
 def render_markdown(results: dict[str, Any]) -> str:
   """report.md: settings, one table per protocol, selection rules, notes."""
   seeds = results.get('seeds')
@@ -367,11 +414,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ['> **Synthetic data.** These encodings come from the procedural '
               'demo walkers, not from a published benchmark; the numbers only '
               'show that the pipeline runs.', '']
+  lines += run_record.shortened_banner(results)
   if seeds:
     lines += [f'Mean ± standard deviation over {len(seeds)} seeds (sample '
               'std, ddof = 1); each seed has its own encoders and RN. '
               'Per-seed results are in `seed_<s>/`.', '']
+    lines += _seed_spread(results)
   lines += _settings_table(results) + ['']
+  lines += run_record.how_made_lines(results)
   for protocol in results['protocols']:
     if not any(e['protocol'] == protocol
                for e in results['entries'].values()):

@@ -48,12 +48,16 @@
                   have no 'level' field.
   notes           human-readable remarks (exclusions, skipped parts, data
                   kind; plots not written, each starting 'Plot ')
+  run             how the run was made: version, config hash, data, encoder
+                  training, why it is shortened, stage wall times
+                  (``sge_jax.evaluate.run_record``)
   plots           PNG file names written next to results.json
                   (``sge_jax.evaluate.plots`` says what each shows)
 
 The multi-seed aggregate (``AGGREGATE_SCHEMA``) has the same layout, with seeds,
 num_seeds, and every metric replaced by {mean, std, values} (values in seed
-order, std with ddof = 1, 0 for one seed) and every CMC by {mean, std} lists.
+order, std with ddof = 1, 0 for one seed) and every CMC by {mean, std} lists;
+run's config_hash lists every seed's and its timings become {mean, std, values}.
 Confusion matrices are summed over the seeds (every seed's scored sequences
 counted once; left out when the seeds' classes differ); the seeds' notes on
 their own plots are not repeated.
@@ -69,7 +73,7 @@ import numpy as np
 from sge_jax import workdir as workdir_lib
 from sge_jax.errors import DataError
 from sge_jax.evaluate import plots as plots_lib
-from sge_jax.evaluate import report
+from sge_jax.evaluate import report, run_record
 
 RESULTS_SCHEMA = 'sge_jax.results/1'
 AGGREGATE_SCHEMA = 'sge_jax.results.multiseed/1'
@@ -238,6 +242,9 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
       'warnings': warnings,
       'notes': notes,
   })
+  run = run_record.aggregate_run([r.get('run') for r in per_seed], _stat)
+  if run is not None:
+    merged['run'] = run
   return merged
 
 

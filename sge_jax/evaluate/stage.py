@@ -10,6 +10,7 @@ this module runs the planned ones and assembles their outcomes.
 from __future__ import annotations
 
 import pathlib
+import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -21,8 +22,8 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.data import recording_ids
 from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
-from sge_jax.evaluate import (protocols, recognition, saved_rn, scoring,
-                              walk_level)
+from sge_jax.evaluate import (protocols, recognition, run_record, saved_rn,
+                              scoring, walk_level)
 from sge_jax.evaluate.evaluator import EvaluationInputs
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
@@ -126,7 +127,8 @@ def _walks_record(encoding_set: EncodingSet, settings: EvalSettings,
 def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
                  workdir: str | pathlib.Path,
                  training_warnings: Sequence[str] = (),
-                 saved_rn_path: Optional[pathlib.Path] = None) -> dict[str, Any]:
+                 saved_rn_path: Optional[pathlib.Path] = None,
+                 run_dir: Optional[pathlib.Path] = None) -> dict[str, Any]:
   """Runs the configured protocols and writes results.json, report.md, plots.
 
   Raises DataError when no protocol can score anything (the reasons are the
@@ -142,12 +144,16 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
       in results.json.
     saved_rn_path: an ``rn.npz`` to re-score from when it fits (default: the
       one in ``workdir``). An RN trained here is saved to ``workdir/rn.npz``.
+    run_dir: the directory of the run evaluated, whose metrics.jsonl holds
+      its stage timings (default ``workdir``; another one: a re-evaluation).
 
   Returns:
     The results dict, as written to ``results.json`` (schema in
     ``sge_jax.evaluate.results``).
   """
+  started = time.monotonic()
   workdir = pathlib.Path(workdir)
+  run_dir = workdir if run_dir is None else pathlib.Path(run_dir)
   meta = encoding_set.metadata
   settings = run.eval
   # What depends on the dataset scored: R6's tie rule, the quirks that act.
@@ -229,6 +235,9 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
       'warnings': warnings,
       'notes': notes,
   }
+  results['run'] = run_record.run_section(
+      run, encoding_set, run_dir, reevaluation=run_dir != workdir,
+      evaluate_seconds=time.monotonic() - started)
   results_lib.write_run_outputs(results, workdir, rocs=rocs, plots=settings.plots)
   for outcome in outcomes:
     if outcome.trained_rn is not None:

@@ -321,7 +321,8 @@ def _train_loop(run: RunSettings, dataset: SkeletonDataset,
   max_steps = max(1, min(num_batches, train.log_every_steps))
 
   log = workdir_lib.MetricsLog(workdir / workdir_lib.METRICS_FILE,
-                              enabled=distributed.is_main_process())
+                              enabled=distributed.is_main_process(),
+                              tensorboard=train.tensorboard)
   state = initial_state(run, definition, dataset.length, dataset.num_joints)
   stopping = EarlyStopping.start(len(names))
   restored = checkpoints.restore_latest({'state': state,

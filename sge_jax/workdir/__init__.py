@@ -3,7 +3,11 @@
 One run (one seed) writes into its workdir::
 
   config.json      the full config of the run (written once every check passed)
-  metrics.jsonl    one JSON object per logging step (losses, steps/s, epoch, ...)
+  metrics.jsonl    one JSON object per logging step (losses, steps/s, epoch, ...),
+                   and 'timing' records of the stages' wall times
+                   (``sge_jax.evaluate.run_record``)
+  tensorboard/     the same scalars as TensorBoard event files, with
+                   config.train.tensorboard (``sge_jax.workdir.tensorboard``)
   checkpoints/     Orbax checkpoints of the encoder train state (newest few)
   encodings.npz    CAGEs of every split (``sge_jax.encode.encodings``)
   results.json     metrics of every protocol, split and baseline
@@ -36,6 +40,7 @@ import ml_collections
 from sge_jax.config import checks
 from sge_jax.data import input_files
 from sge_jax.errors import ConfigError, DataError, WorkdirError
+from sge_jax.workdir import tensorboard as tensorboard_lib
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
@@ -272,20 +277,33 @@ class MetricsLog:
   the file describes the run that actually produced the final state.
 
   With ``enabled`` False (the processes of a multi-process job other than
-  process 0) nothing is written.
+  process 0) nothing is written. With ``tensorboard`` (``train.tensorboard``)
+  every record's scalars also go to TensorBoard event files in
+  ``<workdir>/tensorboard/`` (``sge_jax.workdir.tensorboard``; ConfigError
+  here when the writer library is not installed).
   """
 
-  def __init__(self, path: str | pathlib.Path, enabled: bool = True):
+  def __init__(self, path: str | pathlib.Path, enabled: bool = True,
+               tensorboard: bool = False):
     self.path = pathlib.Path(path)
     self.enabled = enabled
+    self.events = None
     if enabled:
       self.path.parent.mkdir(parents=True, exist_ok=True)
+      if tensorboard:
+        self.events = tensorboard_lib.EventWriter(
+            self.path.parent / tensorboard_lib.TENSORBOARD_DIR)
 
   def write(self, record: Mapping[str, Any]) -> None:
     if not self.enabled:
       return
     append_text(self.path, json.dumps(
         json_safe(record, non_finite_as_text=True), sort_keys=False) + '\n')
+    if self.events is not None:
+      try:
+        self.events.write(json_safe(record))
+      except OSError as error:
+        raise write_error(self.events.directory, error) from error
 
   def warnings(self) -> list[str]:
     """The ``warning`` texts of the records so far, in order, each once."""

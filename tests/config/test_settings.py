@@ -54,6 +54,7 @@ OTHER_VALUES = {
     'train.keep_checkpoints': 2,
     'train.log_every_steps': 5,
     'train.parallel': 'data',
+    'train.tensorboard': True,
     'rn.epochs': 12,
     'rn.manner': 'sc',
     'rn.selection': 'fixed',

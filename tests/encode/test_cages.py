@@ -66,3 +66,23 @@ def test_ctrl_c_stops_between_batches_with_no_cages(capfd):
                           batch_done=batch_done)
   assert batches == [2]         # stopped after the first of four batches
   assert 'stopping after the current batch of CAGEs' in capfd.readouterr().err
+
+
+def test_encoding_reports_progress_per_call(caplog, monkeypatch):
+  from sge_jax import progress   # pylint: disable=import-outside-toplevel
+  import logging                 # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(progress, '_last_line', progress._LastLine())
+  model = GaitEncodingModel(hidden=4, num_joints=3)
+  params = init_stacked_params(model, jax.random.key(0), 3, 5, 3)
+  sequences = np.random.default_rng(0).normal(size=(7, 5, 3, 3)).astype(np.float32)
+  data = pretext.stacked_pretext_data(
+      sequences, pretext.pretext_tasks('rev_rec', 'LA'), 0, 'test')
+  tracker = progress.Progress('test split', 7, 'sequences', stage='encode',
+                              interval_s=0.0)
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    cages.compute_cages(params, model, data, batch_size=3,
+                        batch_done=tracker.advance)
+  # Calls of 3, 3 and 1 sequences (the last padded); the end writes no line.
+  assert tracker.done == 7
+  assert [m.split(' (')[0] for m in caplog.messages] == [
+      '[encode] test split: 3/7 sequences', '[encode] test split: 6/7 sequences']
