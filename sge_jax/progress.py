@@ -66,6 +66,9 @@ class Progress:
     self.stage = stage
     self.interval_s = INTERVAL_S if interval_s is None else interval_s
     self.done = 0
+    # (time, units done) at the first advance: the ETA's rate counts from
+    # there, so start-up (e.g. compiling the first batch) does not inflate it.
+    self._first_advance: Optional[tuple[float, int]] = None
     self._logger = logger
     self._clock = clock
     self._start = clock()
@@ -76,9 +79,16 @@ class Progress:
       _last_line.time = self._start
 
   def line(self, now: float) -> str:
-    """'[eval] <task>: done/total <unit> (p%), ETA m:ss'."""
-    elapsed = max(now - self._start, 1e-9)
-    remaining = (self.total - self.done) * elapsed / max(self.done, 1)
+    """'[eval] <task>: done/total <unit> (p%), ETA m:ss'.
+
+    The ETA is the units left at the rate since the first advance (at the
+    rate since the start while only one advance was made)."""
+    since, done_then = self._first_advance or (self._start, 0)
+    if self.done <= done_then or now <= since:
+      since, done_then = self._start, 0
+    elapsed = max(now - since, 1e-9)
+    remaining = ((self.total - self.done) * elapsed
+                 / max(self.done - done_then, 1))
     percent = 100.0 * self.done / max(self.total, 1)
     return (f'[{self.stage}] {self.task}: {self.done}/{self.total} {self.unit} '
             f'({percent:.1f}%), ETA {format_duration(remaining)}')
@@ -86,8 +96,10 @@ class Progress:
   def advance(self, count: int = 1) -> None:
     """``count`` more units done; logs a line when the interval has passed
     since the process's last progress line and work remains."""
-    self.done += int(count)
     now = self._clock()
+    if self._first_advance is None:
+      self._first_advance = (now, self.done + int(count))
+    self.done += int(count)
     if self.done >= self.total or now - _last_line.time < self.interval_s:
       return
     _last_line.time = now

@@ -36,12 +36,29 @@ def test_lines_are_throttled_and_carry_an_eta(caplog):
     clock.now += 4.0
     task.advance(1000)          # 4 s: within the interval, silent
     clock.now += 8.0
-    task.advance(2200)          # 12 s: a line; 3200 done at 3200/12 s -> 13 s left
-    clock.now += 1.0
+    task.advance(2200)          # 12 s: a line; 2200 in the 8 s since the
+    clock.now += 1.0            # first advance -> 3360 left in 12.2 s
     task.advance(100)           # 1 s after the line: silent
   assert caplog.messages == [
       '[eval] protocol B test -> train, CAGEs: 3200/6560 queries (48.8%), '
-      'ETA 0:13']
+      'ETA 0:12']
+
+
+def test_the_eta_leaves_out_the_time_before_the_first_advance(caplog):
+  # The first batch takes 100 s (compilation), every later one 1 s: the ETA
+  # is the later batches' rate, not the mean that the start-up would inflate.
+  clock = FakeClock()
+  task = progress.Progress('CAGEs', 100, 'batches', interval_s=10.0,
+                           clock=clock)
+  with caplog.at_level(logging.INFO, logger=progress.__name__):
+    clock.now += 100.0
+    task.advance()              # a line: one advance, rate since the start
+    for _ in range(10):
+      clock.now += 1.0
+      task.advance()            # a line after 10 s: 10 batches in 10 s
+  assert caplog.messages == [
+      '[eval] CAGEs: 1/100 batches (1.0%), ETA 2:45:00',
+      '[eval] CAGEs: 11/100 batches (11.0%), ETA 1:29']
 
 
 def test_a_finished_task_writes_no_line(caplog):
