@@ -286,6 +286,10 @@ class MetricsLog:
   def __init__(self, path: str | pathlib.Path, enabled: bool = True,
                tensorboard: bool = False):
     self.path = pathlib.Path(path)
+    # Reading or appending to a FIFO (or a folder) there would block or fail.
+    input_files.require_regular_file(
+        self.path, 'metrics log of the run',
+        'Move it away: the run writes its metrics log there.')
     self.enabled = enabled
     self.events = None
     if enabled:

@@ -158,3 +158,14 @@ def test_every_file_of_the_workdir_fails_as_one_line(tmp_path, monkeypatch,
   monkeypatch.undo()
   assert path.read_bytes() == before
   assert _leftovers(tmp_path) == []
+
+
+def test_a_metrics_log_that_is_not_a_regular_file_is_one_line(tmp_path):
+  # Reading (re-evaluation) or appending to (training) a FIFO would block.
+  fifo = tmp_path / 'metrics.jsonl'
+  os.mkfifo(fifo)
+  from sge_jax.errors import DataError  # pylint: disable=import-outside-toplevel
+  for enabled in (True, False):
+    with pytest.raises(DataError, match=r'metrics.jsonl is a FIFO .*metrics '
+                       'log of the run must be a regular file. Move it away'):
+      workdir_lib.MetricsLog(fifo, enabled=enabled)
