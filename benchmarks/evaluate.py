@@ -17,7 +17,7 @@ load):
    scratch folder. Then, with the compiled program cached in this process:
    ``train_epoch_warm_s``, the same again, and ``train_steady_epoch_s``, a
    two-epoch run's train stage minus that, i.e. one epoch of steps alone.
-3. ``reevaluate_s``: ``pipeline.reevaluate`` of the run (every protocol, the
+3. ``reevaluate_s``: ``reevaluation.reevaluate`` of the run (every protocol, the
    RN re-scored from its saved parameters, reports and plots), in process;
    ``reevaluate_cli_s``: the same as ``python -m sge_jax.evaluate`` in a
    subprocess (imports and JAX start-up included), unless ``--skip_cli``.
@@ -39,7 +39,7 @@ import time
 
 import jax
 
-from sge_jax import pipeline
+from sge_jax import pipeline, reevaluation
 from sge_jax import workdir as workdir_lib
 from sge_jax.config import data_seed, resolve_config
 from sge_jax.data.loading import prepare_dataset
@@ -111,7 +111,7 @@ def measure(scale: str, root: pathlib.Path, hidden: int | None,
   reused = ensure_run(one_epoch, run_dir)
   dataset = prepare_dataset(one_epoch.data, data_seed(one_epoch))
   seconds = {'train_epoch_s': train_stage_seconds(one_epoch, dataset)}
-  seconds['reevaluate_s'] = timed(pipeline.reevaluate, run_dir, {},
+  seconds['reevaluate_s'] = timed(reevaluation.reevaluate, run_dir, {},
                                   'benchmark')
   seconds['train_epoch_warm_s'] = train_stage_seconds(one_epoch, dataset)
   two_epochs = train_stage_seconds(scale_config(scale, hidden, epochs=2),

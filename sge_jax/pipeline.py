@@ -8,7 +8,7 @@ stages (``config.stages``) once, or once per seed of ``config.seeds`` in
 (``sge_jax.workdir`` lists the files). The stages read only those settings.
 ``reevaluate`` re-runs only the evaluate stage of a finished run (``python -m
 sge_jax.evaluate``) with the settings its config.json records. Both go through
-the one seed loop, ``_over_seeds``.
+the one seed loop, ``over_seeds``.
 
 With ``train.parallel`` 'seeds' (``ParallelSettings``; 'auto' picks it for
 several seeds) the train stage of every seed runs first, at once
@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import pathlib
-import re
 import shlex
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -125,7 +123,8 @@ def check_finished_run(run: RunSettings, run_dir: pathlib.Path,
     return
   new_values = identity.flatten(json.loads(run.record))
   listed = ', '.join(differences)
-  if all(field.split('.')[0] in REEVALUATION_SECTIONS for field in differences):
+  if all(field.split('.')[0] in identity.REEVALUATION_SECTIONS
+         for field in differences):
     raise ConfigError(
         f'{run_dir} holds a finished run whose results were made with other '
         f'{listed} (see {saved_path}); launch.py does not replace them. For '
@@ -295,11 +294,26 @@ def run_single(run: RunSettings, workdir: str | pathlib.Path) -> Results:
   results = None
   with distributed.stop_together():    # the other processes wait for process 0
     if distributed.is_main_process():
-      results = _evaluate_saved(run, workdir)
+      results = evaluate_saved(run, workdir)
   return results
 
 
-def _over_seeds(runs: Sequence[tuple[RunSettings, pathlib.Path]],
+def evaluate_saved(run: RunSettings, run_dir: pathlib.Path,
+                   output: Optional[str] = None) -> Results:
+  """The evaluate stage on a run directory's encodings.npz, re-scoring its
+  saved RN when that fits; results go to ``run_dir``, or with ``output`` to
+  ``run_dir/evaluations/<output>/`` (re-evaluation never replaces the run's
+  own results)."""
+  log = workdir_lib.MetricsLog(run_dir / workdir_lib.METRICS_FILE)
+  out_dir = run_dir if output is None else workdir_lib.evaluation_dir(run_dir,
+                                                                      output)
+  return evaluate_run(run, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
+                      out_dir, training_warnings=log.warnings(),
+                      saved_rn_path=run_dir / workdir_lib.RN_FILE,
+                      run_dir=run_dir)
+
+
+def over_seeds(runs: Sequence[tuple[RunSettings, pathlib.Path]],
                 aggregate_dir: pathlib.Path,
                 run_one: Callable[[RunSettings, pathlib.Path], Results]
                 ) -> Results:
@@ -343,7 +357,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
       return run_single(*runs[0])
     if job.runs[0].parallel.mode == 'seeds' and 'train' in job.runs[0].stages:
       runs = train_seeds_at_once(runs)
-    return _over_seeds(runs, workdir, run_single)
+    return over_seeds(runs, workdir, run_single)
 
 
 def train_seeds_at_once(runs: Sequence[tuple[RunSettings, pathlib.Path]]
@@ -457,130 +471,3 @@ def hold_job_lock(workdir: pathlib.Path):
       if distributed.is_main_process():
         held.enter_context(hold_workdir_lock(workdir))
     yield
-
-
-# ----------------------------------------------------------------- re-evaluation
-
-# Sections a re-evaluation can change: everything else made the encodings.
-REEVALUATION_SECTIONS = identity.REEVALUATION_SECTIONS
-
-
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-  """A copy of a saved ``config`` with ``{'rn.epochs': 5, ...}`` applied.
-
-  Raises:
-    ConfigError: an override outside ``REEVALUATION_SECTIONS`` (it would not
-      change the saved encodings), naming every such field.
-  """
-  refused = sorted(field for field in overrides
-                   if field.split('.')[0] not in REEVALUATION_SECTIONS)
-  if refused:
-    raise ConfigError(
-        f're-evaluation cannot honour --config.{", --config.".join(refused)}: '
-        'the encodings were made with the saved value. Only rn.* and eval.* '
-        'fields apply here; for the others run launch.py with a new --workdir.')
-  config = ml_collections.ConfigDict(config.to_dict())
-  for field, value in overrides.items():
-    *sections, name = field.split('.')
-    section = config
-    for part in sections:
-      section = section[part]
-    section[name] = value
-  return config
-
-
-def _saved_run(run_dir: pathlib.Path, overrides: dict[str, Any]
-               ) -> RunSettings:
-  """The settings of one finished run: its saved config with the overrides,
-  checked."""
-  config_path = run_dir / workdir_lib.CONFIG_FILE
-  if not config_path.exists():
-    raise DataError(
-        f'No {workdir_lib.CONFIG_FILE} in {run_dir}: the job writes it when a '
-        'run starts (python launch.py --config=... --workdir=DIR). Point '
-        '--workdir at the workdir of a run.')
-  if not (run_dir / workdir_lib.ENCODINGS_FILE).exists():
-    raise DataError(
-        f'No {workdir_lib.ENCODINGS_FILE} in {run_dir}: the encode stage writes '
-        'it after training. Finish the run first (--config.stages=encode to '
-        'encode with the trained checkpoints).')
-  config = apply_overrides(workdir_lib.read_config(config_path), overrides)
-  try:
-    return resolution.run_settings(config, jax.device_count())
-  except (AttributeError, KeyError) as error:   # a field the file lacks
-    missing = re.findall(r"'(\w+)'", str(error))
-    raise DataError(
-        f'{config_path} is damaged (a field the evaluation needs is missing: '
-        f'{missing[-1] if missing else error}); it is the record of a run: '
-        'restore it, or use a new --workdir.') from None
-
-
-def _evaluate_saved(run: RunSettings, run_dir: pathlib.Path,
-                    output: Optional[str] = None) -> Results:
-  """The evaluate stage on a run directory's encodings.npz, re-scoring its
-  saved RN when that fits; results go to ``run_dir``, or with ``output`` to
-  ``run_dir/evaluations/<output>/`` (re-evaluation never replaces the run's
-  own results)."""
-  log = workdir_lib.MetricsLog(run_dir / workdir_lib.METRICS_FILE)
-  out_dir = run_dir if output is None else workdir_lib.evaluation_dir(run_dir,
-                                                                      output)
-  return evaluate_run(run, load_encodings(run_dir / workdir_lib.ENCODINGS_FILE),
-                      out_dir, training_warnings=log.warnings(),
-                      saved_rn_path=run_dir / workdir_lib.RN_FILE,
-                      run_dir=run_dir)
-
-
-def evaluation_name(overrides: dict[str, Any]) -> str:
-  """A folder name for a re-evaluation: 'rn.selection-fixed_rn.epochs-3', or
-  'rescored' without overrides."""
-  parts = [f'{field}-{value}' for field, value in sorted(overrides.items())]
-  name = '_'.join(parts) or 'rescored'
-  return re.sub(r'[^A-Za-z0-9_.,-]+', '-', name)[:120]
-
-
-def reevaluate(workdir: str | pathlib.Path,
-               overrides: Optional[dict[str, Any]] = None,
-               name: Optional[str] = None) -> tuple[dict[str, Any], pathlib.Path]:
-  """Re-evaluates one run, or every seed of a multi-seed run and aggregates.
-
-  The results go to ``<workdir>/evaluations/<name>/`` (per seed:
-  ``seed_<s>/evaluations/<name>/``); the run's own results are never replaced.
-  The RN is re-scored from the run's saved ``rn.npz`` when that can serve the
-  requested settings (same numbers as the run), else trained again (a note in
-  the results says why).
-
-  Args:
-    workdir: the workdir of a finished run.
-    overrides: ``{'rn.selection': 'fixed', ...}`` on top of the saved config
-      (rn.* and eval.* only).
-    name: the evaluation's folder name (default: from the overrides): one
-      folder under ``evaluations/`` (``workdir.check_evaluation_name``).
-
-  Returns:
-    (the results dict, the aggregate for a multi-seed workdir; its folder).
-
-  Raises:
-    ConfigError: ``name`` is not one safe folder name, or an override is
-      outside rn.* and eval.*.
-    WorkdirError: ``evaluations/<name>`` exists as a file or leads elsewhere.
-    DataError: not the workdir of a run, or its saved files are damaged.
-  """
-  workdir = pathlib.Path(workdir)
-  overrides = dict(overrides or {})
-  name = name or evaluation_name(overrides)
-  workdir_lib.check_evaluation_name(name)
-  if not workdir.is_dir():
-    raise DataError(f'--workdir={workdir} is not a directory')
-  with hold_workdir_lock(workdir):
-    out_dir = workdir_lib.evaluation_dir(workdir, name)
-    seed_dirs = workdir_lib.seed_directories(workdir)
-    if not seed_dirs:
-      return _evaluate_saved(_saved_run(workdir, overrides), workdir,
-                             name), out_dir
-    runs = [(_saved_run(seed_workdir, overrides), seed_workdir)
-            for seed_workdir in seed_dirs]
-    for _, seed_workdir in runs:     # every seed's folder checked before work
-      workdir_lib.evaluation_dir(seed_workdir, name)
-    return _over_seeds(runs, out_dir, functools.partial(
-        _evaluate_saved, output=name)), out_dir

@@ -10,7 +10,7 @@ import pytest
 
 import sge_jax
 from sge_jax import config as config_lib
-from sge_jax import pipeline
+from sge_jax import pipeline, reevaluation
 from sge_jax.encode.encodings import load_encodings
 from sge_jax.errors import (CheckpointMismatchError, ConfigError, DataError,
                             WorkdirBusyError, WorkdirError)
@@ -217,7 +217,7 @@ def test_a_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path
     with pytest.raises(WorkdirBusyError, match=rf'PID {holder.pid}'):
       pipeline.run(_smoke_config(), workdir)
     with pytest.raises(WorkdirBusyError, match='the first run'):
-      pipeline.reevaluate(workdir)
+      reevaluation.reevaluate(workdir)
   finally:
     holder.kill()
     holder.wait()
@@ -294,7 +294,7 @@ def test_a_corrupt_config_json_is_named(tmp_path, content):
   pipeline.run(_smoke_config(), workdir)
   (workdir / 'config.json').write_bytes(content.encode('latin-1'))
   for attempt in (lambda: pipeline.run(_smoke_config(), workdir),
-                  lambda: pipeline.reevaluate(workdir)):
+                  lambda: reevaluation.reevaluate(workdir)):
     with pytest.raises(DataError, match='config.json'):
       attempt()
 
@@ -326,7 +326,7 @@ def test_a_config_json_missing_a_section_is_named_as_damaged(
   damaged = json.dumps(saved)
   (workdir / 'config.json').write_text(damaged)
   for attempt in (lambda: pipeline.run(_smoke_config(), workdir),
-                  lambda: pipeline.reevaluate(workdir)):
+                  lambda: reevaluation.reevaluate(workdir)):
     with pytest.raises(DataError, match='config.json is damaged') as error:
       attempt()
     assert named in str(error.value)

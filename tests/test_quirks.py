@@ -3,12 +3,10 @@ fails when its quirk is switched off or implemented differently. The index
 rules themselves are tested in tests/test_released.py."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from sge_jax import config as config_lib
-from sge_jax import released
 from sge_jax.config import EvalSettings, QuirkSettings, RNSettings
 from sge_jax.data.dataset import SkeletonDataset, SkeletonSplit
 from sge_jax.data.normalize import normalize

@@ -31,7 +31,7 @@ from typing import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
-from sge_jax import cli, pipeline
+from sge_jax import cli, reevaluation
 from sge_jax import workdir as workdir_lib
 from sge_jax.config.fields import base_config
 from sge_jax.evaluate import report
@@ -53,7 +53,7 @@ _CONFIG = cli.define_config_flag(
 
 def _reevaluate() -> None:
   overrides = config_flags.get_override_values(flags.FLAGS['config'])
-  results, out_dir = pipeline.reevaluate(_WORKDIR.value, overrides,
+  results, out_dir = reevaluation.reevaluate(_WORKDIR.value, overrides,
                                          _NAME.value)
   for line in report.summary_lines(results):
     print(line)

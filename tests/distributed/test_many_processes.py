@@ -11,7 +11,6 @@ already fill the two cores of the CI machine).
 
 import json
 import os
-import pathlib
 import signal
 import socket
 import time

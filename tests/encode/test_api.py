@@ -1,7 +1,6 @@
 """sge_jax.load_encoder: a finished run's encoders encode new sequences exactly
 as the run did, and every mistake is one line naming what is expected."""
 
-import fcntl
 import os
 import shutil
 import subprocess

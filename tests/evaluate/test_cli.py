@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sge_jax.config import get_config
-from sge_jax import pipeline
+from sge_jax import reevaluation
 from sge_jax import workdir as workdir_lib
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.evaluate import stage
@@ -98,7 +98,7 @@ def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
   assert original['rn']['source'] == 'trained in this evaluation'
   original_bytes = (tmp_path / 'results.json').read_bytes()
   for selection in ('val', 'fixed', 'paper'):
-    results, out_dir = pipeline.reevaluate(
+    results, out_dir = reevaluation.reevaluate(
         tmp_path, {'rn.selection': selection})
     fresh_config = get_config()
     fresh_config.update_from_flattened_dict(
@@ -117,7 +117,7 @@ def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
                  for note in results['notes'])
   assert (tmp_path / 'results.json').read_bytes() == original_bytes
   # A field that changes what the RN learns trains it again, saying why.
-  results, _ = pipeline.reevaluate(tmp_path, {'rn.epochs': 2}, name='short')
+  results, _ = reevaluation.reevaluate(tmp_path, {'rn.epochs': 2}, name='short')
   assert results['rn']['source'] == 'trained in this evaluation'
   assert any('rn.epochs differ from the saved RN' in note
              for note in results['notes'])
@@ -131,7 +131,7 @@ def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
                                 encodings_lib.load_encodings(
                                     tmp_path / 'encodings.npz'), tmp_path)
   assert original['rn']['num_val_sequences'] == 0
-  paper, _ = pipeline.reevaluate(tmp_path, {'rn.selection': 'paper'})
+  paper, _ = reevaluation.reevaluate(tmp_path, {'rn.selection': 'paper'})
   assert paper['rn']['source'].startswith('re-scored from the saved RN')
   assert (paper['entries']['A/test']['by_selection']
           == original['entries']['A/test']['by_selection'])
@@ -139,7 +139,7 @@ def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
           == original['entries']['A/test']['by_selection']['paper']['rank1'])
   # Without the test splits tracked a fresh run reports no 'paper' rule and
   # no test curves; the re-scored one drops them as well.
-  untracked, _ = pipeline.reevaluate(tmp_path, {'rn.track_test': False})
+  untracked, _ = reevaluation.reevaluate(tmp_path, {'rn.track_test': False})
   assert untracked['rn']['source'].startswith('re-scored from the saved RN')
   assert list(untracked['entries']['A/test']['by_selection']) == ['fixed']
   assert untracked['rn']['history']['test_accuracy'] == {}
@@ -160,7 +160,7 @@ def test_cli_missing_files_are_named(tmp_path):
 def test_missing_encodings_error_in_process(tmp_path):
   _write_run(tmp_path, encodings=False)
   with pytest.raises(DataError, match='encode stage'):
-    pipeline.reevaluate(tmp_path)
+    reevaluation.reevaluate(tmp_path)
 
 
 def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
@@ -176,7 +176,7 @@ def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
 def test_multi_seed_workdir_is_aggregated(tmp_path):
   for seed in (0, 1):
     _write_run(tmp_path / f'seed_{seed}', seed=seed)
-  aggregate, out_dir = pipeline.reevaluate(
+  aggregate, out_dir = reevaluation.reevaluate(
       tmp_path, {'rn.epochs': 3, 'eval.protocols': 'A'}, name='three')
   assert out_dir == tmp_path / 'evaluations' / 'three'
   per_seed = [json.loads((tmp_path / f'seed_{s}' / 'evaluations' / 'three'
@@ -199,7 +199,7 @@ class TestOverrides:
 
   def test_applied_to_a_copy_of_the_saved_config(self):
     config = get_config()
-    updated = pipeline.apply_overrides(config, {
+    updated = reevaluation.apply_overrides(config, {
         'rn.epochs': 5, 'rn.learning_rate': 1e-3, 'eval.baselines': False,
         'rn.selection': 'paper'})
     assert updated.rn.epochs == 5
@@ -211,7 +211,7 @@ class TestOverrides:
   def test_fields_that_made_the_encodings_are_refused_by_name(self):
     with pytest.raises(ConfigError, match=r'--config\.data\.length, '
                        r'--config\.model\.hidden'):
-      pipeline.apply_overrides(get_config(), {'model.hidden': 64,
+      reevaluation.apply_overrides(get_config(), {'model.hidden': 64,
                                               'data.length': 4,
                                               'rn.epochs': 3})
 
@@ -244,7 +244,7 @@ class TestEvaluationName:
     (run_dir / 'results.json').write_text('{"the run": 1}')
     name = name.format(outside=tmp_path / 'outside')   # an absolute path
     with pytest.raises(ConfigError, match='is not a folder name'):
-      pipeline.reevaluate(run_dir, {'rn.epochs': 3}, name=name)
+      reevaluation.reevaluate(run_dir, {'rn.epochs': 3}, name=name)
     assert (run_dir / 'results.json').read_text() == '{"the run": 1}'
     assert sorted(path.name for path in tmp_path.iterdir()) == ['run']
     assert not (run_dir / 'evaluations').exists()
@@ -267,7 +267,7 @@ class TestEvaluationName:
       {'rn.learning_rate': 1e-05}, {'rn.selection': '../../x'},
       {'eval.protocols': '/abs/' * 40}])
   def test_default_names_are_valid(self, overrides):
-    name = pipeline.evaluation_name(overrides)
+    name = reevaluation.evaluation_name(overrides)
     workdir_lib.check_evaluation_name(name)
 
   def test_a_name_taken_by_a_file_is_one_line(self, tmp_path):
@@ -283,7 +283,7 @@ class TestEvaluationName:
     (tmp_path / 'evaluations').rmdir()
     (tmp_path / 'evaluations').write_text('mine')
     with pytest.raises(WorkdirError, match='evaluations exists and is not a'):
-      pipeline.reevaluate(tmp_path, name='taken')
+      reevaluation.reevaluate(tmp_path, name='taken')
 
   def test_a_link_out_of_evaluations_is_refused(self, tmp_path):
     run_dir = tmp_path / 'run'
@@ -291,11 +291,11 @@ class TestEvaluationName:
     (run_dir / 'evaluations').mkdir()
     (run_dir / 'evaluations' / 'back').symlink_to(run_dir)
     with pytest.raises(WorkdirError, match='outside'):
-      pipeline.reevaluate(run_dir, name='back')
+      reevaluation.reevaluate(run_dir, name='back')
     assert not (run_dir / 'results.json').exists()
     (run_dir / 'evaluations' / 'dangling').symlink_to(tmp_path / 'nowhere')
     with pytest.raises(WorkdirError, match='dangling'):
-      pipeline.reevaluate(run_dir, name='dangling')
+      reevaluation.reevaluate(run_dir, name='dangling')
     assert not (tmp_path / 'nowhere').exists()
 
   def test_every_seed_is_checked_before_any_evaluation(self, tmp_path):
@@ -304,5 +304,5 @@ class TestEvaluationName:
     (tmp_path / 'seed_1' / 'evaluations').mkdir()
     (tmp_path / 'seed_1' / 'evaluations' / 'three').write_text('mine')
     with pytest.raises(WorkdirError, match='seed_1/evaluations/three exists'):
-      pipeline.reevaluate(tmp_path, {'rn.epochs': 3}, name='three')
+      reevaluation.reevaluate(tmp_path, {'rn.epochs': 3}, name='three')
     assert not (tmp_path / 'seed_0' / 'evaluations').exists()

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from sge_jax.config import EvalSettings, get_config
+from sge_jax.config import get_config
 from sge_jax.data import joints
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import ConfigError, DataError
-from sge_jax.evaluate import baselines, metrics, protocols, report, stage
+from sge_jax.evaluate import baselines, metrics, report, stage
 from sge_jax.evaluate import results as results_lib
 from tests.fixtures.pipeline import resolved_run
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sge_jax import pipeline
+from sge_jax import pipeline, reevaluation
 from sge_jax import workdir as workdir_lib
 from sge_jax.config import get_config
 from sge_jax.evaluate import report, run_record
@@ -56,7 +56,7 @@ def test_results_say_how_the_run_was_made_and_how_long_each_stage_took(
 
 def test_reevaluation_keeps_the_runs_timings_and_says_so(finished_run):
   workdir, original = finished_run
-  results, out_dir = pipeline.reevaluate(workdir)
+  results, out_dir = reevaluation.reevaluate(workdir)
   assert results['entries'] == original['entries']
   run = results['run']
   assert run['reevaluation'] is True
