@@ -26,6 +26,7 @@ def _authors_config(root, name, **overrides):
   return config
 
 
+@pytest.mark.slow
 def test_j18_dataset_with_non_contiguous_ids_trains_and_exports(tmp_path):
   # With a recordings file (2 per person and split), so the evaluation also
   # scores walks.
@@ -75,6 +76,7 @@ def test_level_walk_without_recordings_stops_before_any_work(tmp_path):
   assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
+@pytest.mark.slow
 def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
   write_authors_dataset(tmp_path / 'Datasets', 'SOURCE', 6, 20, [1, 2], 8)
   target = write_authors_dataset(tmp_path / 'Datasets', 'TARGET', 6, 20,
@@ -130,6 +132,7 @@ def test_transfer_encodes_another_dataset_with_trained_encoders(tmp_path):
     pipeline.run(transfer, tmp_path / 'target2')
 
 
+@pytest.mark.slow
 def test_workdir_refuses_encoders_of_another_config(tmp_path):
   config = tiny_config(**{'stages': 'train'})
   pipeline.run(config, tmp_path)
@@ -140,6 +143,7 @@ def test_workdir_refuses_encoders_of_another_config(tmp_path):
     pipeline.run(bigger, tmp_path)
 
 
+@pytest.mark.slow
 def test_rev_rec_plus_exports_nine_models(tmp_path):
   config = tiny_config(**{'stages': 'train,encode', 'model.pretext': 'rev_rec_plus',
                           'train.epochs': 1})
@@ -180,6 +184,7 @@ def test_sequence_cap_keeps_every_person_in_stored_order():
   np.testing.assert_array_equal(capped.sequences[:, 0, 0, 0], [0, 1, 10, 20])
 
 
+@pytest.mark.slow
 def test_encode_before_training_leaves_the_workdir_usable(tmp_path):
   write_authors_dataset(tmp_path / 'Datasets', 'MYSET', 6, 20, [1, 2], 8)
   encode_only = _authors_config(tmp_path / 'Datasets', 'MYSET')

@@ -202,6 +202,7 @@ def test_clean_procedure_reproduces_the_code_before_it(tmp_path):
 # ----------------------------------------------------------------- released
 
 
+@pytest.mark.slow
 def test_released_run_names_procedure_and_quirks_everywhere(tmp_path):
   config = tiny_config(**{'procedure': 'released', 'eval.plots': False,
                           'quirks.second_nearest': False})
@@ -254,6 +255,7 @@ def test_released_mode_refuses_different_person_sets(tmp_path):
 # ----------------------------------------------------------------- ablation
 
 
+@pytest.mark.slow
 def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path, monkeypatch):
   config = tiny_config(**{'eval.plots': False, 'eval.baselines': False,
                           'eval.protocols': 'A', 'rn.epochs': 2})

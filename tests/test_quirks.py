@@ -127,6 +127,7 @@ def test_r5_draws_one_test_permutation_per_split():
 
 
 @pytest.mark.parametrize('manner', ['ap', 'sc'])
+@pytest.mark.slow
 def test_released_counts_in_results_match_the_closed_forms(manner):
   """Counts computed here from the ids alone (T(n), S(n), full batches), not by
   sge_jax.released, equal what protocol A reports in released mode."""

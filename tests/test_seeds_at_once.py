@@ -147,6 +147,7 @@ def _press_in_call_two(monkeypatch, module, name, presses=(0, 1)):
   monkeypatch.setattr(module, name, pressing_in_call_two)
 
 
+@pytest.mark.slow
 def test_two_seeds_stopped_and_rerun_write_what_their_sequential_runs_write(
     sequential, tmp_path, monkeypatch, caplog):
   """2 seeds on 2 devices (one per device), by default ('auto'); Ctrl-C in
@@ -200,6 +201,7 @@ def test_a_second_ctrl_c_stops_the_stack_at_once_naming_what_each_seed_keeps(
 
 @pytest.mark.parametrize('first, then', [('data', 'seeds'),
                                          ('seeds', 'data')])
+@pytest.mark.slow
 def test_a_job_stopped_in_one_mode_continues_in_the_other(
     sequential, tmp_path, monkeypatch, caplog, first, then):
   """train.parallel is resumable (config.RESUMABLE_FIELDS): a job stopped

@@ -181,6 +181,7 @@ def test_a_preprocessing_raw_file_that_is_a_fifo_is_skipped(tmp_path):
 
 
 @pytest.mark.parametrize('kind', ['fifo', 'directory'])
+@pytest.mark.slow
 def test_launch_refuses_a_config_file_that_is_no_regular_file(tmp_path, kind):
   config = _make(tmp_path / 'config.py', kind)
   completed = subprocess.run(

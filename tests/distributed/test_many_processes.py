@@ -107,8 +107,16 @@ def _leaves(tree):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('other', ['1x4', '1x1'])
-def test_two_processes_train_encode_and_evaluate_like_one(runs, other):
+def test_two_processes_train_encode_and_evaluate_like_one_of_4_or_1_device(
+    runs):
+  # One test for the three layouts' runs, so the module fixture that makes
+  # them is set up once however the tests are spread over xdist workers.
+  for other in ('1x4', '1x1'):
+    _assert_two_processes_like(runs, other)
+  _assert_one_process_runs_every_stage_and_prints_the_results(runs)
+
+
+def _assert_two_processes_like(runs, other):
   multi, finished = runs['2x2']
   single, _ = runs[other]
   # Files: written by process 0 only; the other process prints no results.
@@ -143,6 +151,35 @@ def test_two_processes_train_encode_and_evaluate_like_one(runs, other):
   for key in ('rank1', 'nauc', 'map'):
     if single_results[key] is not None:
       assert multi_results[key] == pytest.approx(single_results[key], abs=1e-6), key
+
+
+def _assert_one_process_runs_every_stage_and_prints_the_results(runs):
+  # The demo smoke run through launch.py, one process of one device (the
+  # '1x1' layout above): every stage, the files, the printed summary.
+  workdir, (finished,) = runs['1x1']
+  assert 'Rank-1' in finished.stdout and 'nAUC' in finished.stdout
+  for name in ('config.json', 'metrics.jsonl', 'encodings.npz', 'results.json',
+               'report.md'):
+    assert (workdir / name).exists(), name
+  assert list((workdir / workdir_lib.CHECKPOINT_DIR).iterdir())
+  results = json.loads((workdir / workdir_lib.RESULTS_FILE).read_text())
+  assert results['synthetic'] and 0.0 <= results['rank1'] <= 1.0
+  assert '[train] epoch' in finished.stderr        # progress lines in the log
+  assert 'orbax' not in finished.stderr.lower()    # library chatter filtered
+  # Walks next to windows (the window entries themselves are checked against
+  # the code before the walk level in tests/test_procedures.py).
+  assert 'A/test/walks-vote' in results['entries']
+  assert 'walks' in finished.stdout
+  assert (workdir / 'cmc_B_test_walks-vote.png').exists()
+  # The encoder's training curves (from metrics.jsonl) and protocol A's
+  # confusion matrix.
+  for name in ('training_loss.png', 'confusion_A_test.png'):
+    assert name in results['plots'] and (workdir / name).exists(), name
+  # Each result line once: printed, not logged as well.
+  output = finished.stdout + finished.stderr
+  for line in finished.stdout.splitlines():
+    if line.startswith(('A/', 'B/')):
+      assert output.count(line) == 1, line
 
 
 def _checkpoint_steps(workdir):
@@ -182,6 +219,7 @@ def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
       load_encodings(straight / workdir_lib.ENCODINGS_FILE).encodings)
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_one_process_stops_every_process_at_one_saved_step(
     compilation_cache, tmp_path):
   workdir = tmp_path / 'run'
@@ -224,6 +262,7 @@ def _assert_one_line_error(result, *fragments):
     assert fragment in errors[0], errors[0]
 
 
+@pytest.mark.slow
 def test_a_batch_not_divisible_by_every_process_device_stops_every_process(tmp_path):
   finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}',
                       '--config.train.batch_size=30'], tmp_path / 'logs')
@@ -233,6 +272,7 @@ def test_a_batch_not_divisible_by_every_process_device_stops_every_process(tmp_p
   assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
 
 
+@pytest.mark.slow
 def test_processes_that_load_different_data_stop_naming_the_first_that_differs(
     tmp_path):
   # The same config (different ones stop earlier, naming the fields) but other
@@ -246,6 +286,7 @@ def test_processes_that_load_different_data_stop_naming_the_first_that_differs(
   assert not (tmp_path / 'run' / workdir_lib.CONFIG_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_busy_workdir_stops_every_process_of_the_job(tmp_path):
   workdir = tmp_path / 'run'
   with hold_workdir_lock(workdir):
@@ -255,6 +296,7 @@ def test_a_busy_workdir_stops_every_process_of_the_job(tmp_path):
                          'WorkdirBusyError')
 
 
+@pytest.mark.slow
 def test_an_unreachable_coordinator_is_one_line_within_the_timeout(tmp_path):
   finished = run_job([*RUN_FLAGS, f'--workdir={tmp_path / "run"}'],
                      tmp_path / 'logs', num_processes=1,
@@ -300,6 +342,7 @@ def _one_line(result, status, *fragments):
     assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
   # Before, process 1 trained with its own temperature and learning rate, and
   # config.json recorded process 0's.
@@ -328,6 +371,7 @@ def test_processes_with_different_configs_stop_naming_the_fields(tmp_path):
                                       'injected data error',),
                  marks=pytest.mark.slow),
 ])
+@pytest.mark.slow
 def test_a_failure_on_one_process_stops_the_others_promptly_in_one_line(
     tmp_path, fault, faulty, status, fragments):
   # Before, the others waited up to twice --peer_timeout, then ended in a
@@ -379,6 +423,7 @@ def test_a_process_killed_in_training_stops_the_others_in_one_line_and_resumes(
 # ----------------------------------------------------------------- joining
 
 
+@pytest.mark.slow
 def test_a_coordinator_port_in_use_is_one_line_on_every_process(tmp_path):
   # Before: a segmentation fault on process 0, an abort on process 1.
   with socket.socket() as squatter:
@@ -398,6 +443,7 @@ def test_a_coordinator_port_in_use_is_one_line_on_every_process(tmp_path):
                          'held by another program')
 
 
+@pytest.mark.slow
 def test_two_processes_with_the_same_process_id_are_one_line_each(tmp_path):
   # Before: both aborted, one at once, one after --coordinator_timeout.
   address = f'127.0.0.1:{free_port()}'

@@ -29,6 +29,7 @@ def _raw_splits(finished_run):
   return load_dataset(finished_run.run.data).splits
 
 
+@pytest.mark.slow
 def test_encode_equals_the_runs_encodings(finished_run, encoder):
   saved = sge_jax.load_encodings(finished_run.workdir / 'encodings.npz')
   assert (encoder.num_joints, encoder.length) == (NUM_JOINTS, LENGTH)

@@ -12,6 +12,7 @@ from tests.fixtures import ctrl_c
 
 
 @pytest.mark.parametrize('decoder_input', ['zeros', 'shifted_target'])
+@pytest.mark.slow
 def test_cages_match_direct_model_calls_for_any_batching(decoder_input):
   model = GaitEncodingModel(hidden=4, num_joints=3, decoder_input=decoder_input)
   params = init_stacked_params(model, jax.random.key(0), 3, 5, 3)

@@ -179,6 +179,7 @@ def _command(*arguments):
                         check=False)
 
 
+@pytest.mark.slow
 def test_the_command_encodes_the_runs_test_split_as_the_run_did(finished_run,
                                                                tmp_path):
   completed = _command(f'--workdir={finished_run.workdir}',
@@ -210,6 +211,7 @@ def test_the_command_encodes_the_runs_test_split_as_the_run_did(finished_run,
      r'^error: .* is not the workdir of a run: it has no config.json'),
     (('--workdir={run}', '--data={walks_j18}'), r'^error: .*--out'),
 ])
+@pytest.mark.slow
 def test_command_mistakes_are_one_line_and_status_2(finished_run, tmp_path,
                                                     arguments, message):
   walks_j18 = write_walks(tmp_path / 'j18.npz', num_joints=18)

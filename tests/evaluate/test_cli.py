@@ -63,6 +63,7 @@ def _run_cli(*arguments):
       capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_cli_reevaluates_with_overrides(tmp_path):
   _write_run(tmp_path)
   saved_config = (tmp_path / 'config.json').read_text()
@@ -91,6 +92,7 @@ def _numbers(results):
   return results['entries'], rn
 
 
+@pytest.mark.slow
 def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
   config = _write_run(tmp_path)
   encoding_set = encodings_lib.load_encodings(tmp_path / 'encodings.npz')
@@ -123,6 +125,7 @@ def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
              for note in results['notes'])
 
 
+@pytest.mark.slow
 def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
   config = _write_run(tmp_path)
   config.rn.selection = 'fixed'
@@ -145,6 +148,7 @@ def test_an_rn_trained_on_every_row_is_rescored_for_fixed_and_paper(tmp_path):
   assert untracked['rn']['history']['test_accuracy'] == {}
 
 
+@pytest.mark.slow
 def test_cli_missing_files_are_named(tmp_path):
   completed = _run_cli(f'--workdir={tmp_path}')
   assert completed.returncode == 2
@@ -173,6 +177,7 @@ def test_an_encodings_file_without_its_metadata_is_named(tmp_path):
     encodings_lib.load_encodings(tmp_path / 'other.npz')
 
 
+@pytest.mark.slow
 def test_multi_seed_workdir_is_aggregated(tmp_path):
   for seed in (0, 1):
     _write_run(tmp_path / f'seed_{seed}', seed=seed)
@@ -223,6 +228,7 @@ class TestOverrides:
        "config.rn.epochs='1.5' is invalid: expected an integer"),
       ('--config.seed=abc', "config.seed='abc' is invalid: expected an integer"),
       ('--config.model.hidden=64', 'model.hidden')])
+  @pytest.mark.slow
   def test_command_line_errors_are_one_line_with_status_2(
       self, tmp_path, argument, message):
     _write_run(tmp_path)

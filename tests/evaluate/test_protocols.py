@@ -91,6 +91,7 @@ def ias_run(tmp_path_factory):
 
 class TestProtocolA:
 
+  @pytest.mark.slow
   def test_probe_sets_reported_separately(self, ias_run):
     results, _ = ias_run
     entries = results['entries']
@@ -358,6 +359,7 @@ class TestResultFiles:
                   'num_people', 'rank1', 'rank5', 'rank10', 'cmc',
                   'baselines')
 
+  @pytest.mark.slow
   def test_results_json_schema(self, ias_run):
     results, workdir = ias_run
     saved = json.loads((workdir / 'results.json').read_text())
@@ -445,6 +447,7 @@ class TestResultFiles:
 
 class TestAggregation:
 
+  @pytest.mark.slow
   def test_mean_and_std_over_seeds(self, tmp_path):
     people = _People(5)
     encoding_set = encodings_lib.combine_splits(

@@ -69,6 +69,7 @@ class TestNetwork:
 class TestTraining:
 
   @pytest.mark.parametrize('manner', ['ap', 'sc'])
+  @pytest.mark.slow
   def test_separable_encodings_are_recognised(self, manner):
     (train_x, train_y), (test_x, test_y) = _separable_problem()
     result = recognition.train_and_score(
@@ -105,6 +106,7 @@ class TestTraining:
     np.testing.assert_array_equal(first.scores['test'], again.scores['test'])
     assert not np.allclose(first.scores['test'], other.scores['test'])
 
+  @pytest.mark.slow
   def test_no_recompilation_across_epochs_and_calls(self, compile_counter):
     # Warm up the shape-independent pieces, then compare a one-call run with a
     # four-call run (whose last call is padded with inactive epochs) on fresh

@@ -53,6 +53,7 @@ def _problem(classes=3, per_class=12, length=4, dim=5):
   return encodings, labels
 
 
+@pytest.mark.slow
 def test_epochs_inside_a_call_are_reported_and_change_no_number(
     caplog, monkeypatch):
   encodings, labels = _problem()

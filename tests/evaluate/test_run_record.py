@@ -26,6 +26,7 @@ def finished_run(tmp_path_factory):
   return workdir, results
 
 
+@pytest.mark.slow
 def test_results_say_how_the_run_was_made_and_how_long_each_stage_took(
     finished_run):
   workdir, results = finished_run

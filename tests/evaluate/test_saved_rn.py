@@ -188,6 +188,7 @@ def test_extra_members_are_ignored(made, tmp_path):
 @pytest.mark.parametrize('name', ['truncated', 'a kernel of another width',
                                   'meta nested 100000 deep', 'fifo',
                                   'forged input width'])
+@pytest.mark.slow
 def test_an_evaluation_trains_again_and_warns_naming_the_file(made, tmp_path,
                                                               name):
   run_dir, config = made

@@ -54,6 +54,7 @@ def numpy_forward(params, inputs, decoder_inputs):
 
 @pytest.mark.parametrize('decoder_input,num_layers', [('zeros', 2),
                                                       ('shifted_target', 3)])
+@pytest.mark.slow
 def test_forward_matches_float64_transcription(decoder_input, num_layers):
   batch, length, num_joints, hidden = 3, 5, 7, 8
   model = GaitEncodingModel(hidden=hidden, num_joints=num_joints,

@@ -63,6 +63,7 @@ def _reference_file(path, batch, length, joints, hidden, num_layers, temperature
   return arrays
 
 
+@pytest.mark.slow
 def test_other_shapes_are_inferred_and_a_wrong_gradient_fails(tmp_path, capsys):
   path = tmp_path / 'ref.npz'
   arrays = _reference_file(path, batch=5, length=4, joints=18, hidden=8,

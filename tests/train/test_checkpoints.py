@@ -132,6 +132,7 @@ import time; time.sleep(1)   # TensorStore's abandoned writes end meanwhile
 '''
 
 
+@pytest.mark.slow
 def test_a_save_that_fails_for_lack_of_space_is_one_line_and_keeps_the_rest(
     tmp_path):
   run = subprocess.run([sys.executable, '-c', _FULL_DISK_SAVE, str(tmp_path)],

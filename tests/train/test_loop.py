@@ -31,6 +31,7 @@ def _assert_same_params(a, b, rtol=0.0):
       np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(
     tmp_path, monkeypatch):
   config = tiny_config(**{'train.shuffle_batches': True})
@@ -142,6 +143,7 @@ def test_ctrl_c_while_training_is_set_up_says_nothing_was_trained(
       checkpoints=tmp_path / 'checkpoints')
 
 
+@pytest.mark.slow
 def test_two_devices_train_like_one(tmp_path):
   config = tiny_config()
   dataset = tiny_dataset(config)
@@ -165,6 +167,7 @@ def test_two_devices_train_like_one(tmp_path):
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny_config(**{'train.epochs': 1})
   dataset = tiny_dataset(config)
@@ -225,6 +228,7 @@ def test_calls_end_at_epoch_ends_and_at_the_last_step():
   assert steps_in_next_call(68, 5, 7, 70) == 2
 
 
+@pytest.mark.slow
 def test_a_prime_number_of_batches_trains_with_one_program(tmp_path,
                                                            compile_counter):
   # 84 sequences in batches of 12: 7 per epoch; up to 3 steps per call gives

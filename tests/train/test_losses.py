@@ -54,12 +54,14 @@ def slow_neighbour_nt_xent(v, temperature):
 
 
 @pytest.mark.parametrize('batch,temperature', [(2, 0.1), (7, 0.5), (16, 0.15)])
+@pytest.mark.slow
 def test_contrastive_loss_matches_slow_loop(batch, temperature):
   v = np.random.default_rng(batch).normal(size=(batch, 5)).astype(np.float32)
   got = float(losses.neighbour_contrastive_loss(jnp.asarray(v), temperature))
   assert got == pytest.approx(slow_neighbour_nt_xent(v, temperature), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_contrastive_loss_prefers_similar_neighbours():
   smooth = jnp.cumsum(jnp.ones((8, 4)) * 0.01, axis=0) + jnp.array([1.0, 0, 0, 0])
   rough = jax.random.normal(jax.random.key(0), (8, 4))
@@ -67,6 +69,7 @@ def test_contrastive_loss_prefers_similar_neighbours():
           < float(losses.neighbour_contrastive_loss(rough, 0.1)))
 
 
+@pytest.mark.slow
 def test_contrastive_loss_is_finite_for_small_temperature():
   v = jax.random.normal(jax.random.key(1), (32, 16)) * 1e3
   value, grad = jax.value_and_grad(losses.neighbour_contrastive_loss)(v, 0.01)

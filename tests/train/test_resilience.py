@@ -86,6 +86,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path):
   assert (tmp_path / 'checkpoints' / f'damaged_{steps[-1]}').exists()
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_message_and_saves_no_nan(tmp_path):
   # Keeping the last good checkpoint of a workdir is tested in-process
   # (test_encoder_training.py); here: what a user of launch.py sees.

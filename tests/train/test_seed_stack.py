@@ -124,6 +124,7 @@ def _sequential_gradient(definition, tasks, sequences, seed, tx):
 
 @pytest.mark.parametrize('seeds, pretext_name', [
     ([0, 1, 2, 3], 'rev_rec'), ([4, 5, 6], 'sorting')])
+@pytest.mark.slow
 def test_one_step_of_each_seed_equals_its_sequential_step(seeds, pretext_name):
   tasks, definition, sequences = _one_step_setup(pretext_name)
   tx = optax.sgd(1.0)
@@ -183,6 +184,7 @@ def _assert_same_records(got, want):
 
 @pytest.mark.parametrize('seeds, pretext_name', [
     ([0, 1], 'rev_rec'), ([0, 1, 2, 3], 'rev_rec'), ([1, 2, 3], 'sorting')])
+@pytest.mark.slow
 def test_each_seed_of_the_stack_trains_like_its_sequential_run(
     tmp_path, seeds, pretext_name):
   config = _config(**{'model.pretext': pretext_name})
@@ -209,6 +211,7 @@ def test_each_seed_of_the_stack_trains_like_its_sequential_run(
                                ).steps())
 
 
+@pytest.mark.slow
 def test_a_seed_whose_models_all_stopped_is_frozen_while_the_others_train(
     tmp_path, monkeypatch):
   config = _config(**{'train.log_every_steps': 3,
@@ -292,6 +295,7 @@ def test_a_kill_between_two_seeds_saves_resumes_each_from_its_own_step(
                                 name='killed'), straight)
 
 
+@pytest.mark.slow
 def test_a_stop_request_saves_every_seed_and_the_rerun_ends_like_a_straight_run(
     tmp_path):
   config = _config(**{'train.log_every_steps': 3})
@@ -351,6 +355,7 @@ def test_two_processes_of_one_device_train_the_stack_like_one_of_two(tmp_path):
         6, 12]
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_names_the_seed_and_keeps_every_good_checkpoint(
     tmp_path):
   dataset = tiny_dataset(_config())

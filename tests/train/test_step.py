@@ -70,6 +70,7 @@ def _assert_gradients_close(a, b):
     assert float(np.max(np.abs(x - y))) <= GRADIENT_RTOL * scale
 
 
+@pytest.mark.slow
 def test_stacked_step_equals_three_independent_steps():
   definition, state, data = _setup()
   stacked_state, stacked_metrics = _run(definition, state, data, 1)
@@ -91,6 +92,7 @@ def test_stacked_step_equals_three_independent_steps():
 
 
 @pytest.mark.parametrize('pretext_name', ['rev_rec', 'rev_rec_plus'])
+@pytest.mark.slow
 def test_two_devices_match_one_device_on_the_same_global_batch(pretext_name):
   assert len(jax.devices()) >= 2, 'conftest should provide 2 host devices'
   definition, state, data = _setup(pretext_name)
@@ -119,6 +121,7 @@ def test_contrastive_loss_sees_neighbours_across_device_shards():
                          rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_no_recompilation_across_calls_and_finite_gradients(compile_counter):
   definition, state, data = _setup(
       tx=optim.tf_adam_with_value_clipping(5e-4, 5.0))
