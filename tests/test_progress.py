@@ -5,20 +5,7 @@ import logging
 import pytest
 
 from sge_jax import progress
-
-
-class FakeClock:
-
-  def __init__(self, now=1000.0):
-    self.now = now
-
-  def __call__(self):
-    return self.now
-
-
-@pytest.fixture(autouse=True)
-def fresh_last_line(monkeypatch):
-  monkeypatch.setattr(progress, '_last_line', progress._LastLine())
+from tests.fixtures.progress import FakeClock, fresh_last_line  # pylint: disable=unused-import
 
 
 def test_format_duration():

@@ -97,11 +97,8 @@ def load_npz_dataset(path: str | pathlib.Path,
       unparsable ``train_values``, or an empty split.
   """
   path = pathlib.Path(path)
-  fields = _read_npz(path)
-  positions = _positions(fields, path)
-  offsets = _offsets(fields, path, positions.shape[0])
-  num_recordings = offsets.shape[0] - 1
-  persons = _per_recording_ints(fields, 'seq_person', num_recordings, path)
+  fields, positions, offsets, persons = _recordings_table(path)
+  num_recordings = persons.shape[0]
 
   split_values = _split_values(fields, split_field, num_recordings, path)
   in_train = np.isin(split_values, sorted(parse_value_set(train_values)))
@@ -148,11 +145,8 @@ def load_npz_recordings(path: str | pathlib.Path, length: int,
       or no recording long enough for one window.
   """
   path = pathlib.Path(path)
-  fields = _read_npz(path)
-  positions = _positions(fields, path)
-  offsets = _offsets(fields, path, positions.shape[0])
-  num_recordings = offsets.shape[0] - 1
-  persons = _per_recording_ints(fields, 'seq_person', num_recordings, path)
+  fields, positions, offsets, persons = _recordings_table(path)
+  num_recordings = persons.shape[0]
   if not split_field:
     groups = {'data': np.arange(num_recordings)}
   else:
@@ -178,6 +172,17 @@ def load_npz_recordings(path: str | pathlib.Path, length: int,
   return SkeletonDataset(name=name or path.stem, length=length, splits=splits,
                          joint_names=joint_names, bones=bones,
                          source=str(path))
+
+
+def _recordings_table(path: pathlib.Path):
+  """The checked contents of a generic .npz: (fields, positions [T, J, 3],
+  seq_offsets [n + 1], seq_person [n]) for its n recordings."""
+  fields = _read_npz(path)
+  positions = _positions(fields, path)
+  offsets = _offsets(fields, path, positions.shape[0])
+  persons = _per_recording_ints(fields, 'seq_person', offsets.shape[0] - 1,
+                                path)
+  return fields, positions, offsets, persons
 
 
 def _split_values(fields: dict[str, np.ndarray], split_field: str,

@@ -10,20 +10,7 @@ import pytest
 from sge_jax import progress
 from sge_jax.config import RNSettings
 from sge_jax.evaluate import recognition, rn_progress
-
-
-class FakeClock:
-
-  def __init__(self, now=100.0):
-    self.now = now
-
-  def __call__(self):
-    return self.now
-
-
-@pytest.fixture(autouse=True)
-def fresh_last_line(monkeypatch):
-  monkeypatch.setattr(progress, '_last_line', progress._LastLine())
+from tests.fixtures.progress import FakeClock, fresh_last_line  # pylint: disable=unused-import
 
 
 def test_each_call_logs_a_line_with_the_eta_of_the_calls_after_the_first(
