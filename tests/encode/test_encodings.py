@@ -7,30 +7,21 @@ import pytest
 
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import DataError
-
-
-def _encoding_set():
-  split = encodings_lib.SplitEncodings(
-      np.zeros((4, 3, 6), np.float32), np.array([1, 1, 2, 2]),
-      np.zeros((4, 3, 20, 3), np.float32), np.full(4, -1))
-  metadata = encodings_lib.EncodingMetadata(
-      dataset='X', length=3, attention='LA', pretext='rev_rec', hidden=2,
-      seed=0, config_hash='h', model_names=('rev_rec/x',))
-  return encodings_lib.combine_splits([('train', split)], metadata)
+from tests.fixtures.encodings import tiny_encoding_set
 
 
 def test_round_trip(tmp_path):
-  encodings_lib.save_encodings(tmp_path / 'e.npz', _encoding_set())
+  encodings_lib.save_encodings(tmp_path / 'e.npz', tiny_encoding_set())
   loaded = encodings_lib.load_encodings(tmp_path / 'e.npz')
   np.testing.assert_array_equal(loaded.labels, [1, 1, 2, 2])
 
 
 def test_the_file_says_how_it_was_made_also_when_clean(tmp_path):
   described = dataclasses.replace(
-      _encoding_set().metadata, normalization='center',
+      tiny_encoding_set().metadata, normalization='center',
       sequence_units='metres, each sequence centred on its mean position',
       source_run='/runs/source', source_config_hash='abc')
-  encoding_set = dataclasses.replace(_encoding_set(), metadata=described)
+  encoding_set = dataclasses.replace(tiny_encoding_set(), metadata=described)
   encodings_lib.save_encodings(tmp_path / 'e.npz', encoding_set)
   with np.load(tmp_path / 'e.npz') as data:
     assert str(data['procedure']) == 'clean'     # written also for 'clean'
@@ -56,7 +47,7 @@ def test_files_without_the_newer_fields_still_load(tmp_path):
 @pytest.mark.parametrize('damage', ['random', 'truncated', 'empty'])
 def test_damaged_files_name_the_file(tmp_path, damage):
   path = tmp_path / 'encodings.npz'
-  encodings_lib.save_encodings(path, _encoding_set())
+  encodings_lib.save_encodings(path, tiny_encoding_set())
   data = path.read_bytes()
   path.write_bytes({'random': np.random.default_rng(0).bytes(4000),
                     'truncated': data[:len(data) // 2], 'empty': b''}[damage])
@@ -67,7 +58,7 @@ def test_damaged_files_name_the_file(tmp_path, damage):
 
 def test_arrays_of_different_lengths_name_the_field(tmp_path):
   path = tmp_path / 'encodings.npz'
-  encodings_lib.save_encodings(path, _encoding_set())
+  encodings_lib.save_encodings(path, tiny_encoding_set())
   with np.load(path) as data:
     arrays = {name: data[name] for name in data.files}
   arrays['labels'] = arrays['labels'][:3]
@@ -80,7 +71,7 @@ def test_arrays_of_different_lengths_name_the_field(tmp_path):
 def test_non_integer_ids_name_the_field(tmp_path, field):
   # Float recording ids would merge walks when cast (0.5 -> 0): refused.
   path = tmp_path / 'encodings.npz'
-  encodings_lib.save_encodings(path, _encoding_set())
+  encodings_lib.save_encodings(path, tiny_encoding_set())
   with np.load(path) as data:
     arrays = {name: data[name] for name in data.files}
   arrays[field] = arrays[field] + 0.5
@@ -91,7 +82,7 @@ def test_non_integer_ids_name_the_field(tmp_path, field):
 
 def _rewritten(tmp_path, **changes):
   path = tmp_path / 'encodings.npz'
-  encodings_lib.save_encodings(path, _encoding_set())
+  encodings_lib.save_encodings(path, tiny_encoding_set())
   with np.load(path) as data:
     arrays = {name: data[name] for name in data.files}
   arrays.update(changes)

@@ -17,6 +17,7 @@ from sge_jax.config import RNSettings, get_config
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import WorkdirError
 from sge_jax.evaluate import plot_style, recognition, saved_rn
+from tests.fixtures.encodings import tiny_encoding_set
 
 ENOSPC = OSError(errno.ENOSPC, 'No space left on device')
 EACCES = OSError(errno.EACCES, 'Permission denied')
@@ -111,16 +112,6 @@ def _raise(error):
 # ------------------------------------------------- every file of the workdir
 
 
-def _encoding_set():
-  split = encodings_lib.SplitEncodings(
-      np.zeros((4, 3, 6), np.float32), np.array([1, 1, 2, 2]),
-      np.zeros((4, 3, 20, 3), np.float32), np.full(4, -1))
-  metadata = encodings_lib.EncodingMetadata(
-      dataset='X', length=3, attention='LA', pretext='rev_rec', hidden=2,
-      seed=0, config_hash='h', model_names=('rev_rec/x',))
-  return encodings_lib.combine_splits([('train', split)], metadata)
-
-
 def _save_rn(path):
   settings = RNSettings(selection='fixed', epochs=2, batch_size=4, hidden=4,
                         epochs_per_call=2)
@@ -140,7 +131,7 @@ def _save_plot(path):
 
 @pytest.mark.parametrize('name, save', [
     ('encodings.npz',
-     lambda path: encodings_lib.save_encodings(path, _encoding_set())),
+     lambda path: encodings_lib.save_encodings(path, tiny_encoding_set())),
     ('rn.npz', _save_rn),
     ('cmc_A_test.png', _save_plot),
     ('config.json',
