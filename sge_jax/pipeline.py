@@ -428,10 +428,10 @@ def train_seeds_at_once(runs: Sequence[tuple[RunSettings, pathlib.Path]]
   train_encoders_stacked([seed_run for seed_run, _ in runs], dataset,
                          [seed_dir for _, seed_dir in runs])
   # Every seed's train time is the stack's: they trained together.
+  seconds = time.monotonic() - started
   for (_, seed_dir), step in zip(runs, steps):
     if last_train_step(seed_dir) != step:    # not a finished training skipped
-      log_stage_time(seed_dir, 'train', time.monotonic() - started,
-                     distributed.is_main_process())
+      log_stage_time(seed_dir, 'train', seconds, distributed.is_main_process())
   return [(dataclasses.replace(seed_run, stages=tuple(
       stage for stage in seed_run.stages if stage != 'train')), seed_dir)
           for seed_run, seed_dir in runs]
