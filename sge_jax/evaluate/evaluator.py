@@ -21,6 +21,7 @@ from sge_jax.config import EvalSettings, RNSettings, RunSettings
 from sge_jax.encode.encodings import EncodingSet
 from sge_jax.evaluate.rn_result import RNResult
 from sge_jax.evaluate.released_rows import ReleasedRows
+from sge_jax.evaluate.result_cache import ResultCache
 
 _log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ class EvaluationInputs:
     rows: the released code's RN row rules (R1, R3, R5) that are on.
     saved_rn_path: where an RN saved by an earlier evaluation may lie
       (``rn.npz``; it need not exist).
+    cache: results an earlier evaluation of the same data stored (the
+      baselines', ``result_cache``), and where this one stores them.
   """
   run: RunSettings
   encoding_set: EncodingSet
   rn_settings: RNSettings
   rows: ReleasedRows
   saved_rn_path: pathlib.Path
+  cache: ResultCache = dataclasses.field(
+      default_factory=lambda: ResultCache(None))
 
   @property
   def settings(self) -> EvalSettings:

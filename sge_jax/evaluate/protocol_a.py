@@ -41,6 +41,7 @@ from sge_jax.evaluate.protocol_common import require_classes, walk_problem_note
 from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
                                             r5_padding, r5_scored_rows,
                                             released_train_set)
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.rn_result import RNResult
 from sge_jax.evaluate.scoring import (CAGES, TRAIN_SPLIT, classification_metrics,
                                       confusion_record, keep_known_people,
@@ -51,15 +52,18 @@ from sge_jax.progress import Progress
 def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
                settings: EvalSettings,
                rows: ReleasedRows = ReleasedRows(),
-               saved: Optional[saved_rn.SavedRN] = None) -> Outcome:
+               saved: Optional[saved_rn.SavedRN] = None,
+               cache: Optional[ResultCache] = None) -> Outcome:
   """RN classification of every non-train split (module docstring).
 
   ``rows`` (the released R1/R3/R5 row rules) picks the RN's training rows and
   the test sequences it scores; by default every sequence, once. The RN is
   re-scored from ``saved`` when that can serve ``rn_settings`` and ``rows`` on
   these encodings (``saved_rn``), else trained; ``trained_rn`` of the outcome
-  is set when it was trained (to be saved).
+  is set when it was trained (to be saved). The baselines' results are read
+  from ``cache`` where an earlier evaluation stored them (``result_cache``).
   """
+  cache = cache or ResultCache(None)
   outcome = Outcome()
   dataset = encoding_set.metadata.dataset
   if TRAIN_SPLIT not in encoding_set.split_names:
@@ -169,10 +173,16 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
       rocs[CAGES] = metrics.micro_roc(scores, columns)
     if settings.baselines:
       # The baselines score every kept test sequence (no released row rules).
-      entry['baselines'], baseline_rocs, baseline_scores = (
-          _classification_baselines(
-              encoding_set, train, split.sequences[keep],
-              metrics.class_indices(split.labels[keep], classes), classes,
+      test_sequences = split.sequences[keep]
+      test_columns = metrics.class_indices(split.labels[keep], classes)
+      meta = encoding_set.metadata
+      entry['baselines'], baseline_rocs, baseline_scores = cache.get(
+          'protocol_a_baselines',
+          (train.sequences, train.labels, test_sequences, test_columns,
+           classes, meta.bones, meta.joint_names, settings.baseline_k,
+           settings.distance),
+          lambda: _classification_baselines(
+              encoding_set, train, test_sequences, test_columns, classes,
               settings, f'protocol A {entry["label"]}'))
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
@@ -299,7 +309,8 @@ def evaluate(inputs: EvaluationInputs) -> Outcome:
   """The evaluator: protocol A, with the RN saved in ``inputs.saved_rn_path``
   (if any) offered for re-scoring."""
   return protocol_a(inputs.encoding_set, inputs.rn_settings, inputs.settings,
-                    inputs.rows, saved_rn.load_rn(inputs.saved_rn_path))
+                    inputs.rows, saved_rn.load_rn(inputs.saved_rn_path),
+                    inputs.cache)
 
 
 EVALUATOR = Evaluator('A', evaluate, headline_rank=0, walk_level=True)

@@ -19,6 +19,7 @@ whose recordings are known.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 from sge_jax.config import EvalSettings
 from sge_jax.data import recording_ids
@@ -29,6 +30,7 @@ from sge_jax.evaluate.protocol_common import (require_classes,
                                               retrieval_baseline_description,
                                               retrieval_counts, score_retrieval,
                                               walk_problem_note)
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.scoring import TRAIN_SPLIT, keep_known_people, split_label
 
 
@@ -42,8 +44,10 @@ def retrieval_pairs(encoding_set: EncodingSet) -> list[tuple[str, str]]:
   return []
 
 
-def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> Outcome:
-  """Probe -> gallery retrieval of sequence-level CAGEs."""
+def protocol_b(encoding_set: EncodingSet, settings: EvalSettings,
+               cache: Optional[ResultCache] = None) -> Outcome:
+  """Probe -> gallery retrieval of sequence-level CAGEs; the baselines'
+  results are read from ``cache`` where an earlier evaluation stored them."""
   outcome = Outcome()
   dataset = encoding_set.metadata.dataset
   pairs = retrieval_pairs(encoding_set)
@@ -76,7 +80,8 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> Outcome:
         entry, encoding_set, probe, gallery, keep, settings,
         exclude_self=False,
         collect_votes=bool(walks and not problem
-                           and 'vote' in settings.aggregations('B')))
+                           and 'vote' in settings.aggregations('B')),
+        cache=cache)
     if not walks:
       continue
     if problem:
@@ -92,13 +97,14 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings) -> Outcome:
         gallery.labels, gallery.recordings, settings,
         f'{dataset} splits {probe_name}/{gallery_name}',
         functools.partial(retrieval_baseline_description,
-                          distance=settings.distance), window_votes))
+                          distance=settings.distance), window_votes,
+        cache))
   return outcome
 
 
 def evaluate(inputs: EvaluationInputs) -> Outcome:
   """The evaluator: protocol B."""
-  return protocol_b(inputs.encoding_set, inputs.settings)
+  return protocol_b(inputs.encoding_set, inputs.settings, inputs.cache)
 
 
 EVALUATOR = Evaluator('B', evaluate, headline_rank=2, walk_level=True)

@@ -16,6 +16,8 @@ nothing special: it is protocol A on a per-view dataset. Window level only.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from sge_jax import released
@@ -26,6 +28,7 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import metrics
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from sge_jax.evaluate.protocol_common import retrieval_counts, score_retrieval
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.scoring import keep_known_people, sequence_features
 
 
@@ -63,7 +66,8 @@ def released_cme_rank1(probe: SplitEncodings, gallery: SplitEncodings,
 
 def protocol_cme(encoding_set: EncodingSet, view: str,
                  settings: EvalSettings,
-                 second_nearest: bool = False) -> Outcome:
+                 second_nearest: bool = False,
+                 cache: Optional[ResultCache] = None) -> Outcome:
   """CASIA-B CME: probe -> gallery nearest neighbour with the self-match rule
   (``second_nearest``: quirk R11's Rank-1 replaces it; mAP and CMC keep the
   self-match rule)."""
@@ -104,7 +108,7 @@ def protocol_cme(encoding_set: EncodingSet, view: str,
     raise DataError(f'CME {conditions}: the self-match rule needs at least two '
                     'gallery sequences')
   score_retrieval(entry, encoding_set, probe, gallery, keep, settings,
-                  exclude_self=exclude_self)
+                  exclude_self=exclude_self, cache=cache)
   if second_nearest:
     entry['rank1_self_match_rule'] = entry['rank1']
     entry['rank1'] = released_cme_rank1(
@@ -122,7 +126,8 @@ def evaluate(inputs: EvaluationInputs) -> Outcome:
   from ``config.data.view``."""
   return protocol_cme(inputs.encoding_set, inputs.run.data.view,
                       inputs.settings,
-                      second_nearest=inputs.run.quirks.second_nearest)
+                      second_nearest=inputs.run.quirks.second_nearest,
+                      cache=inputs.cache)
 
 
 EVALUATOR = Evaluator('CME', evaluate, headline_rank=1)

@@ -19,7 +19,7 @@ joint names) is reported as skipped with the reason.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import walk_level
 from sge_jax.evaluate.evaluator import Outcome
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.scoring import (CAGES, retrieval_metrics,
                                       sequence_features)
 from sge_jax.progress import Progress
@@ -128,11 +129,13 @@ def retrieval_counts(outcome: Outcome, label: str, probe: SplitEncodings,
 
 def _retrieval_scores(feature_sets: dict[str, Any], probe_labels: np.ndarray,
                       gallery_labels: np.ndarray, settings: EvalSettings,
-                      exclude_self: bool, task: str, collect_votes: bool
+                      exclude_self: bool, task: str, collect_votes: bool,
+                      cache: ResultCache
                       ) -> tuple[dict, dict[str, np.ndarray]]:
   """Window-level retrieval metrics of CAGEs, with the baselines under
   ``baselines`` (``retrieval_feature_sets``); ``task`` names the retrieval
-  in progress lines.
+  in progress lines. A baseline's metrics and votes are read from ``cache``
+  where an earlier evaluation stored them.
 
   Returns:
     (metrics, window votes): with ``collect_votes`` the second maps each
@@ -145,32 +148,49 @@ def _retrieval_scores(feature_sets: dict[str, Any], probe_labels: np.ndarray,
     probe_features, gallery_features = feature_sets[name]
     on_block = None
     if collect_votes:
-      on_block = votes[name] = walk_level.WindowVotes(probe_labels.size,
-                                                      gallery_labels)
-    return retrieval_metrics(
+      on_block = walk_level.WindowVotes(probe_labels.size, gallery_labels)
+    values = retrieval_metrics(
         probe_features, probe_labels, gallery_features, gallery_labels,
         distance=settings.distance, exclude_self=exclude_self,
         max_rank=settings.cmc_max_rank, on_block=on_block,
         progress=Progress(f'{task}, {name}', probe_labels.size, 'queries'))
+    return values, (on_block.votes if collect_votes else None)
 
-  scores = score(CAGES)
+  def score_baseline(name):
+    probe_features, gallery_features = feature_sets[name]
+    return cache.get(
+        'retrieval_baseline',
+        (name, probe_features, probe_labels, gallery_features, gallery_labels,
+         settings.distance, exclude_self, settings.cmc_max_rank,
+         collect_votes),
+        lambda: score(name))
+
+  def keep_votes(name, scored):
+    values, window_votes = scored
+    if window_votes is not None:
+      votes[name] = window_votes
+    return values
+
+  scores = keep_votes(CAGES, score(CAGES))
   if settings.baselines:
     scores['baselines'] = {
         name: ({'skipped': features} if isinstance(features, str) else
-               {**score(name), 'description':
+               {**keep_votes(name, score_baseline(name)), 'description':
                 retrieval_baseline_description(name, settings.distance)})
         for name, features in feature_sets.items() if name != CAGES}
-  return scores, {name: collected.votes for name, collected in votes.items()}
+  return scores, votes
 
 
 def score_retrieval(entry: dict[str, Any], encoding_set: EncodingSet,
                     probe: SplitEncodings, gallery: SplitEncodings,
                     keep: np.ndarray, settings: EvalSettings,
-                    exclude_self: bool, collect_votes: bool = False
+                    exclude_self: bool, collect_votes: bool = False,
+                    cache: Optional[ResultCache] = None
                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """Adds the window-level retrieval metrics of the kept probe sequences to
   ``entry``; returns the feature sets they came from and the probe windows'
-  votes (``_retrieval_scores``), for the walk level."""
+  votes (``_retrieval_scores``), for the walk level. The baselines' results
+  are read from ``cache`` where an earlier evaluation stored them."""
   feature_sets = retrieval_feature_sets(
       encoding_set, probe.sequences[keep], probe.encodings[keep], gallery,
       settings, exclude_self=exclude_self)
@@ -179,6 +199,6 @@ def score_retrieval(entry: dict[str, Any], encoding_set: EncodingSet,
       exclude_self=exclude_self,
       task=(entry['label'] if entry['protocol'] == 'CME'
             else f'protocol {entry["protocol"]} {entry["label"]}'),
-      collect_votes=collect_votes)
+      collect_votes=collect_votes, cache=cache or ResultCache(None))
   entry.update(scores)
   return feature_sets, votes

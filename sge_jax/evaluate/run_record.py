@@ -25,6 +25,10 @@ results.json ``run``::
                     timings; absent for a stage no command timed
   evaluate_seconds  wall seconds of the evaluation that wrote these results
                     (scoring; the plots and files not included)
+  stored_results    the baselines' computations this evaluation read back
+                    from the run's ``eval_cache/`` (``reused``) and ran
+                    (``computed``), and that directory
+                    (``sge_jax.evaluate.result_cache``); summed over seeds
 
 Encoder steps and the epoch reached are read from the last 'train' record of
 the metrics.jsonl of the run that trained the encoders.
@@ -183,7 +187,9 @@ def shortened_reasons(run: RunSettings, dataset: str) -> list[str]:
 
 def run_section(run: RunSettings, encoding_set: EncodingSet,
                 run_dir: pathlib.Path, reevaluation: bool,
-                evaluate_seconds: float) -> dict[str, Any]:
+                evaluate_seconds: float,
+                stored_results: Optional[dict[str, Any]] = None
+                ) -> dict[str, Any]:
   """results.json's ``run`` section (module docstring).
 
   Args:
@@ -192,6 +198,7 @@ def run_section(run: RunSettings, encoding_set: EncodingSet,
     run_dir: the run's directory (its metrics.jsonl holds the timings).
     reevaluation: these results come from ``python -m sge_jax.evaluate``.
     evaluate_seconds: wall seconds of this evaluation.
+    stored_results: ``ResultCache.record()`` of this evaluation.
   """
   meta = encoding_set.metadata
   encoder_dir = (pathlib.Path(run.encoder_workdir) if run.encoder_workdir
@@ -229,6 +236,7 @@ def run_section(run: RunSettings, encoding_set: EncodingSet,
       'shortened': shortened_reasons(run, meta.dataset),
       'stage_seconds': recorded_stage_times(run_dir),
       'evaluate_seconds': round(float(evaluate_seconds), 3),
+      **({} if stored_results is None else {'stored_results': stored_results}),
   }
 
 
@@ -248,6 +256,10 @@ def aggregate_run(per_seed: list[Optional[dict[str, Any]]],
                    for run in per_seed]) for stage in stages}
   merged['evaluate_seconds'] = stat([run.get('evaluate_seconds')
                                      for run in per_seed])
+  if all('stored_results' in run for run in per_seed):
+    merged['stored_results'] = {
+        count: sum(run['stored_results'][count] for run in per_seed)
+        for count in ('reused', 'computed')}
   return merged
 
 
@@ -337,6 +349,12 @@ def how_made_lines(results: dict[str, Any]) -> list[str]:
                _duration(run.get('evaluate_seconds'))
                + (' (a re-evaluation: the times above are the original '
                   "run's)" if run.get('reevaluation') else '')))
+  stored = run.get('stored_results') or {}
+  if stored.get('reused'):
+    rows.append(('baselines', f'{stored["reused"]} of '
+                 f'{stored["reused"] + stored["computed"]} computations read '
+                 'back from eval_cache/ (the same data, settings and code '
+                 'computed them before)'))
   lines = ['## How this run was made', '', '| | |', '|---|---|']
   # A '|' in a path would end the cell.
   lines += [f'| {name} | {str(value).replace("|", chr(92) + "|")} |'

@@ -22,11 +22,12 @@ from sge_jax.errors import DataError
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.data import recording_ids
 from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
-from sge_jax.evaluate import (protocols, recognition, run_record, saved_rn,
-                              scoring, walk_level)
+from sge_jax.evaluate import (protocols, recognition, result_cache,
+                              run_record, saved_rn, scoring, walk_level)
 from sge_jax.evaluate.evaluator import EvaluationInputs
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.released import require_equal_person_sets
 
 
@@ -166,9 +167,10 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   if run.quirks.equal_id_counts:
     require_equal_person_sets({name: encoding_set.select(name).labels
                                for name in encoding_set.split_names})
+  cache = ResultCache(run_dir / result_cache.CACHE_DIR)
   inputs = EvaluationInputs(
       run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
-      saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE)
+      saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE, cache=cache)
   outcomes = [protocols.EVALUATORS[name].evaluate(inputs) for name in plan]
 
   entries, rocs, rn_summary = {}, {}, None
@@ -237,7 +239,8 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   }
   results['run'] = run_record.run_section(
       run, encoding_set, run_dir, reevaluation=run_dir != workdir,
-      evaluate_seconds=time.monotonic() - started)
+      evaluate_seconds=time.monotonic() - started,
+      stored_results=cache.record())
   results_lib.write_run_outputs(results, workdir, rocs=rocs, plots=settings.plots)
   for outcome in outcomes:
     if outcome.trained_rn is not None:

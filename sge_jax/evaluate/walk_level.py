@@ -39,6 +39,7 @@ from sge_jax.evaluate import metrics
 from sge_jax.evaluate import walks as walks_lib
 from sge_jax.evaluate.distances import CACHE_ROWS
 from sge_jax.evaluate.report import is_walk_entry  # noqa: F401 (re-exported)
+from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.scoring import (CAGES, classification_metrics,
                                       ranked_retrieval_metrics)
 from sge_jax.progress import Progress
@@ -258,7 +259,8 @@ def retrieval_entries(base: dict[str, Any], probe: str,
                       labels: np.ndarray, gallery_labels: np.ndarray,
                       gallery_recordings: np.ndarray, settings: EvalSettings,
                       where: str, describe,
-                      window_votes: Optional[Mapping[str, np.ndarray]] = None
+                      window_votes: Optional[Mapping[str, np.ndarray]] = None,
+                      cache: Optional[ResultCache] = None
                       ) -> dict[str, dict]:
   """Walk-level protocol-B entries: per gallery level (walks, windows) and
   aggregation.
@@ -277,7 +279,10 @@ def retrieval_entries(base: dict[str, Any], probe: str,
     describe: baseline name -> its description.
     window_votes: method -> [n, P] the probe windows' votes (``WindowVotes``)
       where the window level collected them; the others are computed here.
+    cache: where the baselines' entries of an earlier evaluation of the same
+      data may be read back, and are stored (``result_cache``).
   """
+  cache = cache or ResultCache(None)
   probe_walks = ProbeWalks(recordings, labels, settings.min_walk_windows, where)
   skipped = _skipped(probe_walks)
   gallery_walks = (walks_lib.group_windows(gallery_recordings, gallery_labels,
@@ -288,7 +293,7 @@ def retrieval_entries(base: dict[str, Any], probe: str,
   # level where it ran). Features, distances and votes are computed once per
   # method and reused by both aggregations.
   people, columns = np.unique(gallery_labels, return_inverse=True)
-  cache: dict[tuple[str, str], Any] = {}
+  computed: dict[tuple[str, str], Any] = {}
   window_votes = window_votes or {}
 
   def window_votes_of(name, probe_windows, gallery_features):
@@ -304,11 +309,11 @@ def retrieval_entries(base: dict[str, Any], probe: str,
       * len(settings.aggregations('B')), 'rankings')
 
   def cached(key, make):
-    if key not in cache:
-      cache[key] = make()
-    return cache[key]
+    if key not in computed:
+      computed[key] = make()
+    return computed[key]
 
-  entries = {}
+  entries, scored = {}, []
   for gallery_level in GALLERY_LEVELS:
     for aggregation in settings.aggregations('B'):
       entry = {**base, 'aggregation': aggregation,
@@ -322,41 +327,61 @@ def retrieval_entries(base: dict[str, Any], probe: str,
           else gallery_walks.count if gallery_walks else 0)
       if skipped:
         entry['skipped'] = skipped
-        continue
-      if gallery_level == 'walk' and gallery_walks is None:
+      elif gallery_level == 'walk' and gallery_walks is None:
         entry['skipped'] = ("the gallery's recordings are unknown, so it has "
                             'no walks')
-        continue
+      else:
+        scored.append((entry, gallery_level, aggregation))
 
-      def score(name):
-        probe_features, gallery_features = feature_sets[name]
-        probe_windows = cached((name, 'probe windows'),
-                               lambda: probe_features[probe_walks.windows])
-        if gallery_level == 'walk':
-          items = cached((name, 'gallery walks'), lambda: walks_lib.
-                         mean_over_walks(gallery_features, gallery_walks))
-          item_labels = gallery_walks.labels
-        else:
-          items, item_labels = gallery_features, gallery_labels
-        walk_means = cached((name, 'probe walks'), lambda: walks_lib.
-                            mean_over_walks(probe_windows, probe_walks.walks))
-        distances = cached((name, gallery_level), lambda: (
-            metrics.pairwise_distances(walk_means, items, settings.distance)))
-        votes = (cached((name, 'votes'), lambda: window_votes_of(
-            name, probe_windows, gallery_features))
-                 if aggregation == 'vote' else None)
-        scores = _walk_retrieval(distances, probe_walks.walks, item_labels,
-                                 votes, people, settings)
-        progress.advance()
-        return scores
+  def score(name, gallery_level, aggregation):
+    probe_features, gallery_features = feature_sets[name]
+    probe_windows = cached((name, 'probe windows'),
+                           lambda: probe_features[probe_walks.windows])
+    if gallery_level == 'walk':
+      items = cached((name, 'gallery walks'), lambda: walks_lib.
+                     mean_over_walks(gallery_features, gallery_walks))
+      item_labels = gallery_walks.labels
+    else:
+      items, item_labels = gallery_features, gallery_labels
+    walk_means = cached((name, 'probe walks'), lambda: walks_lib.
+                        mean_over_walks(probe_windows, probe_walks.walks))
+    distances = cached((name, gallery_level), lambda: (
+        metrics.pairwise_distances(walk_means, items, settings.distance)))
+    votes = (cached((name, 'votes'), lambda: window_votes_of(
+        name, probe_windows, gallery_features))
+             if aggregation == 'vote' else None)
+    scores = _walk_retrieval(distances, probe_walks.walks, item_labels,
+                             votes, people, settings)
+    progress.advance()
+    return scores
 
-      entry.update(score(CAGES))
-      baselines = {name: value for name, value in feature_sets.items()
-                   if name != CAGES}
-      if baselines:
-        entry['baselines'] = {
-            name: ({'skipped': value} if isinstance(value, str) else
-                   {**score(name), 'description':
-                    f'{describe(name)}; walk = {aggregation} of its windows'})
-            for name, value in baselines.items()}
+  for entry, gallery_level, aggregation in scored:
+    entry.update(score(CAGES, gallery_level, aggregation))
+  baselines = {name: value for name, value in feature_sets.items()
+               if name != CAGES}
+  if not (baselines and scored):
+    return entries
+
+  def score_baselines():
+    """{'<gallery level>/<aggregation>': {baseline: its entry}}."""
+    return {f'{gallery_level}/{aggregation}': {
+        name: ({'skipped': value} if isinstance(value, str) else
+               {**score(name, gallery_level, aggregation), 'description':
+                f'{describe(name)}; walk = {aggregation} of its windows'})
+        for name, value in baselines.items()}
+            for _, gallery_level, aggregation in scored}
+
+  # The baselines depend on the data alone: an earlier evaluation's results
+  # are read back (``result_cache``).
+  baseline_entries = cache.get(
+      'walk_retrieval_baselines',
+      (baselines, {name: window_votes[name] for name in baselines
+                   if name in window_votes},
+       recordings, labels, gallery_labels, gallery_recordings,
+       settings.distance, settings.cmc_max_rank, settings.min_walk_windows,
+       [(gallery_level, aggregation) for _, gallery_level, aggregation
+        in scored], [describe(name) for name in baselines]),
+      score_baselines)
+  for entry, gallery_level, aggregation in scored:
+    entry['baselines'] = baseline_entries[f'{gallery_level}/{aggregation}']
   return entries

@@ -15,6 +15,8 @@ One run (one seed) writes into its workdir::
   rn.npz           the trained recognition network (every rule's parameters)
   evaluations/<name>/  re-evaluations (python -m sge_jax.evaluate), each with
                    its own results.json, report.md and plots
+  eval_cache/      the baselines' results, read back by later evaluations of
+                   the same data (``sge_jax.evaluate.result_cache``)
 
 A multi-seed run has one such directory per seed, ``<workdir>/seed_<s>/``, and the
 aggregated ``results.json`` and ``report.md`` at the top. Every file is written
