@@ -41,6 +41,8 @@ class EvaluationInputs:
       (``rn.npz``; it need not exist).
     cache: results an earlier evaluation of the same data stored (the
       baselines', ``result_cache``), and where this one stores them.
+    window_results: for the walk-level evaluator (``walk_evaluator``): the
+      window results the protocols handed over (``Outcome.window_results``).
   """
   run: RunSettings
   encoding_set: EncodingSet
@@ -49,6 +51,7 @@ class EvaluationInputs:
   saved_rn_path: pathlib.Path
   cache: ResultCache = dataclasses.field(
       default_factory=lambda: ResultCache(None))
+  window_results: tuple = ()
 
   @property
   def settings(self) -> EvalSettings:
@@ -73,6 +76,10 @@ class Outcome:
       trained (or it was re-scored from a saved one).
     rn_digest: the digest of the encodings and rows ``trained_rn`` learned
       from (``saved_rn.encodings_digest``), saved with it.
+    window_results: with walks asked for (eval.level 'walk' or 'both'), the
+      window results of each probe split that the walk-level evaluator
+      scores as walks (``walk_evaluator.ClassifiedWindows``,
+      ``RankedWindows``).
   """
   entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   rocs: dict[str, dict[str, tuple]] = dataclasses.field(default_factory=dict)
@@ -81,6 +88,7 @@ class Outcome:
   rn: Optional[dict[str, Any]] = None
   trained_rn: Optional[RNResult] = None
   rn_digest: str = ''
+  window_results: list = dataclasses.field(default_factory=list)
 
   def note(self, message: str, warn: bool = False) -> None:
     """A remark for results.json; ``warn`` also puts it among the warnings

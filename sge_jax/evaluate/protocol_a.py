@@ -19,9 +19,9 @@ the raw input sequences scores the test sequences by k-NN over the train split
 data (no bones or joint names) is reported as skipped with the reason.
 
 Walk level (``config.eval.level`` 'walk' or 'both', docs/method.md §7.1): the
-window scores of each test split whose recordings are known go to
-``walk_level.classification_entries``. The window entries are computed the
-same way whether or not walks are scored.
+window scores of each test split are handed to the walk-level evaluator
+(``walk_evaluator.ClassifiedWindows`` in ``Outcome.window_results``). The window
+entries are computed the same way whether or not walks are scored.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from typing import Any, Optional
 import numpy as np
 
 from sge_jax.config import EvalSettings, RNSettings
-from sge_jax.data import recording_ids
 from sge_jax.encode.encodings import EncodingSet, SplitEncodings
 from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import (metrics, recognition, rn_inputs, saved_rn,
-                              walk_level)
+                              walk_evaluator)
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
-from sge_jax.evaluate.protocol_common import require_classes, walk_problem_note
+from sge_jax.evaluate.protocol_common import require_classes
 from sge_jax.evaluate.released_rows import (ReleasedRows, r1_test_rows,
                                             r5_padding, r5_scored_rows,
                                             released_train_set)
@@ -187,9 +186,11 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
       rocs.update(baseline_rocs)
     outcome.entries[key] = entry
     outcome.rocs[key] = rocs
-    if settings.walks and recording_ids.known(split.recordings[keep]):
-      _walks_a(outcome, entry, train, split, keep, scores, baseline_scores,
-               classes, settings, rows, dataset)
+    if settings.walks:
+      outcome.window_results.append(walk_evaluator.ClassifiedWindows(
+          key, entry, train, split, keep, scores, classes, baseline_scores,
+          rows_copy_windows=bool(rows.extraction_batches
+                                 or rows.full_test_batches)))
   return outcome
 
 
@@ -229,35 +230,6 @@ def _classification_baselines(encoding_set: EncodingSet, train: SplitEncodings,
     if result.scores.shape[1] >= 2:
       rocs[name] = metrics.micro_roc(result.scores, test_columns)
   return entries, rocs, window_scores
-
-
-def _walks_a(outcome: Outcome, window_entry: dict[str, Any],
-             train: SplitEncodings, split: SplitEncodings, keep: np.ndarray,
-             scores: np.ndarray, baseline_scores: dict[str, Any],
-             classes: np.ndarray, settings: EvalSettings, rows: ReleasedRows,
-             dataset: str) -> None:
-  """Adds the walk-level entries of one protocol-A test split (walk_level)."""
-  name = window_entry['probe']
-  if rows.extraction_batches or rows.full_test_batches:
-    outcome.note((
-        f'Protocol A, {window_entry["label"]}: no walk level, since the '
-        'released row rules (R1 extraction_batches, R5 full_test_batches) copy '
-        'or drop test windows, so the RN scores no longer map one to one onto '
-        'the windows of a walk.'))
-    return
-  problem = walk_level.walk_problem(TRAIN_SPLIT, train, name, split)
-  if problem:
-    walk_problem_note(outcome, window_entry['label'], problem)
-    return
-  base = {key: window_entry[key] for key in (
-      'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
-      'num_classes', 'selection', 'selected_epoch')}
-  base['label'] = f'{window_entry["label"]} walks'
-  entries, rocs = walk_level.classification_entries(
-      base, name, scores, split.recordings[keep], split.labels[keep], classes,
-      baseline_scores, settings, f'{dataset} split {name}')
-  outcome.entries.update(entries)
-  outcome.rocs.update(rocs)
 
 
 def _rn_summary(result: RNResult, rn_settings: RNSettings,

@@ -12,24 +12,20 @@ z-scored features.
 
 Walk level (``config.eval.level`` 'walk' or 'both', docs/method.md §7.1): the
 feature sets and the probe windows' votes, collected in the window level's
-distance pass, go to ``walk_level.retrieval_entries`` for every probe split
-whose recordings are known.
+distance pass, are handed to the walk-level evaluator
+(``walk_evaluator.RankedWindows`` in ``Outcome.window_results``).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from sge_jax.config import EvalSettings
-from sge_jax.data import recording_ids
 from sge_jax.encode.encodings import EncodingSet
-from sge_jax.evaluate import walk_level
+from sge_jax.evaluate import walk_evaluator
 from sge_jax.evaluate.evaluator import EvaluationInputs, Evaluator, Outcome
 from sge_jax.evaluate.protocol_common import (require_classes,
-                                              retrieval_baseline_description,
-                                              retrieval_counts, score_retrieval,
-                                              walk_problem_note)
+                                              retrieval_counts, score_retrieval)
 from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.evaluate.scoring import TRAIN_SPLIT, keep_known_people, split_label
 
@@ -73,32 +69,16 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings,
     if not keep.any():
       entry['skipped'] = 'no probe person has a gallery sequence'
       continue
-    walks = settings.walks and recording_ids.known(probe.recordings[keep])
-    problem = walks and walk_level.walk_problem(gallery_name, gallery,
-                                                probe_name, probe)
     feature_sets, window_votes = score_retrieval(
         entry, encoding_set, probe, gallery, keep, settings,
         exclude_self=False,
-        collect_votes=bool(walks and not problem
-                           and 'vote' in settings.aggregations('B')),
+        collect_votes=walk_evaluator.collects_votes(
+            settings, gallery_name, gallery, probe_name, probe, keep),
         cache=cache)
-    if not walks:
-      continue
-    if problem:
-      walk_problem_note(outcome, f'Protocol B, {label}', problem)
-      continue
-    base = {key: entry[key] for key in (
-        'protocol', 'probe', 'gallery', 'num_excluded', 'excluded_people',
-        'num_classes', 'features')}
-    outcome.entries.update(walk_level.retrieval_entries(
-        base, probe_name, (split_label(dataset, probe_name),
-                           split_label(dataset, gallery_name)),
-        feature_sets, probe.recordings[keep], probe.labels[keep],
-        gallery.labels, gallery.recordings, settings,
-        f'{dataset} splits {probe_name}/{gallery_name}',
-        functools.partial(retrieval_baseline_description,
-                          distance=settings.distance), window_votes,
-        cache))
+    if settings.walks:
+      outcome.window_results.append(walk_evaluator.RankedWindows(
+          f'B/{probe_name}', entry, gallery_name, gallery, probe_name, probe,
+          keep, feature_sets, window_votes))
   return outcome
 
 

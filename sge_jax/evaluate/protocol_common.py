@@ -1,6 +1,5 @@
-"""What several protocols share: the at-least-two-people check, the note on a
-walk level that cannot be scored, and sequence-level retrieval with its
-baselines (protocols B and CME).
+"""What several protocols share: the at-least-two-people check and
+sequence-level retrieval with its baselines (protocols B and CME).
 
 Sequence-level representation for retrieval, ``config.eval.
 retrieval_features``: ``concat`` (default) is the flattened [f * D] CAGE, the
@@ -30,8 +29,8 @@ from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.evaluate import walk_level
 from sge_jax.evaluate.evaluator import Outcome
 from sge_jax.evaluate.result_cache import ResultCache
-from sge_jax.evaluate.scoring import (CAGES, retrieval_metrics,
-                                      sequence_features)
+from sge_jax.evaluate.scoring import (CAGES, retrieval_baseline_description,
+                                      retrieval_metrics, sequence_features)
 from sge_jax.progress import Progress
 
 MIN_CLASSES = 2
@@ -44,14 +43,6 @@ def require_classes(people: np.ndarray, what: str, dataset: str) -> None:
         f'{dataset}: {what} holds {np.unique(people).size} person; telling '
         f'people apart needs at least {MIN_CLASSES} (a score over one class '
         'is 100 % whatever the encodings). Use data with more people.')
-
-
-def walk_problem_note(outcome: Outcome, label: str, problem: str) -> None:
-  """Warns that the walks of ``label`` are not scored, and why."""
-  outcome.note((
-      f'No walk level for {label}: {problem} (recording field of '
-      'encodings.npz). Fix the recording ids, or score windows only with '
-      '--config.eval.level=window.'), warn=True)
 
 
 # ----------------------------------------------------------------------------
@@ -99,11 +90,6 @@ def retrieval_feature_sets(encoding_set: EncodingSet,
                       else standardizer.transform(probe_features))
     feature_sets[name] = (probe_features, gallery_features)
   return feature_sets
-
-
-def retrieval_baseline_description(name: str, distance: str) -> str:
-  return (f'{name}: features z-scored with gallery statistics, ranked by '
-          f'{distance} distance')
 
 
 def retrieval_counts(outcome: Outcome, label: str, probe: SplitEncodings,

@@ -16,9 +16,11 @@ protocol is one module plus one name there.
   gallery nearest neighbour with the self-match rule; window level. On the
   ``CASIA_B_match`` dataset a requested B runs as CME (``protocol_plan``).
 
-What they share is in ``protocol_common.py``; the walk level of A and B in
-``walk_level.py``. ``sge_jax.evaluate.stage.evaluate_run`` runs the planned
-evaluators in registry order and merges their outcomes.
+What they share is in ``protocol_common.py``. The walk level is an evaluator
+too (``walk_evaluator.EVALUATOR``): A and B hand it their window results
+(``Outcome.window_results``) and it scores them as walks.
+``sge_jax.evaluate.stage.evaluate_run`` runs the planned evaluators in
+registry order, then the walk level, and merges their outcomes.
 """
 
 from __future__ import annotations

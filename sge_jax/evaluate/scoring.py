@@ -30,6 +30,12 @@ def split_label(dataset: str, split: str) -> str:
   return split
 
 
+def retrieval_baseline_description(name: str, distance: str) -> str:
+  """What a retrieval baseline's entry says it computed."""
+  return (f'{name}: features z-scored with gallery statistics, ranked by '
+          f'{distance} distance')
+
+
 def sequence_features(encodings: np.ndarray, representation: str
                       ) -> np.ndarray:
   """Retrieval features of sequences: CAGEs [N, f, D] -> [N, f * D] ('concat')

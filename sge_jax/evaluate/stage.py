@@ -4,11 +4,14 @@
 Entry: ``evaluate_run(run_settings, encoding_set, workdir)``;
 ``aggregate_seed_results`` combines the runs of a multi-seed job. The
 protocols are evaluators (``evaluator.py``) registered in ``protocols.py``;
-this module runs the planned ones and assembles their outcomes.
+this module runs the planned ones, then the walk-level evaluator
+(``walk_evaluator.py``) on the window results they hand over, and assembles their
+outcomes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any, Optional, Sequence
@@ -23,7 +26,8 @@ from sge_jax.evaluate import baselines as baselines_lib
 from sge_jax.data import recording_ids
 from sge_jax.data.synthetic import SOURCE_PREFIX as SYNTHETIC_SOURCE_PREFIX
 from sge_jax.evaluate import (protocols, recognition, result_cache,
-                              run_record, saved_rn, scoring, walk_level)
+                              run_record, saved_rn, scoring, walk_evaluator,
+                              walk_level)
 from sge_jax.evaluate.evaluator import EvaluationInputs
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
@@ -172,15 +176,23 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
       run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
       saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE, cache=cache)
   outcomes = [protocols.EVALUATORS[name].evaluate(inputs) for name in plan]
+  # The walk level scores, as walks, the windows the protocols handed over.
+  walks = walk_evaluator.EVALUATOR.evaluate(dataclasses.replace(
+      inputs, window_results=tuple(
+          windows for outcome in outcomes
+          for windows in outcome.window_results)))
 
   entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
-  for outcome in outcomes:
+  for outcome in outcomes + [walks]:
     entries.update(outcome.entries)
     rocs.update(outcome.rocs)
     notes.extend(outcome.notes)
     warnings.extend(outcome.warnings)
     rn_summary = outcome.rn or rn_summary
+  entries = walk_evaluator.in_report_order(
+      {key: entry for key, entry in entries.items()
+       if key not in walks.entries}, walks.entries)
   entries, rocs = _entries_of_level(entries, rocs, settings)
   walks_record = _walks_record(encoding_set, settings, plan, entries, notes)
   headline = _headline_key(entries, plan)

@@ -12,7 +12,7 @@ from sge_jax.config import EvalSettings, get_config
 from sge_jax.data import joints
 from sge_jax.encode import encodings as encodings_lib
 from sge_jax.errors import DataError
-from sge_jax.evaluate import report, stage, walk_level
+from sge_jax.evaluate import report, stage, walk_evaluator, walk_level
 from tests.fixtures.pipeline import resolved_run
 
 LAYOUT = joints.KINECT_V1
@@ -122,6 +122,45 @@ def test_walk_entries_are_added_for_a_and_b(runs):
                                     'B': ['vote', 'mean']},
                    'min_walk_windows': 2,
                    'num_walks': {'train': 6, 'test': 7}}
+
+
+def test_each_walk_entry_follows_its_window_entry(runs):
+  assert list(runs['both']['entries']) == [
+      'A/test', 'A/test/walks-mean', 'A/test/walks-vote', 'B/test',
+      'B/test/walks-vote', 'B/test/walks-mean', 'B/test/walks-vote-vs-windows',
+      'B/test/walks-mean-vs-windows']
+
+
+def test_the_walk_level_is_the_evaluator_of_the_windows_a_and_b_hand_over(
+    runs):
+  # A and B score windows only and hand them over; the walk-level evaluator
+  # turns them into the walk entries, as the stage does.
+  from sge_jax.evaluate import protocol_a, protocol_b
+  from sge_jax.evaluate.evaluator import EvaluationInputs
+  from sge_jax.evaluate.released_rows import ReleasedRows
+  run = _run(level='both')
+  encoding_set = _encoding_set()
+  outcomes = [protocol_a.protocol_a(encoding_set, run.rn, run.eval),
+              protocol_b.protocol_b(encoding_set, run.eval)]
+  for outcome in outcomes:
+    assert not any(walk_level.is_walk_entry(entry)
+                   for entry in outcome.entries.values())
+  handed = [windows for outcome in outcomes
+            for windows in outcome.window_results]
+  assert [type(windows).__name__ for windows in handed] == [
+      'ClassifiedWindows', 'RankedWindows']
+  assert walk_evaluator.EVALUATOR.name == 'walks'
+  walks = walk_evaluator.EVALUATOR.evaluate(EvaluationInputs(
+      run=run, encoding_set=encoding_set, rn_settings=run.rn,
+      rows=ReleasedRows(), saved_rn_path=None, window_results=tuple(handed)))
+  expected = {key: entry for key, entry in runs['both']['entries'].items()
+              if walk_level.is_walk_entry(entry)}
+  assert json.dumps(walks.entries, sort_keys=True) == json.dumps(
+      expected, sort_keys=True)
+  # Without walks asked for, nothing is handed over.
+  window_only = _run(level='window')
+  assert not protocol_b.protocol_b(encoding_set,
+                                   window_only.eval).window_results
 
 
 def test_walk_counts_exclusions_and_short_walks(runs):
@@ -401,7 +440,9 @@ def test_protocol_b_computes_each_probe_window_distance_block_once(
       monkeypatch.setattr(module, '_BLOCK_ELEMENTS', 5 * gallery_windows)
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)
   with caplog.at_level('INFO'):
-    outcome = protocol_b.protocol_b(encoding_set, EvalSettings())
+    window_outcome = protocol_b.protocol_b(encoding_set, EvalSettings())
+    outcome = walk_evaluator.score_walks(window_outcome.window_results,
+                                     EvalSettings(), 'KS20')
   methods = 1 + 3                           # CAGEs and three baselines
   assert passes.count((probe_windows, gallery_windows)) == methods
   assert 'rank1' in outcome.entries['B/test/walks-vote-vs-windows']
