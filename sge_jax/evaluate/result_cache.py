@@ -233,6 +233,13 @@ class ResultCache:
       _log.warning('[eval] results cannot be kept in %s (%s); the next '
                    'evaluation computes them again.', self.directory, error)
 
+  def log_summary(self) -> None:
+    """One console line on what was read back, if anything was."""
+    if self.reused:
+      _log.info('[eval] baselines: %d of %d computations read back from %s '
+                '(same data, settings and code; delete it to recompute)',
+                self.reused, self.reused + self.computed, self.directory)
+
   def record(self) -> dict[str, Any]:
     """For results.json's ``run`` section: what was reused."""
     return {'directory': (str(self.directory) if self.directory is not None

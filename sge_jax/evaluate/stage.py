@@ -182,6 +182,8 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
           windows for outcome in outcomes
           for windows in outcome.window_results)))
 
+  cache.log_summary()
+
   entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
   for outcome in outcomes + [walks]:

@@ -186,11 +186,13 @@ def _config():
 
 
 def test_a_second_evaluation_reads_the_baselines_back_with_equal_numbers(
-    tmp_path):
+    tmp_path, caplog):
   encoding_set = _encoding_set()
   run = resolved_run(_config())
   first = stage.evaluate_run(run, encoding_set, tmp_path / 'run')
-  again = stage.evaluate_run(run, encoding_set, tmp_path / 'run')
+  with caplog.at_level(logging.INFO):
+    again = stage.evaluate_run(run, encoding_set, tmp_path / 'run')
+  assert '[eval] baselines: 5 of 5 computations read back from' in caplog.text
   elsewhere = stage.evaluate_run(run, encoding_set, tmp_path / 'other')
   stored = first['run']['stored_results']
   # A's three baselines, B's three, B's walk-level baselines.
