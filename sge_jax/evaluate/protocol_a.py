@@ -188,7 +188,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     outcome.rocs[key] = rocs
     if settings.walks:
       outcome.window_results.append(walk_evaluator.ClassifiedWindows(
-          key, entry, train, split, keep, scores, classes, baseline_scores,
+          entry, train, split, keep, scores, classes, baseline_scores,
           rows_copy_windows=bool(rows.extraction_batches
                                  or rows.full_test_batches)))
   return outcome

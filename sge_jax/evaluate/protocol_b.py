@@ -77,8 +77,8 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings,
         cache=cache)
     if settings.walks:
       outcome.window_results.append(walk_evaluator.RankedWindows(
-          f'B/{probe_name}', entry, gallery_name, gallery, probe_name, probe,
-          keep, feature_sets, window_votes))
+          entry, gallery_name, gallery, probe_name, probe, keep,
+          feature_sets, window_votes))
   return outcome
 
 

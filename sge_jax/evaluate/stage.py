@@ -31,7 +31,6 @@ from sge_jax.evaluate import (protocols, recognition, result_cache,
 from sge_jax.evaluate.evaluator import EvaluationInputs
 from sge_jax.evaluate import results as results_lib
 from sge_jax.evaluate.released_rows import ReleasedRows
-from sge_jax.evaluate.result_cache import ResultCache
 from sge_jax.released import require_equal_person_sets
 
 
@@ -171,7 +170,7 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   if run.quirks.equal_id_counts:
     require_equal_person_sets({name: encoding_set.select(name).labels
                                for name in encoding_set.split_names})
-  cache = ResultCache(run_dir / result_cache.CACHE_DIR)
+  cache = result_cache.ResultCache(run_dir / result_cache.CACHE_DIR)
   inputs = EvaluationInputs(
       run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
       saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE, cache=cache)
@@ -184,17 +183,16 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
 
   cache.log_summary()
 
-  entries, rocs, rn_summary = {}, {}, None
+  rocs, rn_summary = {}, None
   warnings = list(training_warnings)
   for outcome in outcomes + [walks]:
-    entries.update(outcome.entries)
     rocs.update(outcome.rocs)
     notes.extend(outcome.notes)
     warnings.extend(outcome.warnings)
     rn_summary = outcome.rn or rn_summary
   entries = walk_evaluator.in_report_order(
-      {key: entry for key, entry in entries.items()
-       if key not in walks.entries}, walks.entries)
+      {key: entry for outcome in outcomes
+       for key, entry in outcome.entries.items()}, walks.entries)
   entries, rocs = _entries_of_level(entries, rocs, settings)
   walks_record = _walks_record(encoding_set, settings, plan, entries, notes)
   headline = _headline_key(entries, plan)

@@ -38,8 +38,8 @@ class ClassifiedWindows:
   """Protocol A's window results on one test split, for its walk level.
 
   Attributes:
-    window_key: the window entry's key ('A/test'); the walk entries follow it.
-    window_entry: that entry (label, exclusions, the RN's selection).
+    window_entry: the window-level entry (label, exclusions, the RN's
+      selection); the walk entries follow it in results.json.
     train: the train split (the RN's classes); probe: the test split.
     keep: [n] bool over the probe's windows: those of training people.
     scores: [n_kept, C] the RN's scores of the kept windows.
@@ -49,7 +49,6 @@ class ClassifiedWindows:
     rows_copy_windows: the released row rules (R1 extraction_batches, R5
       full_test_batches) copy or drop test windows.
   """
-  window_key: str
   window_entry: dict[str, Any]
   train: SplitEncodings
   probe: SplitEncodings
@@ -65,8 +64,8 @@ class RankedWindows:
   """Protocol B's window results on one probe split, for its walk level.
 
   Attributes:
-    window_key: the window entry's key ('B/test'); the walk entries follow it.
-    window_entry: that entry (label, exclusions, counts).
+    window_entry: the window-level entry (label, exclusions, counts); the
+      walk entries follow it in results.json.
     gallery_name, gallery: the gallery split; probe_name, probe: the probe.
     keep: [n] bool over the probe's windows: those of gallery people.
     feature_sets: method -> (probe [n_kept, F], gallery [G, F]) features, or
@@ -74,7 +73,6 @@ class RankedWindows:
     window_votes: method -> [n_kept, P] votes collected at window level
       (``WindowVotes``; ``collects_votes`` says when).
   """
-  window_key: str
   window_entry: dict[str, Any]
   gallery_name: str
   gallery: SplitEncodings
