@@ -87,7 +87,8 @@ def _update(digest, value: Any) -> None:
       raise TypeError('object arrays cannot be digested')
     array = np.ascontiguousarray(value)
     digest.update(f'a{array.dtype.str}{array.shape}'.encode())
-    digest.update(memoryview(array).cast('B'))
+    if array.size:       # (a view of no bytes cannot be cast)
+      digest.update(memoryview(array.reshape(-1)).cast('B'))
   elif isinstance(value, dict):
     digest.update(f'd{len(value)}'.encode())
     for key in sorted(value):

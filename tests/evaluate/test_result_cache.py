@@ -55,6 +55,10 @@ def test_the_digest_tells_apart_every_input_that_changes_a_value():
       ('x', (np.arange(6.0).reshape(2, 3), 'euclidean', 1, ())),
       ('x', [np.arange(6.0).reshape(2, 3), 'euclidean', 1, None]),     # list
       ('x', (np.arange(6.0).reshape(2, 3), 'euclidean', (1, None))),   # nesting
+      ('x', (np.zeros((0, 3)), 'euclidean', 1, None)),                 # empty
+      ('x', (np.zeros((3, 0)), 'euclidean', 1, None)),
+      ('x', (np.arange(6.0).reshape(2, 3).T, 'euclidean', 1, None)),   # layout
+      ('x', (np.array(['ab', 'c']), 'euclidean', 1, None)),
   ]
   digests = {digest_of(what, inputs) for what, inputs in others}
   assert same not in digests and len(digests) == len(others)
