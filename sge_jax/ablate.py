@@ -19,7 +19,10 @@ error, and the table completes.
 
 Cost: the clean run trains the encoders; every variant whose quirks do not
 change the encoders (all but R7, R9, R10 where they apply) reuses them
-(``encoder_workdir``) and only re-encodes and re-evaluates. Running the command
+(``encoder_workdir``) and only re-encodes and re-evaluates; the baselines,
+which do not depend on the encoders, are computed once for every variant that
+scores the same data (``DIR/eval_cache/``, ``result_cache.shared_by_runs``).
+Running the command
 again resumes: finished encoders are not retrained. While it runs, the table
 so far is written to ``ablation.md``, or, when that already holds a complete
 table from an earlier run, to ``ablation.partial.md`` (and ``.json``), so a
@@ -53,6 +56,7 @@ from sge_jax.config.resolution import resolve, resolve_config, validate_config
 from sge_jax.config.settings import RunSettings
 from sge_jax.encode import load_encodings
 from sge_jax.errors import USER_ERRORS, ConfigError
+from sge_jax.evaluate import result_cache
 from sge_jax.evaluate.report import percent
 from sge_jax.progress import format_duration
 from sge_jax.released import require_equal_person_sets
@@ -327,13 +331,25 @@ def run_ablation(config: ml_collections.ConfigDict,
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   partial = _has_complete_table(workdir)
-  clean_dir = workdir / CLEAN
   record = {'complete': False, 'command': command,
             'sge_jax_version': __version__, 'seed': int(resolved.seed),
             'data': _data_description(resolved), 'dataset': resolved.data.name,
             'config': resolved.to_dict(), 'rows': []}
-  rows = record['rows']
 
+  # The variants evaluate one data set: its baselines are computed once.
+  with result_cache.shared_by_runs(workdir / result_cache.CACHE_DIR):
+    _run_variants(resolved, workdir, record, partial)
+  record['complete'] = True
+  _write_table(workdir, record, partial=False)
+  return record['rows']
+
+
+def _run_variants(resolved: ml_collections.ConfigDict, workdir: pathlib.Path,
+                  record: dict[str, Any], partial: bool) -> None:
+  """Runs clean, then every variant of the plan, into ``record['rows']``,
+  writing the table after each."""
+  rows = record['rows']
+  clean_dir = workdir / CLEAN
   clean = {'name': CLEAN, 'quirks': [], 'kind': 'variant'}
   rows.append(clean)
   logging.info('[ablate] variant %s (trains the encoders; the variants after '
@@ -374,9 +390,6 @@ def run_ablation(config: ml_collections.ConfigDict,
         if not trains.pop(0):
           shared_seconds.append(time.monotonic() - started)
       _write_table(workdir, record, partial)
-  record['complete'] = True
-  _write_table(workdir, record, partial=False)
-  return rows
 
 
 _CONFIG = cli.define_config_flag(

@@ -257,7 +257,7 @@ def test_released_mode_refuses_different_person_sets(tmp_path):
 
 @pytest.mark.slow
 def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path, monkeypatch):
-  config = tiny_config(**{'eval.plots': False, 'eval.baselines': False,
+  config = tiny_config(**{'eval.plots': False, 'eval.baselines': True,
                           'eval.protocols': 'A', 'rn.epochs': 2})
   lines = []
   monkeypatch.setattr(ablate.logging, 'info',
@@ -301,6 +301,14 @@ def test_ablation_shares_encoders_and_lists_every_quirk(tmp_path, monkeypatch):
   # R1 alone keeps clean's 'val' rule: 13 of each person's 128 rows held out.
   assert by_name['R1_extraction_batches']['rn_train_sequences'] == 4 * (128 - 13)
   assert by_name['released']['rn_train_sequences'] == 4 * 128
+  # The baselines score the data, not the encoders: computed by clean, read
+  # back by a variant of the same data, all in the ablation's eval_cache/.
+  assert list((tmp_path / 'eval_cache').glob('protocol_a_baselines-*.npz'))
+  assert not list(tmp_path.glob('*/eval_cache'))
+  stored = [json.loads((tmp_path / name / 'results.json').read_text())
+            ['run']['stored_results'] for name in ('clean', 'R6_select_on_test')]
+  assert (stored[0]['reused'], stored[0]['computed']) == (0, 1)
+  assert (stored[1]['reused'], stored[1]['computed']) == (1, 0)
 
 
 def test_ablation_eta_counts_encoder_training_as_long_as_the_clean_run():

@@ -30,12 +30,13 @@ skipped. Deleting ``eval_cache/`` at any time is safe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import pathlib
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
@@ -172,6 +173,30 @@ def from_file(path: pathlib.Path) -> Any:
     arrays = {name: data[name] for name in data.files}
   tree = json.loads(arrays.pop(_TREE).tobytes().decode())
   return _decode(tree, arrays)
+
+
+_SHARED_DIRECTORY: Optional[pathlib.Path] = None
+
+
+@contextlib.contextmanager
+def shared_by_runs(directory: str | pathlib.Path) -> Iterator[None]:
+  """Within it, every evaluation keeps the baselines' results in
+  ``directory`` instead of its run's ``eval_cache/``: for many runs of one
+  data set (the ablation's variants), which then compute them once."""
+  global _SHARED_DIRECTORY
+  previous, _SHARED_DIRECTORY = _SHARED_DIRECTORY, pathlib.Path(directory)
+  try:
+    yield
+  finally:
+    _SHARED_DIRECTORY = previous
+
+
+def cache_for(run_dir: str | pathlib.Path) -> 'ResultCache':
+  """The cache of an evaluation of the run in ``run_dir``: its
+  ``eval_cache/``, or the directory ``shared_by_runs`` names."""
+  if _SHARED_DIRECTORY is not None:
+    return ResultCache(_SHARED_DIRECTORY)
+  return ResultCache(pathlib.Path(run_dir) / CACHE_DIR)
 
 
 class ResultCache:

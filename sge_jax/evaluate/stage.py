@@ -170,7 +170,7 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   if run.quirks.equal_id_counts:
     require_equal_person_sets({name: encoding_set.select(name).labels
                                for name in encoding_set.split_names})
-  cache = result_cache.ResultCache(run_dir / result_cache.CACHE_DIR)
+  cache = result_cache.cache_for(run_dir)
   inputs = EvaluationInputs(
       run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
       saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE, cache=cache)
