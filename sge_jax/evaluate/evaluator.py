@@ -79,7 +79,9 @@ class Outcome:
     window_results: with walks asked for (eval.level 'walk' or 'both'), the
       window results of each probe split that the walk-level evaluator
       scores as walks (``walk_evaluator.ClassifiedWindows``,
-      ``RankedWindows``).
+      ``RankedWindows``; ``hand_to_walk_level``).
+    note_marks: per window result, how many notes and warnings preceded it:
+      the walk level's notes on it go there.
   """
   entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   rocs: dict[str, dict[str, tuple]] = dataclasses.field(default_factory=dict)
@@ -89,6 +91,7 @@ class Outcome:
   trained_rn: Optional[RNResult] = None
   rn_digest: str = ''
   window_results: list = dataclasses.field(default_factory=list)
+  note_marks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
   def note(self, message: str, warn: bool = False) -> None:
     """A remark for results.json; ``warn`` also puts it among the warnings
@@ -97,6 +100,12 @@ class Outcome:
     if warn:
       self.warnings.append(message)
     (_log.warning if warn else _log.info)('[eval] %s', message)
+
+  def hand_to_walk_level(self, windows: Any) -> None:
+    """Hands one probe split's window results to the walk-level evaluator
+    (``walk_evaluator``); its notes on them follow the notes made so far."""
+    self.window_results.append(windows)
+    self.note_marks.append((len(self.notes), len(self.warnings)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -187,7 +187,7 @@ def protocol_a(encoding_set: EncodingSet, rn_settings: RNSettings,
     outcome.entries[key] = entry
     outcome.rocs[key] = rocs
     if settings.walks:
-      outcome.window_results.append(walk_evaluator.ClassifiedWindows(
+      outcome.hand_to_walk_level(walk_evaluator.ClassifiedWindows(
           entry, train, split, keep, scores, classes, baseline_scores,
           rows_copy_windows=bool(rows.extraction_batches
                                  or rows.full_test_batches)))

@@ -76,7 +76,7 @@ def protocol_b(encoding_set: EncodingSet, settings: EvalSettings,
             settings, gallery_name, gallery, probe_name, probe, keep),
         cache=cache)
     if settings.walks:
-      outcome.window_results.append(walk_evaluator.RankedWindows(
+      outcome.hand_to_walk_level(walk_evaluator.RankedWindows(
           entry, gallery_name, gallery, probe_name, probe, keep,
           feature_sets, window_votes))
   return outcome

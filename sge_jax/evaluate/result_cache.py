@@ -14,18 +14,22 @@ stored result is used only where computing it would give the very same
 values:
 
 * every input (arrays: dtype, shape and bytes; settings: their values);
-* the source code of ``sge_jax/evaluate/`` (any edit there starts afresh);
-* the numpy version and the CPU features numpy dispatches on (float
-  rounding can differ between AVX2 and AVX-512 machines, so a run directory
-  copied to another machine recomputes rather than reuses).
+* the source code of ``sge_jax`` (any edit starts afresh);
+* what decides the float rounding besides: the numpy version, the CPU
+  features numpy dispatches on, its BLAS library, the CPU model and the
+  settings that pick BLAS kernels (``OPENBLAS_CORETYPE``, ``MKL_CBWR``, ...).
+  A run directory copied to another machine recomputes rather than reuses.
 
 Stored values are nested dicts, lists and tuples of numbers, strings and
 NumPy arrays: one ``.npz`` per computation, the structure as JSON (floats
 written as ``repr``, which reads back to the same float) and the arrays as
 members, read with ``allow_pickle=False``. A file that cannot be read (cut
-short, damaged, not a regular file) is a miss, recomputed and replaced; a
-cache that cannot be written (read-only place, full disk) is logged and
-skipped. Deleting ``eval_cache/`` at any time is safe.
+short, damaged, not a regular file) is a miss, computed again and replaced
+where it can be; a cache that cannot be written (read-only place, full disk,
+a folder in a file's place) is a warning and the evaluation goes on. Each
+file is written through a temporary file of its own, so evaluations may
+store at once. Deleting ``eval_cache/`` at any time is safe (files of older
+code are never read again and are not removed by themselves).
 """
 
 from __future__ import annotations
@@ -35,14 +39,15 @@ import hashlib
 import io
 import json
 import logging
+import os
 import pathlib
+import stat
+import tempfile
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
 from sge_jax import __version__
-from sge_jax.errors import WorkdirError
-from sge_jax.workdir import write_atomically
 
 CACHE_DIR = 'eval_cache'
 
@@ -54,19 +59,51 @@ _MAX_FILE_BYTES = 8 << 30
 _TREE = '__tree__'
 
 
+# Settings that change which BLAS kernels run, hence the float rounding.
+_BLAS_VARIABLES = ('OPENBLAS_CORETYPE', 'OPENBLAS_VERBOSE', 'MKL_CBWR',
+                   'MKL_ENABLE_INSTRUCTIONS', 'MKL_DEBUG_CPU_TYPE',
+                   'NPY_DISABLE_CPU_FEATURES', 'NPY_ENABLE_CPU_FEATURES')
+
+
+def _cpu_model() -> str:
+  """The CPU's vendor, family, model and name (Linux), which pick OpenBLAS's
+  kernels; '' where they cannot be read."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as file:
+      lines = file.read(1 << 16).splitlines()
+  except OSError:
+    return ''
+  wanted = ('vendor_id', 'cpu family', 'model', 'model name', 'stepping')
+  fields = {}
+  for line in lines:
+    name, _, value = line.partition(':')
+    name = name.strip()
+    if name in wanted and name not in fields:
+      fields[name] = value.strip()
+  return repr(sorted(fields.items()))
+
+
 def _environment_digest() -> bytes:
-  """What besides the inputs decides the values: the evaluate package's
-  source, sge_jax's and numpy's versions, numpy's CPU features."""
+  """What besides the inputs decides the values: sge_jax's source, numpy's
+  version, the CPU features it dispatches on, its BLAS library and the CPU
+  model and settings that pick the BLAS kernels."""
   digest = hashlib.blake2b(digest_size=32)
-  package = pathlib.Path(__file__).resolve().parent
-  for path in sorted(package.glob('*.py')):
-    digest.update(path.name.encode() + b'\0' + path.read_bytes() + b'\0')
+  package = pathlib.Path(__file__).resolve().parents[1]    # sge_jax/
+  for path in sorted(package.rglob('*.py')):
+    name = path.relative_to(package).as_posix()
+    digest.update(name.encode() + b'\0' + path.read_bytes() + b'\0')
   try:
     from numpy._core._multiarray_umath import __cpu_features__ as features
   except ImportError:   # another numpy layout: the machine cannot be told
     features = {'unknown': True}
   enabled = ','.join(sorted(name for name, on in features.items() if on))
-  digest.update(f'{__version__}|{np.__version__}|{enabled}'.encode())
+  try:
+    blas = np.show_config(mode='dicts')['Build Dependencies'].get('blas')
+  except Exception:  # noqa: BLE001 -- a numpy without it: the version says
+    blas = None
+  variables = {name: os.environ.get(name) for name in _BLAS_VARIABLES}
+  digest.update(repr((__version__, np.__version__, enabled, blas,
+                      _cpu_model(), variables)).encode())
   return digest.digest()
 
 
@@ -82,14 +119,20 @@ def _environment() -> bytes:
 
 def _update(digest, value: Any) -> None:
   """Feeds ``value`` (arrays, numbers, strings, None, nested sequences and
-  dicts) into ``digest`` unambiguously: type tags and lengths delimit."""
+  dicts) into ``digest`` unambiguously: type tags and lengths delimit.
+
+  Raises:
+    TypeError: a value of another kind (object, masked or subclassed arrays
+      included).
+  """
   if isinstance(value, np.ndarray):
-    if value.dtype == object:
-      raise TypeError('object arrays cannot be digested')
+    if type(value) is not np.ndarray or value.dtype.hasobject:
+      raise TypeError(f'a {type(value).__name__} of {value.dtype} cannot be '
+                      'digested')
     array = np.ascontiguousarray(value)
-    digest.update(f'a{array.dtype.str}{array.shape}'.encode())
-    if array.size:       # (a view of no bytes cannot be cast)
-      digest.update(memoryview(array.reshape(-1)).cast('B'))
+    descr = np.lib.format.dtype_to_descr(array.dtype)
+    digest.update(f'a{descr}{array.shape}'.encode())
+    digest.update(array.reshape(-1).view(np.uint8))
   elif isinstance(value, dict):
     digest.update(f'd{len(value)}'.encode())
     for key in sorted(value):
@@ -118,8 +161,9 @@ def digest_of(what: str, inputs: Any) -> str:
 def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
   """``value`` as a JSON tree whose arrays are references into ``arrays``."""
   if isinstance(value, np.ndarray):
-    if value.dtype == object:
-      raise TypeError('object arrays are not stored')
+    if type(value) is not np.ndarray or value.dtype.hasobject:
+      raise TypeError(f'a {type(value).__name__} of {value.dtype} is not '
+                      'stored')
     name = f'a{len(arrays)}'
     arrays[name] = value
     return {'__array__': name}
@@ -165,9 +209,11 @@ def from_file(path: pathlib.Path) -> Any:
   """The value stored in ``path`` (``to_bytes``).
 
   Raises:
-    ValueError (and OSError, zipfile/json errors): not a cache file.
+    FileNotFoundError: there is none; ValueError (and other OSError,
+    zipfile/json errors): not a cache file.
   """
-  if not path.is_file() or path.stat().st_size > _MAX_FILE_BYTES:
+  info = path.stat()          # FileNotFoundError: not stored (yet)
+  if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_FILE_BYTES:
     raise ValueError(f'{path} is not a regular cache file')
   with np.load(path, allow_pickle=False) as data:
     arrays = {name: data[name] for name in data.files}
@@ -225,39 +271,59 @@ class ResultCache:
         structure of arrays, numbers, strings, None, lists/tuples and dicts.
       compute: () -> value, a nested structure of the same kinds.
     """
-    if self.directory is None:
+    try:
+      key = digest_of(what, inputs)
+    except TypeError as error:    # an input of a kind it cannot digest
+      _log.warning('[eval] %s is not stored: %s', what, error)
+      key = None
+    if self.directory is None or key is None:
       self.computed += 1
       return compute()
-    path = self.directory / f'{what}-{digest_of(what, inputs)}.npz'
-    if path.exists() or path.is_symlink():
-      try:
-        value = from_file(path)
-      except Exception as error:  # noqa: BLE001 -- any unreadable file is a miss
-        _log.warning('[eval] %s cannot be read (%s): computed again.', path,
-                     f'{type(error).__name__}: {error}')
-      else:
-        self.reused += 1
-        return value
+    path = self.directory / f'{what}-{key}.npz'
+    try:
+      value = from_file(path)
+    except FileNotFoundError:
+      pass
+    except Exception as error:  # noqa: BLE001 -- any unreadable file is a miss
+      _log.warning('[eval] %s cannot be read (%s): computed again.', path,
+                   f'{type(error).__name__}: {error}')
+    else:
+      self.reused += 1
+      return value
     value = compute()
     self.computed += 1
     self._store(path, value)
     return value
 
   def _store(self, path: pathlib.Path, value: Any) -> None:
-    if self._write_failed:
-      return
+    """Writes ``value`` to ``path`` through a temporary file of its own
+    (several evaluations may store the same file at once), renamed into
+    place; a failure is a warning (once) and the evaluation goes on."""
     try:
       data = to_bytes(value)
     except TypeError as error:      # a value of a kind not stored: not cached
       _log.warning('[eval] %s not stored: %s', path.name, error)
       return
+    temporary = None
     try:
       self.directory.mkdir(parents=True, exist_ok=True)
-      write_atomically(path, lambda file: file.write(data))
-    except (OSError, WorkdirError) as error:
+      descriptor, temporary = tempfile.mkstemp(
+          dir=self.directory, prefix=f'.{path.stem[:40]}.', suffix='.tmp')
+      with os.fdopen(descriptor, 'wb') as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+      os.replace(temporary, path)
+      temporary = None
+    except OSError as error:
+      if not self._write_failed:
+        _log.warning('[eval] results cannot be kept in %s (%s); the next '
+                     'evaluation computes them again.', self.directory, error)
       self._write_failed = True
-      _log.warning('[eval] results cannot be kept in %s (%s); the next '
-                   'evaluation computes them again.', self.directory, error)
+    finally:
+      if temporary is not None:
+        with contextlib.suppress(OSError):
+          os.unlink(temporary)
 
   def log_summary(self) -> None:
     """One console line on what was read back, if anything was."""

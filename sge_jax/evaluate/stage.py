@@ -11,7 +11,6 @@ outcomes.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import time
 from typing import Any, Optional, Sequence
@@ -174,25 +173,19 @@ def evaluate_run(run: RunSettings, encoding_set: EncodingSet,
   inputs = EvaluationInputs(
       run=run, encoding_set=encoding_set, rn_settings=rn_settings, rows=rows,
       saved_rn_path=saved_rn_path or workdir / saved_rn.RN_FILE, cache=cache)
-  outcomes = [protocols.EVALUATORS[name].evaluate(inputs) for name in plan]
-  # The walk level scores, as walks, the windows the protocols handed over.
-  walks = walk_evaluator.EVALUATOR.evaluate(dataclasses.replace(
-      inputs, window_results=tuple(
-          windows for outcome in outcomes
-          for windows in outcome.window_results)))
-
+  # Each protocol, then the walk level of the windows it handed over.
+  outcomes = [walk_evaluator.with_walks(
+      protocols.EVALUATORS[name].evaluate(inputs), inputs) for name in plan]
   cache.log_summary()
 
-  rocs, rn_summary = {}, None
+  entries, rocs, rn_summary = {}, {}, None
   warnings = list(training_warnings)
-  for outcome in outcomes + [walks]:
+  for outcome in outcomes:
+    entries.update(outcome.entries)
     rocs.update(outcome.rocs)
     notes.extend(outcome.notes)
     warnings.extend(outcome.warnings)
     rn_summary = outcome.rn or rn_summary
-  entries = walk_evaluator.in_report_order(
-      {key: entry for outcome in outcomes
-       for key, entry in outcome.entries.items()}, walks.entries)
   entries, rocs = _entries_of_level(entries, rocs, settings)
   walks_record = _walks_record(encoding_set, settings, plan, entries, notes)
   headline = _headline_key(entries, plan)

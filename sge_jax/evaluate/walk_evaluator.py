@@ -180,10 +180,11 @@ def score_walks(window_results: Sequence[WindowResults],
   return outcome
 
 
-def in_report_order(entries: Mapping[str, dict],
-                    walk_entries: Mapping[str, dict]) -> dict[str, dict]:
+def in_report_order(entries: Mapping[str, Any],
+                    walk_entries: Mapping[str, Any]) -> dict[str, Any]:
   """``entries`` with each walk entry right after its window entry
-  ('A/test/walks-mean' after 'A/test'), in the order they were made."""
+  ('A/test/walks-mean' after 'A/test'), in the order they were made (also
+  for ROCs, which are keyed by entry)."""
   ordered = {}
   for key, entry in entries.items():
     ordered[key] = entry
@@ -193,6 +194,32 @@ def in_report_order(entries: Mapping[str, dict],
   ordered.update((key, entry) for key, entry in walk_entries.items()
                  if key not in ordered)
   return ordered
+
+
+def with_walks(outcome: Outcome, inputs: EvaluationInputs) -> Outcome:
+  """A protocol's ``outcome`` with the walk level of the window results it
+  handed over: each walk entry (and ROC) after its window entry, the walk
+  level's notes and warnings where the protocol handed those windows over,
+  as if the protocol had scored the walks itself."""
+  if not outcome.window_results:
+    return outcome
+  entries, rocs, notes, warnings = {}, {}, [], []
+  notes_done = warnings_done = 0
+  for windows, (notes_at, warnings_at) in zip(outcome.window_results,
+                                              outcome.note_marks):
+    walks = EVALUATOR.evaluate(dataclasses.replace(inputs,
+                                                   window_results=(windows,)))
+    entries.update(walks.entries)
+    rocs.update(walks.rocs)
+    notes += outcome.notes[notes_done:notes_at] + walks.notes
+    warnings += outcome.warnings[warnings_done:warnings_at] + walks.warnings
+    notes_done, warnings_done = notes_at, warnings_at
+  return dataclasses.replace(
+      outcome, entries=in_report_order(outcome.entries, entries),
+      rocs=in_report_order(outcome.rocs, rocs),
+      notes=notes + outcome.notes[notes_done:],
+      warnings=warnings + outcome.warnings[warnings_done:],
+      window_results=[], note_marks=[])
 
 
 def evaluate(inputs: EvaluationInputs) -> Outcome:

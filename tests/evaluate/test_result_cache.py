@@ -89,6 +89,72 @@ def test_changed_evaluation_code_computes_again(tmp_path, monkeypatch):
   assert cache.get('f', (1,), lambda: 2) == 2
 
 
+@pytest.mark.parametrize('variable', ['OPENBLAS_CORETYPE', 'MKL_CBWR'])
+def test_settings_that_pick_blas_kernels_enter_the_digest(monkeypatch,
+                                                          variable):
+  # OPENBLAS_CORETYPE=Prescott changes the baselines' distances in the last
+  # bits on the same machine and numpy.
+  monkeypatch.delenv(variable, raising=False)
+  before = result_cache._environment_digest()
+  monkeypatch.setenv(variable, 'Prescott')
+  assert result_cache._environment_digest() != before
+
+
+def test_inputs_it_cannot_tell_apart_are_computed_not_stored(tmp_path, caplog):
+  masked = np.ma.array([1.0, 2.0], mask=[False, True])
+  cache = ResultCache(tmp_path)
+  with caplog.at_level(logging.WARNING):
+    assert cache.get('f', (masked,), lambda: 5) == 5
+  assert 'not stored' in caplog.text and not list(tmp_path.iterdir())
+  fields = [np.zeros(2, dtype=[('a', 'f4'), ('b', 'f4')]),
+            np.zeros(2, dtype=[('c', 'f4'), ('d', 'f4')])]
+  assert digest_of('f', fields[0]) != digest_of('f', fields[1])
+  times = np.array(['2026-12-07'], dtype='datetime64[D]')
+  assert digest_of('f', times) != digest_of('f', times.astype('datetime64[s]'))
+
+
+def test_evaluations_storing_the_same_file_at_once_both_succeed(tmp_path,
+                                                                caplog):
+  import threading
+  value = {'v': np.arange(200_000.0)}
+  caches = [ResultCache(tmp_path) for _ in range(4)]
+  start = threading.Barrier(len(caches))
+
+  def store(cache):
+    start.wait()
+    cache.get('f', (1,), lambda: value)
+
+  threads = [threading.Thread(target=store, args=(c,)) for c in caches]
+  with caplog.at_level(logging.WARNING):
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+  assert 'cannot be kept' not in caplog.text
+  assert [p.name for p in tmp_path.iterdir()] == [
+      _cache_file(tmp_path, 'f', (1,)).name]        # no temporary left
+  np.testing.assert_array_equal(
+      ResultCache(tmp_path).get('f', (1,), lambda: None)['v'], value['v'])
+
+
+def test_a_cache_file_that_cannot_be_looked_at_is_a_miss(tmp_path, monkeypatch,
+                                                        caplog):
+  # As in a directory without search permission (root ignores modes, so the
+  # refusal is simulated).
+  path = _cache_file(tmp_path, 'f', (1,))
+  real_stat = type(path).stat
+
+  def refusing_stat(self, *args, **kwargs):
+    if self == path:
+      raise PermissionError(13, 'Permission denied', str(self))
+    return real_stat(self, *args, **kwargs)
+
+  monkeypatch.setattr(type(path), 'stat', refusing_stat)
+  with caplog.at_level(logging.WARNING):
+    assert ResultCache(tmp_path).get('f', (1,), lambda: 7) == 7
+  assert 'cannot be read' in caplog.text
+
+
 def _cache_file(directory, what, inputs):
   return directory / f'{what}-{digest_of(what, inputs)}.npz'
 

@@ -274,6 +274,10 @@ def test_a_recording_in_train_and_test_skips_the_walks_with_a_warning(
   assert len(warnings) == 2                         # protocols A and B
   assert 'hold sequences of both the train and the test split' in warnings[0]
   assert '--config.eval.level=window' in warnings[0]
+  # Each protocol's walk warning follows that protocol's own warnings.
+  assert [w.split(':')[0].split(',')[0] for w in results['warnings']] == [
+      'Protocol A', 'No walk level for test', 'Protocol B',
+      'No walk level for Protocol B']
   with pytest.raises(DataError, match="no walk could be scored.*both the "
                      'train and the test split'):
     stage.evaluate_run(_run(level='walk', baselines=False),
