@@ -86,8 +86,17 @@ def _run(tmp_path_factory, layout, compilation_cache):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory, compilation_cache):
-  return {layout: _run(tmp_path_factory, layout, compilation_cache)
+def two_by_two(tmp_path_factory, compilation_cache):
+  """The 2x2 job of ``runs``, also the straight run of the kill test: a
+  fixture of its own, so that an xdist worker that gets the kill test but not
+  the layouts' test runs this job alone, not all three layouts."""
+  return _run(tmp_path_factory, '2x2', compilation_cache)
+
+
+@pytest.fixture(scope='module')
+def runs(two_by_two, tmp_path_factory, compilation_cache):
+  return {layout: two_by_two if layout == '2x2'
+          else _run(tmp_path_factory, layout, compilation_cache)
           for layout in LAYOUTS}
 
 
@@ -198,8 +207,8 @@ def _checkpoint_steps(workdir):
 
 @pytest.mark.slow
 def test_killing_every_process_mid_training_then_resuming_gives_the_same_run(
-    runs, compilation_cache, tmp_path):
-  straight, _ = runs['2x2']
+    two_by_two, compilation_cache, tmp_path):
+  straight, _ = two_by_two
   workdir = tmp_path / 'run'
   # Checkpoint cadence changes no number (training calls end at epoch ends and
   # log points only), so this run must reproduce the straight 2x2 run exactly.
