@@ -233,8 +233,9 @@ def test_multi_seed_runs_each_seed_and_aggregates(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not GIST.exists(), reason='real Kinect data not beside the checkout')
 def test_real_kinect_recordings_end_to_end_in_smoke_size(tmp_path):
+  # No plots: nothing here looks at them (10 PNGs, 2-3 s).
   run = _launch('--config=configs/gist.py:smoke', f'--workdir={tmp_path}',
-                f'--config.data.path={GIST}')
+                f'--config.data.path={GIST}', '--config.eval.plots=False')
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.loads((tmp_path / 'results.json').read_text())
   assert results['dataset'] == 'gist_gait_normal' and not results['synthetic']

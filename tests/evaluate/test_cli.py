@@ -50,6 +50,9 @@ def _write_run(run_dir, seed=0, encodings=True):
   config.rn.epochs = 4
   config.rn.hidden = 8
   config.rn.batch_size = 16
+  # No test here looks at the PNGs (tests/evaluate/test_plots.py does), and
+  # they took most of an evaluation's time (about 0.2 s each, 6 per run).
+  config.eval.plots = False
   (run_dir / 'config.json').write_text(config.to_json())
   if encodings:
     encodings_lib.save_encodings(run_dir / 'encodings.npz',
@@ -105,7 +108,7 @@ def test_reevaluation_with_an_override_equals_a_fresh_run_with_it(tmp_path):
     fresh_config = get_config()
     fresh_config.update_from_flattened_dict(
         {'seed': 0, 'rn.epochs': 4, 'rn.hidden': 8, 'rn.batch_size': 16,
-         'rn.selection': selection})
+         'eval.plots': False, 'rn.selection': selection})
     fresh = stage.evaluate_run(resolved_run(fresh_config), encoding_set,
                                tmp_path / f'fresh_{selection}')
     assert _numbers(results) == _numbers(fresh), selection
