@@ -44,3 +44,23 @@ def compile_counter():
   start = len(_BACKEND_COMPILES)
   yield lambda: len(_BACKEND_COMPILES) - start
   jax.config.update('jax_enable_compilation_cache', True)
+
+
+# The files whose tests run longest (real multi-process jobs, kills, the seed
+# stack), in that order, before every other file. With pytest-xdist's work
+# stealing the suite ends when the slowest worker does: started last, one of
+# these keeps a worker busy long after the other has run out of tests.
+_LONGEST_FIRST = (
+    'tests/distributed/test_many_processes.py',
+    'tests/train/test_resilience.py',
+    'tests/test_seeds_at_once.py',
+    'tests/train/test_seed_stack.py',
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  del config  # Unused.
+  rank = {path: index for index, path in enumerate(_LONGEST_FIRST)}
+  # A stable sort: the tests of one file keep their order.
+  items.sort(key=lambda item: rank.get(item.nodeid.split('::')[0],
+                                       len(rank)))
