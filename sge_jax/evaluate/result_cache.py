@@ -41,8 +41,8 @@ import json
 import logging
 import os
 import pathlib
+import secrets
 import stat
-import tempfile
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
@@ -282,8 +282,9 @@ class ResultCache:
     path = self.directory / f'{what}-{key}.npz'
     try:
       value = from_file(path)
-    except FileNotFoundError:
-      pass
+    except (FileNotFoundError, NotADirectoryError):
+      pass                    # not stored (yet); a file in eval_cache/'s place
+                              # is said once, when storing fails
     except Exception as error:  # noqa: BLE001 -- any unreadable file is a miss
       _log.warning('[eval] %s cannot be read (%s): computed again.', path,
                    f'{type(error).__name__}: {error}')
@@ -307,8 +308,12 @@ class ResultCache:
     temporary = None
     try:
       self.directory.mkdir(parents=True, exist_ok=True)
-      descriptor, temporary = tempfile.mkstemp(
-          dir=self.directory, prefix=f'.{path.stem[:40]}.', suffix='.tmp')
+      # A name of its own (mode 0666 less the umask, as every run file).
+      name = self.directory / (f'.{path.stem[:40]}.{os.getpid()}.'
+                               f'{secrets.token_hex(4)}.tmp')
+      descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                           | os.O_CLOEXEC, 0o666)
+      temporary = name
       with os.fdopen(descriptor, 'wb') as file:
         file.write(data)
         file.flush()

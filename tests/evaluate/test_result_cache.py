@@ -3,6 +3,7 @@ for the very same computation, equal to a fresh one, harmless when damaged."""
 
 import logging
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -79,6 +80,12 @@ def test_the_same_computation_is_computed_once_and_another_again(tmp_path):
   assert second.get('sum', (2, np.ones(2)), lambda: compute(2.0))['value'] == 2.0
   assert calls == [1.5, 2.0]
   assert (first.record()['computed'], first.record()['reused']) == (1, 0)
+  # Readable like every file of the run (another user re-evaluating it).
+  umask = os.umask(0)
+  os.umask(umask)
+  modes = {stat.S_IMODE(stored.stat().st_mode)
+           for stored in (tmp_path / 'cache').iterdir()}
+  assert modes == {0o666 & ~umask}
   assert (second.record()['computed'], second.record()['reused']) == (1, 1)
 
 
