@@ -271,12 +271,13 @@ class ResultCache:
         structure of arrays, numbers, strings, None, lists/tuples and dicts.
       compute: () -> value, a nested structure of the same kinds.
     """
-    try:
-      key = digest_of(what, inputs)
-    except TypeError as error:    # an input of a kind it cannot digest
-      _log.warning('[eval] %s is not stored: %s', what, error)
-      key = None
-    if self.directory is None or key is None:
+    key = None
+    if self.directory is not None:    # no digest to compute where none is kept
+      try:
+        key = digest_of(what, inputs)
+      except TypeError as error:    # an input of a kind it cannot digest
+        _log.warning('[eval] %s is not stored: %s', what, error)
+    if key is None:
       self.computed += 1
       return compute()
     path = self.directory / f'{what}-{key}.npz'
